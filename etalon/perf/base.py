@@ -1,0 +1,83 @@
+"""The performance-model interface: how long one engine step takes.
+
+The engine, the simulator, the embedded server and the estimator all time steps through a
+``PerfModel``; implementations (parametric, roofline, profiled) depend on this module, never the
+reverse. All times are seconds; all sizes are tokens.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class StepBatch:
+    """What one engine step computes, reduced to the aggregates step time depends on.
+
+    - ``prefill_tokens``: prompt tokens processed this step, over all prefill chunks.
+    - ``prefill_attention``: causal (query, key) pairs of those chunks,
+      ``sum(c * (ctx + (c + 1) / 2))`` for a chunk of ``c`` tokens after ``ctx`` cached ones;
+      an isolated prompt of ``n`` tokens has ``n (n + 1) / 2``.
+    - ``num_prefill_seqs``: sequences with a prefill chunk this step.
+    - ``decode_batch``: sequences producing one token each this step.
+    - ``decode_context``: sum of those sequences' context lengths (KV tokens read).
+    """
+
+    prefill_tokens: int = 0
+    prefill_attention: float = 0.0
+    num_prefill_seqs: int = 0
+    decode_batch: int = 0
+    decode_context: int = 0
+
+    @staticmethod
+    def attention_pairs(chunk: int, context_before: int) -> float:
+        return chunk * (context_before + (chunk + 1) / 2.0)
+
+    @classmethod
+    def prefill(cls, prompt_tokens: int) -> "StepBatch":
+        """An isolated prefill of a whole prompt (what a prefill profiler measures)."""
+        return cls(prompt_tokens, cls.attention_pairs(prompt_tokens, 0), 1, 0, 0)
+
+    @classmethod
+    def decode(cls, batch_size: int, context_sum: int) -> "StepBatch":
+        return cls(0, 0.0, 0, batch_size, context_sum)
+
+    @property
+    def empty(self) -> bool:
+        return self.prefill_tokens == 0 and self.decode_batch == 0
+
+
+class PerfModel(ABC):
+    """Step time of a serving engine for a batch.
+
+    Postcondition: ``step_time`` is positive for a non-empty batch and never decreases when
+    tokens, sequences or context are added.
+    """
+
+    name: str = "perf-model"
+
+    @abstractmethod
+    def step_time(self, batch: StepBatch) -> float:
+        """Seconds one engine step takes for ``batch``."""
+
+    def decode_step_times(self, batch_size: int, context_sums: np.ndarray) -> np.ndarray:
+        """Durations of consecutive decode-only steps, one per entry of ``context_sums``.
+
+        The simulator advances many identical-shape decode steps at once through this; models
+        override it with a vectorised formula. The default loops over ``step_time``.
+        """
+        return np.array(
+            [self.step_time(StepBatch.decode(batch_size, int(c))) for c in context_sums],
+            dtype=float,
+        )
+
+    def prefill_time(self, prompt_tokens: int) -> float:
+        """Seconds to prefill one isolated prompt (convenience for SLOs and reports)."""
+        return self.step_time(StepBatch.prefill(prompt_tokens))
+
+    def describe(self) -> dict:
+        """A JSON-able description written into configs and summaries."""
+        return {"kind": self.name}

@@ -1,0 +1,53 @@
+"""A parametric performance model: step time as a linear function of a batch's aggregates.
+
+It is what the embedded server uses by default, and the ground truth the calibration tests
+recover: its parameters are known exactly. The defaults look like a ~1B-parameter model on one
+datacenter GPU (a few ms per decode step, ~20k prefill tokens/s).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from etalon.perf.base import PerfModel, StepBatch
+
+
+@dataclass
+class ParametricPerfModel(PerfModel):
+    """``t = overhead + a·prefill_tokens + b·attention_pairs + c·decode_batch + d·decode_context``.
+
+    All coefficients are seconds per unit and must be non-negative.
+    """
+
+    step_overhead: float = 0.005
+    per_prefill_token: float = 5e-5
+    per_attention_pair: float = 2e-9
+    per_decode_seq: float = 1e-4
+    per_context_token: float = 2e-7
+
+    name = "parametric"
+
+    def __post_init__(self) -> None:
+        for key, value in asdict(self).items():
+            if not (value >= 0):
+                raise ValueError(f"parametric perf model: {key} must be >= 0, got {value}")
+
+    def step_time(self, batch: StepBatch) -> float:
+        if batch.empty:
+            return 0.0
+        return (
+            self.step_overhead
+            + self.per_prefill_token * batch.prefill_tokens
+            + self.per_attention_pair * batch.prefill_attention
+            + self.per_decode_seq * batch.decode_batch
+            + self.per_context_token * batch.decode_context
+        )
+
+    def decode_step_times(self, batch_size: int, context_sums: np.ndarray) -> np.ndarray:
+        base = self.step_overhead + self.per_decode_seq * batch_size
+        return base + self.per_context_token * np.asarray(context_sums, dtype=float)
+
+    def describe(self) -> dict:
+        return {"kind": self.name, **asdict(self)}

@@ -1,0 +1,151 @@
+"""The per-request record: one schema for live benchmarks, the embedded server and the simulator.
+
+Every metric, plot, SLO check and report reads these records and nothing else, so a simulated
+run and a live run are compared by the same code.
+
+Times are seconds relative to the run's start (``t = 0`` is the first scheduled arrival slot).
+Live clients measure them with a monotonic clock and convert through one wall-clock anchor per
+actor; the simulator writes its virtual clock directly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import IO, Iterable, Iterator
+
+# Where a token count came from, most trusted first.
+TOKEN_SOURCES = ("usage", "tokenizer", "chunks", "requested", "simulated")
+
+
+@dataclass
+class RequestRecord:
+    """What happened to one request.
+
+    ``chunk_times[i]`` is when the i-th content-bearing chunk arrived and ``chunk_tokens[i]`` how
+    many tokens it carried (1 for most servers; more when a server batches tokens per SSE event).
+    Role-only and empty chunks are not recorded: they carry no tokens.
+    """
+
+    request_id: int
+    scheduled_at: float
+    sent_at: float | None = None
+    completed_at: float | None = None
+    chunk_times: list[float] = field(default_factory=list)
+    chunk_tokens: list[int] = field(default_factory=list)
+    requested_prompt_tokens: int = 0
+    requested_output_tokens: int = 0
+    num_prompt_tokens: int | None = None
+    prompt_tokens_source: str | None = None
+    num_output_tokens: int | None = None
+    output_tokens_source: str | None = None
+    finish_reason: str | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    client_id: int = 0
+    replica_id: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error_type is None and self.completed_at is not None
+
+    @property
+    def ttft(self) -> float | None:
+        """Time to first token, from the moment the request was sent."""
+        if not self.chunk_times or self.sent_at is None:
+            return None
+        return self.chunk_times[0] - self.sent_at
+
+    @property
+    def ttft_from_schedule(self) -> float | None:
+        """Time to first token from the scheduled arrival: includes any dispatch lag."""
+        if not self.chunk_times:
+            return None
+        return self.chunk_times[0] - self.scheduled_at
+
+    @property
+    def e2e_latency(self) -> float | None:
+        if self.completed_at is None or self.sent_at is None:
+            return None
+        return self.completed_at - self.sent_at
+
+    @property
+    def dispatch_lag(self) -> float | None:
+        if self.sent_at is None:
+            return None
+        return self.sent_at - self.scheduled_at
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, data: dict, *, where: str = "record") -> "RequestRecord":
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"{where}: unknown field(s) {sorted(unknown)}")
+        if "request_id" not in data or "scheduled_at" not in data:
+            raise ValueError(f"{where}: missing 'request_id' or 'scheduled_at'")
+        rec = cls(**data)
+        if len(rec.chunk_times) != len(rec.chunk_tokens):
+            raise ValueError(f"{where}: chunk_times and chunk_tokens differ in length")
+        return rec
+
+
+class RecordWriter:
+    """Appends records to ``requests.jsonl`` as they finish, flushing each line.
+
+    Flushing per record is what makes a crash or Ctrl-C lose nothing that finished.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh: IO[str] = open(self.path, "a", encoding="utf-8")
+        self.count = 0
+
+    def write(self, record: RequestRecord) -> None:
+        self._fh.write(record.to_json() + "\n")
+        self._fh.flush()
+        self.count += 1
+
+    def write_all(self, records: Iterable[RequestRecord]) -> None:
+        for r in records:
+            self._fh.write(r.to_json() + "\n")
+            self.count += 1
+        self._fh.flush()
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()
+
+    def __enter__(self) -> "RecordWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def iter_records(path: str | os.PathLike) -> Iterator[RequestRecord]:
+    """Reads a ``requests.jsonl``; a bad line raises ``ValueError`` naming file and line."""
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{where}: not valid JSON ({exc.msg})") from None
+            if not isinstance(data, dict):
+                raise ValueError(f"{where}: expected a JSON object")
+            try:
+                yield RequestRecord.from_dict(data, where=where)
+            except TypeError as exc:
+                raise ValueError(f"{where}: {exc}") from None
+
+
+def load_records(path: str | os.PathLike) -> list[RequestRecord]:
+    return list(iter_records(path))
