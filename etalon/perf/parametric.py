@@ -7,7 +7,7 @@ datacenter GPU (a few ms per decode step, ~20k prefill tokens/s).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
@@ -51,3 +51,12 @@ class ParametricPerfModel(PerfModel):
 
     def describe(self) -> dict:
         return {"kind": self.name, **asdict(self)}
+
+    @classmethod
+    def from_spec(cls, spec: dict, *, where: str = "parametric perf model") -> "ParametricPerfModel":
+        """Builds from a mapping; unknown keys are errors."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(spec) - known)
+        if unknown:
+            raise ValueError(f"{where}: unknown key(s) {unknown}; valid: {sorted(known)}")
+        return cls(**{k: float(v) for k, v in spec.items()})

@@ -1,0 +1,166 @@
+"""Open-loop dispatch inside one process: send each request at its scheduled absolute time.
+
+A ``LoadGenerator`` owns one client, builds its share of prompts up front, and runs its own event
+loop (uvloop when installed) in a background thread, so the same object serves both the Ray actor
+and the in-process path, and the driver only collects finished records — it is never on the hot
+path. A per-generator concurrency cap may delay a send; the delay shows up as dispatch lag, so a
+generator that falls behind says so instead of silently closing the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import deque
+from dataclasses import asdict, dataclass
+
+from etalon.client.base import ClientConfig, Clock, make_client
+from etalon.records import RequestRecord
+from etalon.workload.request import Request
+
+
+@dataclass
+class GeneratorStats:
+    completed: int = 0
+    errors: int = 0
+    in_flight: int = 0
+    dispatched: int = 0
+    finished_dispatch: bool = False
+    done: bool = False
+
+
+def _run_loop(coro) -> None:
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(coro)
+    else:
+        uvloop.run(coro)
+
+
+class LoadGenerator:
+    """Dispatches its share of the schedule; ``drain()`` hands over finished records."""
+
+    def __init__(self, client_name: str, client_config: ClientConfig, *, client_id: int,
+                 max_concurrency: int, tokenizer: str | None, seed: int):
+        self.client_name = client_name
+        self.client_config = client_config
+        self.client_id = client_id
+        self.max_concurrency = max_concurrency
+        self.tokenizer_path = tokenizer
+        self.seed = seed
+        self._items: list[tuple[Request, str]] = []
+        self._done: deque[dict] = deque()
+        self.stats = GeneratorStats()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._main: asyncio.Task | None = None
+        self.clock: Clock | None = None
+
+    def prepare(self, requests: list[Request]) -> int:
+        """Builds the prompts of this generator's requests; returns how many."""
+        from etalon.workload.prompts import PromptBuilder
+        from etalon.workload.tokenizer import load_tokenizer
+
+        builder = PromptBuilder(load_tokenizer(self.tokenizer_path), self.seed)
+        self._items = [(r, builder.build(r.prompt_tokens, r.request_id)) for r in requests]
+        return len(self._items)
+
+    def start(self, start_wall: float, stop_after: float | None = None) -> dict:
+        """Starts dispatching in a background thread; the first slot is at ``start_wall``."""
+        self.clock = Clock(start_wall)
+        self._thread = threading.Thread(target=_run_loop, args=(self._run(stop_after),),
+                                        name=f"etalon-loadgen-{self.client_id}", daemon=True)
+        self._thread.start()
+        return {"client_id": self.client_id, "anchor_wall": self.clock.anchor_wall,
+                "anchor_monotonic": self.clock.anchor_mono}
+
+    def drain(self) -> list[dict]:
+        out = []
+        while self._done:
+            out.append(self._done.popleft())
+        return out
+
+    def progress(self) -> dict:
+        return asdict(self.stats)
+
+    def stop(self) -> None:
+        """Stops dispatching and cancels in-flight requests (they are recorded as cancelled)."""
+        if self._loop is not None and self._main is not None and not self.stats.done:
+            self._loop.call_soon_threadsafe(self._main.cancel)
+
+    def join(self, timeout: float | None = None) -> bool:
+        if self._thread is not None:
+            self._thread.join(timeout)
+            return not self._thread.is_alive()
+        return True
+
+    # -- the event loop side ---------------------------------------------------------------
+
+    async def _run(self, stop_after: float | None) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._main = asyncio.current_task()
+        client = make_client(self.client_name, self.client_config)
+        await client.open(self.max_concurrency)
+        gate = asyncio.Semaphore(self.max_concurrency)
+        tasks: set[asyncio.Task] = set()
+        clock = self.clock
+        try:
+            try:
+                limit = None
+                if stop_after is not None:
+                    limit = max(0.0, clock.to_monotonic(stop_after) - time.monotonic())
+                await asyncio.wait_for(self._dispatch(client, gate, tasks, clock), limit)
+            except asyncio.TimeoutError:
+                pass  # the run's time limit: stop sending, cancel what is in flight below
+            else:
+                self.stats.finished_dispatch = True
+                if tasks:
+                    await asyncio.wait(tasks)
+        except asyncio.CancelledError:
+            pass
+        finally:
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+            await client.close()
+            self.stats.done = True
+
+    async def _dispatch(self, client, gate: asyncio.Semaphore, tasks: set, clock: Clock) -> None:
+        for request, prompt in self._items:
+            delay = clock.to_monotonic(request.arrival_time) - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await gate.acquire()
+            task = asyncio.create_task(self._one(client, gate, request, prompt, clock))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            self.stats.dispatched += 1
+
+    async def _one(self, client, gate: asyncio.Semaphore, request: Request, prompt: str,
+                   clock: Clock) -> None:
+        record = RequestRecord(request_id=request.request_id, scheduled_at=request.arrival_time,
+                               requested_prompt_tokens=request.prompt_tokens,
+                               requested_output_tokens=request.output_tokens,
+                               client_id=self.client_id)
+        self.stats.in_flight += 1
+        try:
+            await client.send(request, prompt, record, clock)
+        except asyncio.CancelledError:
+            record.error_type = "cancelled"
+            record.error_message = "cancelled at the end of the run (time limit or Ctrl-C)"
+        except Exception as exc:  # a client bug must not lose the run
+            record.error_type = "client_exception"
+            record.error_message = f"{type(exc).__name__}: {exc}"[:300]
+        finally:
+            self.stats.in_flight -= 1
+            gate.release()
+            if record.error_type is None and record.completed_at is None:
+                record.error_type = "incomplete"
+                record.error_message = "the client returned without completing the request"
+            self.stats.completed += 1
+            if record.error_type is not None:
+                self.stats.errors += 1
+            self._done.append(asdict(record))

@@ -1,0 +1,162 @@
+"""Streaming clients for OpenAI-compatible ``/v1/chat/completions`` and ``/v1/completions``.
+
+One aiohttp session per client (so per Ray actor), no connection cap below the configured
+concurrency, a large read buffer for long lines. The two endpoints differ only in the request
+body and where a chunk keeps its text; everything else (SSE parsing, timing, token accounting,
+errors) is shared.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import aiohttp
+
+from etalon.client.base import ClientConfig, Clock, LLMClient
+from etalon.client.sse import SSEError, iter_sse_data
+from etalon.client.token_accounting import settle_token_counts
+from etalon.records import RequestRecord
+from etalon.workload.request import Request
+
+READ_BUFSIZE = 4 * 1024 * 1024
+
+
+class OpenAIClient(LLMClient):
+    """Shared streaming logic; subclasses say which endpoint and how to find a chunk's text."""
+
+    endpoint = ""
+
+    def __init__(self, config: ClientConfig):
+        super().__init__(config)
+        self._session: aiohttp.ClientSession | None = None
+        self._url = config.base_url.rstrip("/") + self.endpoint
+        self._tokenizer = None
+
+    async def open(self, max_concurrency: int) -> None:
+        headers = {"Content-Type": "application/json"}
+        if self.config.api_key:
+            headers["Authorization"] = f"Bearer {self.config.api_key}"
+        connector = aiohttp.TCPConnector(limit=max(100, max_concurrency * 2), limit_per_host=0,
+                                         ttl_dns_cache=300)
+        timeout = aiohttp.ClientTimeout(total=self.config.request_timeout,
+                                        sock_read=self.config.idle_timeout)
+        self._session = aiohttp.ClientSession(headers=headers, connector=connector,
+                                              timeout=timeout, read_bufsize=READ_BUFSIZE)
+        if self.config.tokenizer is not None:
+            from etalon.workload.tokenizer import load_tokenizer
+
+            self._tokenizer = load_tokenizer(self.config.tokenizer)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # -- per-endpoint parts ----------------------------------------------------------------
+
+    def body(self, request: Request, prompt: str) -> dict:
+        raise NotImplementedError
+
+    @staticmethod
+    def chunk_text(choice: dict) -> str | None:
+        raise NotImplementedError
+
+    def _common_body(self, request: Request) -> dict:
+        body = {
+            "model": self.config.model,
+            "max_tokens": request.output_tokens,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if self.config.ignore_eos:  # vLLM extensions: produce exactly the requested length
+            body["ignore_eos"] = True
+            body["min_tokens"] = request.output_tokens
+        body.update(self.config.additional_sampling_params)
+        return body
+
+    # -- the request -----------------------------------------------------------------------
+
+    async def send(self, request: Request, prompt: str, record: RequestRecord, clock: Clock) -> None:
+        assert self._session is not None, "client used before open()"
+        texts: list[str] = []
+        usage: dict | None = None
+        record.sent_at = clock.now()
+        try:
+            async with self._session.post(self._url, data=json.dumps(self.body(request, prompt))) as resp:
+                if resp.status != 200:
+                    detail = (await resp.text())[:200].replace("\n", " ")
+                    record.error_type = f"http_{resp.status}"
+                    record.error_message = f"HTTP {resp.status}: {detail}"
+                    return
+                done = False
+                async for data in iter_sse_data(resp.content):
+                    now = clock.now()
+                    if data == "[DONE]":
+                        done = True
+                        break
+                    try:
+                        event = json.loads(data)
+                    except json.JSONDecodeError:
+                        raise SSEError(f"event is not JSON: {data[:80]!r}") from None
+                    if not isinstance(event, dict):
+                        raise SSEError(f"event is not a JSON object: {data[:80]!r}")
+                    if event.get("error"):
+                        record.error_type = "server_error"
+                        record.error_message = str(event["error"])[:300]
+                        return
+                    if event.get("usage"):
+                        usage = event["usage"]
+                    for choice in event.get("choices") or ():
+                        text = self.chunk_text(choice)
+                        if text:  # role-only and empty chunks carry no tokens
+                            texts.append(text)
+                            record.chunk_times.append(now)
+                        if choice.get("finish_reason"):
+                            record.finish_reason = choice["finish_reason"]
+                if not done:
+                    record.error_type = "stream_cut"
+                    record.error_message = "stream ended before [DONE]"
+                    return
+                record.completed_at = clock.now()
+        except asyncio.TimeoutError:
+            record.error_type = "timeout"
+            record.error_message = (f"no data for {self.config.idle_timeout:g} s or over "
+                                    f"{self.config.request_timeout:g} s in total")
+        except SSEError as exc:
+            record.error_type = "malformed_sse"
+            record.error_message = str(exc)
+        except aiohttp.ClientPayloadError as exc:
+            record.error_type = "stream_cut"
+            record.error_message = f"stream cut: {exc}"[:300]
+        except aiohttp.ClientConnectorError as exc:
+            record.error_type = "connection"
+            record.error_message = f"cannot connect to {self._url}: {exc.os_error}"[:300]
+        except (aiohttp.ClientError, OSError) as exc:
+            record.error_type = "connection"
+            record.error_message = f"{type(exc).__name__}: {exc}"[:300]
+        finally:
+            settle_token_counts(record, prompt, texts, usage, self._tokenizer)
+
+
+class OpenAICompletionsClient(OpenAIClient):
+    endpoint = "/completions"
+
+    def body(self, request: Request, prompt: str) -> dict:
+        return {**self._common_body(request), "prompt": prompt}
+
+    @staticmethod
+    def chunk_text(choice: dict) -> str | None:
+        return choice.get("text")
+
+
+class OpenAIChatClient(OpenAIClient):
+    endpoint = "/chat/completions"
+
+    def body(self, request: Request, prompt: str) -> dict:
+        return {**self._common_body(request), "messages": [{"role": "user", "content": prompt}]}
+
+    @staticmethod
+    def chunk_text(choice: dict) -> str | None:
+        delta = choice.get("delta") or {}
+        return delta.get("content") or delta.get("reasoning_content")

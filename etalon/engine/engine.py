@@ -1,0 +1,236 @@
+"""A clock-agnostic continuous-batching serving engine.
+
+The engine is pure logic: requests are added, ``schedule(now)`` plans a step and prices it with a
+``PerfModel``, ``complete(step, end)`` applies it and reports the tokens it produced. The
+simulator drives it with a virtual clock; ``etalon.serve`` with the wall clock. Between batch
+changes decode steps are alike, so ``fast_forward`` advances many of them in one vectorised go.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from etalon.engine.config import EngineConfig
+from etalon.engine.kv_cache import BlockPool, blocks_for
+from etalon.engine.schedulers import SCHEDULERS, StepPlan
+from etalon.engine.sequence import Sequence, SeqState
+from etalon.perf.base import PerfModel, StepBatch
+
+
+@dataclass
+class Step:
+    """A planned step: what it computes and how long it takes."""
+
+    plan: StepPlan
+    batch: StepBatch
+    duration: float
+    start: float
+
+
+@dataclass
+class StepOutcome:
+    """What a completed step produced: ``emitted`` holds (sequence, tokens) pairs."""
+
+    end: float
+    emitted: list[tuple[Sequence, int]] = field(default_factory=list)
+    finished: list[Sequence] = field(default_factory=list)
+
+
+class Engine:
+    """One serving replica: queues, KV blocks, a batching policy and a performance model."""
+
+    def __init__(self, config: EngineConfig, perf_model: PerfModel):
+        self.config = config.validate()
+        self.perf = perf_model
+        self.pool = BlockPool(config.num_kv_blocks, config.block_size)
+        self._plan = SCHEDULERS[config.scheduler]
+        self.waiting: deque[Sequence] = deque()
+        self.running: list[Sequence] = []
+        self.num_preemptions = 0
+        self.busy_time = 0.0
+        self.num_steps = 0
+
+    # -- queue and KV bookkeeping used by the policies -------------------------------------
+
+    def add(self, seq: Sequence) -> None:
+        max_tokens = seq.prompt_tokens + seq.output_tokens
+        if blocks_for(max_tokens, self.pool.block_size) > self.pool.num_blocks:
+            raise ValueError(
+                f"request {seq.request_id}: {max_tokens} tokens can never fit the KV cache "
+                f"({self.config.kv_capacity_tokens} tokens)"
+            )
+        self.waiting.append(seq)
+
+    def admit(self, seq: Sequence, tokens: int) -> bool:
+        """Moves the head of the waiting queue to running with KV for ``tokens`` more tokens."""
+        if not self.grow(seq, tokens):
+            return False
+        self.waiting.popleft()
+        seq.state = SeqState.RUNNING
+        self.running.append(seq)
+        return True
+
+    def grow(self, seq: Sequence, tokens: int) -> bool:
+        """Makes room in the KV cache for ``tokens`` more of ``seq``'s tokens, if it can."""
+        need = blocks_for(seq.num_computed + tokens, self.pool.block_size) - seq.blocks
+        if need <= 0:
+            return True
+        if not self.pool.can_allocate(need):
+            return False
+        self.pool.allocate(need)
+        seq.blocks += need
+        return True
+
+    def preempt(self, seq: Sequence) -> None:
+        """Recompute-style preemption: drop the KV, requeue at the front."""
+        self.running.remove(seq)
+        self.pool.release(seq.blocks)
+        seq.blocks = 0
+        seq.num_computed = 0
+        seq.prefill_target = seq.prompt_tokens + seq.generated
+        seq.state = SeqState.WAITING
+        seq.num_preemptions += 1
+        self.num_preemptions += 1
+        self.waiting.appendleft(seq)
+
+    def reserve_decodes(self, candidates: list[Sequence]) -> list[Sequence]:
+        """Gives each candidate a KV slot for its next token, preempting the most recently
+        admitted running sequence when the cache is full (vLLM's rule)."""
+        granted: list[Sequence] = []
+        for seq in candidates:
+            if seq.state is not SeqState.RUNNING:
+                continue  # preempted to make room for an earlier one
+            while not self.grow(seq, 1):
+                victim = self.running[-1]
+                self.preempt(victim)
+                if victim is seq:
+                    break
+                if victim in granted:
+                    granted.remove(victim)
+            else:
+                granted.append(seq)
+        return granted
+
+    # -- stepping ----------------------------------------------------------------------------
+
+    @property
+    def idle(self) -> bool:
+        return not self.waiting and not self.running
+
+    def schedule(self, now: float) -> Step | float | None:
+        """Plans the next step at ``now``; a float is a time to call again, ``None`` means idle."""
+        result = self._plan(self, now)
+        if result is None or isinstance(result, float):
+            return result
+        batch = self._batch_of(result)
+        for seq, _ in result.prefill:
+            if seq.first_scheduled_at is None:
+                seq.first_scheduled_at = now
+        return Step(result, batch, self.perf.step_time(batch), now)
+
+    @staticmethod
+    def _batch_of(plan: StepPlan) -> StepBatch:
+        prefill_tokens = 0
+        attention = 0.0
+        for seq, chunk in plan.prefill:
+            prefill_tokens += chunk
+            attention += StepBatch.attention_pairs(chunk, seq.num_computed)
+        context = sum(seq.num_computed + 1 for seq in plan.decode)
+        return StepBatch(prefill_tokens, attention, len(plan.prefill), len(plan.decode), context)
+
+    def complete(self, step: Step, end: float) -> StepOutcome:
+        """Applies a step that ended at ``end``: advances prefills, emits tokens, frees finishers."""
+        out = StepOutcome(end)
+        for seq, chunk in step.plan.prefill:
+            seq.num_computed += chunk
+            if not seq.in_prefill:
+                self._emit(seq, end, out)
+        for seq in step.plan.decode:
+            seq.num_computed += 1
+            self._emit(seq, end, out)
+        if out.finished:
+            self.running = [s for s in self.running if s.state is SeqState.RUNNING]
+        self.busy_time += step.duration
+        self.num_steps += 1
+        return out
+
+    def _emit(self, seq: Sequence, t: float, out: StepOutcome) -> None:
+        seq.generated += 1
+        seq.token_segments.append(t)
+        out.emitted.append((seq, 1))
+        if seq.generated >= seq.output_tokens:
+            self._finish(seq, t, out)
+
+    def _finish(self, seq: Sequence, t: float, out: StepOutcome) -> None:
+        seq.state = SeqState.FINISHED
+        seq.finished_at = t
+        self.pool.release(seq.blocks)
+        seq.blocks = 0
+        out.finished.append(seq)
+
+    # -- fast-forward (simulator) ------------------------------------------------------------
+
+    def decode_horizon(self, plan: StepPlan) -> int:
+        """How many identical decode-only steps, starting with ``plan``, can run before the batch
+        changes: a sequence finishes, or the KV cache cannot hold the next tokens.
+
+        ``plan`` already holds KV for its first step.
+        """
+        seqs = plan.decode
+        remaining = np.fromiter((s.remaining_output for s in seqs), dtype=np.int64, count=len(seqs))
+        k_finish = int(remaining.min())
+        if k_finish <= 1:
+            return 1
+        bs = self.pool.block_size
+        computed = np.fromiter((s.num_computed for s in seqs), dtype=np.int64, count=len(seqs))
+        held = np.fromiter((s.blocks for s in seqs), dtype=np.int64, count=len(seqs))
+        free = self.pool.free
+
+        def extra_blocks(k: int) -> int:  # blocks needed beyond those held to run k steps
+            return int(np.maximum(-(-(computed + k) // bs) - held, 0).sum())
+
+        if extra_blocks(k_finish) <= free:
+            return k_finish
+        lo, hi = 1, k_finish  # extra_blocks(lo) <= free < extra_blocks(hi)
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if extra_blocks(mid) <= free:
+                lo = mid
+            else:
+                hi = mid
+        return lo
+
+    def fast_forward(self, step: Step, num_steps: int) -> StepOutcome:
+        """Runs ``num_steps`` decode steps of ``step``'s batch back to back from ``step.start``.
+
+        Precondition: ``step`` is decode-only and ``num_steps <= decode_horizon(step.plan)``.
+        Every sequence gets one token per step; they share one array of emission times.
+        """
+        seqs = step.plan.decode
+        n = len(seqs)
+        context0 = step.batch.decode_context
+        contexts = context0 + n * np.arange(num_steps, dtype=np.int64)
+        durations = self.perf.decode_step_times(n, contexts)
+        times = step.start + np.cumsum(durations)
+        end = float(times[-1])
+        out = StepOutcome(end)
+        bs = self.pool.block_size
+        for seq in seqs:
+            seq.num_computed += num_steps
+            need = blocks_for(seq.num_computed, bs) - seq.blocks
+            if need > 0:
+                self.pool.allocate(need)
+                seq.blocks += need
+            seq.generated += num_steps
+            seq.token_segments.append(times)
+            out.emitted.append((seq, num_steps))
+            if seq.generated >= seq.output_tokens:
+                self._finish(seq, end, out)
+        if out.finished:
+            self.running = [s for s in self.running if s.state is SeqState.RUNNING]
+        self.busy_time += float(durations.sum())
+        self.num_steps += num_steps
+        return out

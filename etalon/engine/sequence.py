@@ -1,0 +1,74 @@
+"""One request's state inside the engine: how much of its prompt is computed, what it has produced."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+import numpy as np
+
+
+class SeqState(Enum):
+    WAITING = "waiting"
+    RUNNING = "running"
+    FINISHED = "finished"
+
+
+class Sequence:
+    """A request as the engine sees it.
+
+    ``num_computed`` counts tokens whose KV entries are in the cache. Prefill runs until
+    ``num_computed == prefill_target``; the step that completes it emits a token. Each decode step
+    then processes the newest token and emits the next. Preemption by recompute drops the cache
+    and makes the prompt plus everything generated so far the new prefill target, as vLLM does.
+    """
+
+    __slots__ = (
+        "request_id", "prompt_tokens", "output_tokens", "arrival_time", "state",
+        "num_computed", "prefill_target", "generated", "blocks", "num_preemptions",
+        "first_scheduled_at", "finished_at", "token_segments", "tag",
+    )
+
+    def __init__(self, request_id: int, prompt_tokens: int, output_tokens: int,
+                 arrival_time: float, tag: object = None):
+        if prompt_tokens < 1 or output_tokens < 1:
+            raise ValueError(
+                f"request {request_id}: prompt and output tokens must be >= 1, "
+                f"got {prompt_tokens} and {output_tokens}"
+            )
+        self.request_id = request_id
+        self.prompt_tokens = prompt_tokens
+        self.output_tokens = output_tokens
+        self.arrival_time = arrival_time
+        self.state = SeqState.WAITING
+        self.num_computed = 0
+        self.prefill_target = prompt_tokens
+        self.generated = 0
+        self.blocks = 0
+        self.num_preemptions = 0
+        self.first_scheduled_at: float | None = None
+        self.finished_at: float | None = None
+        # Emission times, as a list of float arrays (a fast-forward appends one shared slice).
+        self.token_segments: list[np.ndarray | float] = []
+        self.tag = tag  # opaque to the engine: the server hangs its stream here
+
+    @property
+    def in_prefill(self) -> bool:
+        return self.num_computed < self.prefill_target
+
+    @property
+    def remaining_prefill(self) -> int:
+        return self.prefill_target - self.num_computed
+
+    @property
+    def remaining_output(self) -> int:
+        return self.output_tokens - self.generated
+
+    def token_times(self) -> np.ndarray:
+        """Every emitted token's time, in order."""
+        if not self.token_segments:
+            return np.empty(0)
+        return np.concatenate([np.atleast_1d(s) for s in self.token_segments])
+
+    def __repr__(self) -> str:
+        return (f"Sequence({self.request_id}, {self.state.value}, computed={self.num_computed}/"
+                f"{self.prefill_target}, generated={self.generated}/{self.output_tokens})")

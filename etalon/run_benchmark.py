@@ -1,0 +1,265 @@
+"""``python -m etalon.run_benchmark``: an open-loop benchmark of an OpenAI-compatible server.
+
+The arrival schedule is computed up front; Ray actor clients (or threads with ``--no-ray``) send
+each request at its scheduled time and stream the answer; every finished request is appended to
+``requests.jsonl`` at once; metrics, plots and W&B read those records and nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from contextlib import ExitStack
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+
+from etalon.cli_errors import UserError, run_cli
+from etalon.client import CLIENTS, ClientConfig
+from etalon.client.pool import PoolSpec, run_pool
+from etalon.records import RecordWriter, RequestRecord
+from etalon.workload.config import WorkloadConfig, add_workload_args
+from etalon.workload.schedule import build_requests
+
+PROG = "etalon.run_benchmark"
+
+
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {exc.msg}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object")
+    return value
+
+
+def add_run_args(p: argparse.ArgumentParser) -> None:
+    """Flags about the server, the clients and the outputs (workload flags are separate)."""
+    g = p.add_argument_group("server and clients")
+    g.add_argument("--model", default=None,
+                   help="model name sent in each request (default: the embedded server's)")
+    g.add_argument("--server", default=None,
+                   help="'local' starts the embedded server for the run; otherwise a base URL "
+                        "(default: $OPENAI_API_BASE)")
+    g.add_argument("--server-args", default="",
+                   help="extra flags for the embedded server, e.g. \"--scheduler sarathi\"")
+    g.add_argument("--llm-api", default="openai-completions", choices=sorted(CLIENTS),
+                   help="client backend")
+    g.add_argument("--num-ray-clients", type=int, default=2, help="load-generator actors")
+    g.add_argument("--num-concurrent-requests-per-client", type=int, default=10,
+                   help="in-flight cap per client; a request over it waits, which shows as "
+                        "dispatch lag")
+    g.add_argument("--no-ray", action="store_true",
+                   help="run the load generators as threads of this process instead of Ray actors")
+    g.add_argument("--ray-address", default=None, help="join an existing Ray cluster")
+    g.add_argument("--timeout", type=float, default=600.0,
+                   help="time limit of the whole run in seconds: sending stops, in-flight "
+                        "requests are cancelled and recorded")
+    g.add_argument("--request-timeout", type=float, default=600.0, help="per-request limit (s)")
+    g.add_argument("--idle-timeout", type=float, default=120.0,
+                   help="a stream silent this long (s) is a stalled request")
+    g.add_argument("--tokenizer", default=None,
+                   help="local Hugging Face tokenizer folder: exact prompt lengths and output "
+                        "counts when the server sends no usage (default: word approximation)")
+    g.add_argument("--additional-sampling-params", type=_json_object, default={},
+                   help="JSON object merged into every request body")
+    g.add_argument("--no-ignore-eos", action="store_true",
+                   help="do not send vLLM's ignore_eos/min_tokens (for servers that reject them)")
+    d = p.add_argument_group("deadlines (SLOs)")
+    d.add_argument("--ttft-deadline", type=float, default=None, help="TTFT deadline (s)")
+    d.add_argument("--tbt-deadline", type=float, default=None, help="time-between-tokens deadline (s)")
+    o = p.add_argument_group("outputs")
+    o.add_argument("--output-dir", default="result_outputs", help="where results go")
+    o.add_argument("--should-use-given-dir", action=argparse.BooleanOptionalAction, default=True,
+                   help="write into --output-dir itself (else into a timestamped subfolder)")
+    o.add_argument("--should-write-metrics", action=argparse.BooleanOptionalAction, default=False,
+                   help="log config, summary, per-request table and plots to W&B")
+    o.add_argument("--wandb-project", default=None)
+    o.add_argument("--wandb-group", default=None)
+    o.add_argument("--wandb-run-name", default=None)
+    o.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    o.add_argument("--no-progress", action="store_true", help="no live progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m etalon.run_benchmark",
+                                description=__doc__.splitlines()[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_run_args(p)
+    add_workload_args(p)
+    return p
+
+
+def _check(args) -> None:
+    if args.num_ray_clients < 1:
+        raise UserError(f"--num-ray-clients must be >= 1, got {args.num_ray_clients}")
+    if args.num_concurrent_requests_per_client < 1:
+        raise UserError("--num-concurrent-requests-per-client must be >= 1")
+    for flag in ("timeout", "request_timeout", "idle_timeout", "ttft_deadline", "tbt_deadline"):
+        value = getattr(args, flag)
+        if value is not None and value <= 0:
+            raise UserError(f"--{flag.replace('_', '-')} must be > 0, got {value}")
+    if args.tokenizer and not Path(args.tokenizer).exists():
+        raise UserError(f"--tokenizer {args.tokenizer}: no such file or folder")
+
+
+def _output_dir(args) -> Path:
+    out = Path(args.output_dir)
+    if not args.should_use_given_dir:
+        out = out / datetime.now().strftime("%Y%m%d-%H%M%S")
+    out.mkdir(parents=True, exist_ok=True)
+    stale = out / "requests.jsonl"
+    if stale.exists():
+        stale.unlink()  # a fresh run; records are appended as they finish
+    return out
+
+
+def run(args) -> int:
+    _check(args)
+    workload = WorkloadConfig.from_args(args)
+    requests = build_requests(workload)
+    out = _output_dir(args)
+    with ExitStack() as stack:
+        base_url, model = _server(args, stack)
+        config = ClientConfig(base_url=base_url, model=model,
+                              api_key=os.environ.get("OPENAI_API_KEY"),
+                              request_timeout=args.request_timeout, idle_timeout=args.idle_timeout,
+                              additional_sampling_params=args.additional_sampling_params,
+                              ignore_eos=not args.no_ignore_eos, tokenizer=args.tokenizer)
+        spec = PoolSpec(args.llm_api, config, args.num_ray_clients,
+                        args.num_concurrent_requests_per_client, args.tokenizer, workload.seed,
+                        use_ray=not args.no_ray, ray_address=args.ray_address)
+        run_config = {
+            "benchmark": {k: v for k, v in vars(args).items() if k not in WorkloadConfig.__dataclass_fields__},
+            "workload": asdict(workload), "client": config.redacted(),
+            "num_requests_scheduled": len(requests),
+        }
+        records = _dispatch(spec, requests, out, args)
+    return _finish(records, run_config, out, args, requests)
+
+
+def _server(args, stack: ExitStack) -> tuple[str, str]:
+    server = args.server or os.environ.get("OPENAI_API_BASE")
+    if server is None:
+        raise UserError("no server: pass --server local (the embedded server) or --server URL, "
+                        "or set OPENAI_API_BASE")
+    if server == "local":
+        import shlex
+
+        from etalon.server.process import LocalServer
+
+        model = args.model or "etalon-embedded"
+        srv_args = ["--model", model, *shlex.split(args.server_args)]
+        if args.tokenizer:
+            srv_args += ["--tokenizer", args.tokenizer]
+        try:
+            srv = stack.enter_context(LocalServer(srv_args))
+        except RuntimeError as exc:
+            raise UserError(str(exc)) from None
+        print(f"{PROG}: embedded server at {srv.base_url}", file=sys.stderr)
+        return srv.base_url, model
+    if not server.startswith(("http://", "https://")):
+        raise UserError(f"--server must be 'local' or an http(s) URL, got {server!r}")
+    if args.model is None:
+        raise UserError("--model is required with a remote server")
+    _probe(server)
+    return server, args.model
+
+
+def _probe(base_url: str) -> None:
+    """Fails fast, in one line, when nothing answers at ``base_url``."""
+    import urllib.error
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(base_url)
+    try:
+        with urllib.request.urlopen(f"{parts.scheme}://{parts.netloc}/", timeout=5):
+            pass
+    except urllib.error.HTTPError:
+        return  # something answered
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise UserError(f"server {base_url} is unreachable ({reason})") from None
+
+
+def _dispatch(spec: PoolSpec, requests, out: Path, args) -> list[RequestRecord]:
+    from etalon.report.progress import Progress
+
+    records: list[RequestRecord] = []
+    progress = Progress(len(requests), enabled=not args.no_progress)
+    with RecordWriter(out / "requests.jsonl") as writer:
+        def on_record(data: dict) -> None:
+            record = RequestRecord.from_dict(data)
+            records.append(record)
+            writer.write(record)
+
+        def on_progress(totals: dict, elapsed: float) -> None:
+            progress.update(totals["completed"] - totals["errors"], totals["in_flight"],
+                            totals["errors"], elapsed)
+
+        try:
+            result = run_pool(spec, requests, on_record, time_limit=args.timeout,
+                              on_progress=on_progress)
+        finally:
+            progress.close()
+    if result.interrupted:
+        print(f"{PROG}: interrupted; writing what finished", file=sys.stderr)
+    if result.timed_out or result.not_dispatched:
+        print(f"{PROG}: time limit of {args.timeout:g} s reached; {result.not_dispatched} "
+              f"request(s) never sent", file=sys.stderr)
+    args._anchors = result.anchors
+    args._not_dispatched = result.not_dispatched
+    return records
+
+
+def _finish(records, run_config: dict, out: Path, args, requests) -> int:
+    from etalon.metrics.summary import summarize
+    from etalon.report.console import print_summary
+    from etalon.report.files import write_run_outputs
+
+    records.sort(key=lambda r: r.request_id)
+    target_qps = _target_qps(args)
+    summary = summarize(records, ttft_deadline=args.ttft_deadline, tbt_deadline=args.tbt_deadline,
+                        target_qps=target_qps)
+    summary["run"] = {"num_scheduled": len(requests), "not_dispatched": args._not_dispatched,
+                      "clock_anchors": args._anchors, "finished_at": time.time()}
+    run_config = {k: v for k, v in run_config.items()}
+    run_config["benchmark"] = {k: v for k, v in run_config["benchmark"].items()
+                               if not k.startswith("_")}
+    paths = write_run_outputs(out, records, summary, run_config, plots=not args.no_plots)
+    print_summary(summary)
+    print(f"{PROG}: results in {out}", file=sys.stderr)
+    if args.should_write_metrics:
+        if not args.wandb_project:
+            print(f"{PROG}: --should-write-metrics needs --wandb-project; W&B skipped",
+                  file=sys.stderr)
+        else:
+            from etalon.report.wandb_logger import log_to_wandb
+
+            plots = {k: v for k, v in paths.items() if k.startswith("plot/")}
+            log_to_wandb(args.wandb_project, args.wandb_group, args.wandb_run_name, run_config,
+                         summary, records, plots)
+    return 0
+
+
+def _target_qps(args) -> float | None:
+    provider = args.request_interval_generator_provider
+    if provider == "poisson":
+        return args.poisson_request_interval_generator_qps
+    if provider == "gamma":
+        return args.gamma_request_interval_generator_qps
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_cli(PROG, lambda: run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""Drives the engine with the wall clock and hands each request's tokens to its HTTP stream."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from dataclasses import dataclass
+
+from etalon.engine import Engine, Sequence, SeqState
+
+
+class QueueFull(Exception):
+    """The engine's waiting queue is at its bound (the server answers 429)."""
+
+
+@dataclass
+class TokenEvent:
+    """``count`` tokens became available at loop time ``at``; ``done`` closes the stream."""
+
+    count: int
+    at: float
+    done: bool = False
+
+
+class EngineRunner:
+    """Runs engine steps on the event loop: plan, sleep for the step's modelled duration, apply.
+
+    Each request gets an ``asyncio.Queue`` of ``TokenEvent``s; the HTTP handler streams from it.
+    """
+
+    def __init__(self, engine: Engine, max_queue: int = 1024):
+        self.engine = engine
+        self.max_queue = max_queue
+        self._ids = itertools.count()
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="engine")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    def submit(self, prompt_tokens: int, output_tokens: int) -> Sequence:
+        if len(self.engine.waiting) >= self.max_queue:
+            raise QueueFull(f"queue full ({self.max_queue} waiting)")
+        now = asyncio.get_running_loop().time()
+        seq = Sequence(next(self._ids), prompt_tokens, output_tokens, now, tag=asyncio.Queue())
+        self.engine.add(seq)
+        self._wakeup.set()
+        return seq
+
+    def abort(self, seq: Sequence) -> None:
+        """Drops a request whose client went away, freeing its KV blocks."""
+        engine = self.engine
+        if seq.state is SeqState.WAITING and seq in engine.waiting:
+            engine.waiting.remove(seq)
+        elif seq.state is SeqState.RUNNING and seq in engine.running:
+            engine.running.remove(seq)
+            engine.pool.release(seq.blocks)
+            seq.blocks = 0
+        seq.state = SeqState.FINISHED
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            now = loop.time()
+            result = self.engine.schedule(now)
+            if result is None:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            if isinstance(result, float):  # a batching window: wake at its end or on arrival
+                self._wakeup.clear()
+                try:
+                    await asyncio.wait_for(self._wakeup.wait(), max(0.0, result - now))
+                except asyncio.TimeoutError:
+                    pass
+                continue
+            delay = result.start + result.duration - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            end = loop.time()
+            outcome = self.engine.complete(result, end)
+            for seq, count in outcome.emitted:
+                seq.tag.put_nowait(TokenEvent(count, end))
+            for seq in outcome.finished:
+                seq.tag.put_nowait(TokenEvent(0, end, done=True))

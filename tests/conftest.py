@@ -1,0 +1,40 @@
+"""Shared fixtures: one Ray cluster per session, the embedded server, a programmed server."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_TRACES = REPO.parent / "shared" / "traces"
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+
+@pytest.fixture(scope="session")
+def shared_traces() -> Path:
+    if not SHARED_TRACES.is_dir():
+        pytest.skip(f"public traces not found at {SHARED_TRACES} (../shared/traces beside the repo)")
+    return SHARED_TRACES
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray cluster for the whole test session (it costs ~4 s and ~0.5 GB)."""
+    ray = pytest.importorskip("ray")
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def programmed_server():
+    from programmed_server import ProgrammedServer
+
+    srv = ProgrammedServer(ttft=0.05, itl=0.02).start()
+    yield srv
+    srv.stop()
