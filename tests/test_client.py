@@ -1,0 +1,98 @@
+"""Clients and the open-loop pool against real streaming servers with known timing and faults."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from etalon.client import ClientConfig
+from etalon.client.pool import PoolSpec, run_pool
+from etalon.client.token_accounting import split_tokens
+from etalon.metrics.latency import tbt_samples
+from etalon.records import RequestRecord
+from etalon.workload.request import Request
+
+
+def run(base_url: str, requests, *, use_ray=False, clients=1, concurrency=8, **cfg) -> list[RequestRecord]:
+    config = ClientConfig(base_url=base_url, model="m", request_timeout=cfg.pop("request_timeout", 30),
+                          idle_timeout=cfg.pop("idle_timeout", 10), **cfg)
+    spec = PoolSpec("openai-completions", config, clients, concurrency, None, seed=1, use_ray=use_ray)
+    out: list[dict] = []
+    run_pool(spec, requests, out.append)
+    return sorted((RequestRecord.from_dict(d) for d in out), key=lambda r: r.request_id)
+
+
+def schedule(n: int, gap: float, prompt: int = 20, output: int = 10) -> list[Request]:
+    return [Request(i, i * gap, prompt, output) for i in range(n)]
+
+
+def test_measured_ttft_and_tbt_match_programmed_delays(programmed_server):
+    # The server sleeps 50 ms before the first token and 20 ms between tokens.
+    recs = run(programmed_server.base_url, schedule(8, 0.15, output=12))
+    assert all(r.ok for r in recs)
+    ttft = np.median([r.ttft for r in recs])
+    tbt = np.median(np.concatenate([tbt_samples(np.array(r.chunk_times), np.array(r.chunk_tokens))
+                                    for r in recs]))
+    assert ttft == pytest.approx(0.050, abs=0.005)
+    assert tbt == pytest.approx(0.020, abs=0.003)
+    for r in recs:
+        assert r.num_output_tokens == 12 and r.output_tokens_source == "usage"
+        assert r.num_prompt_tokens == 7 and r.prompt_tokens_source == "usage"
+        assert r.finish_reason == "length"
+        # identity: e2e - ttft equals the sum of the gaps between chunks (plus the tail to [DONE])
+        assert r.e2e_latency - r.ttft >= r.chunk_times[-1] - r.chunk_times[0]
+
+
+def test_sends_follow_the_schedule_open_loop(programmed_server):
+    # 10 requests 30 ms apart, each taking ~250 ms: a closed loop of 1 would take 2.5 s;
+    # open loop sends each at its slot regardless.
+    recs = run(programmed_server.base_url, schedule(10, 0.03, output=10), concurrency=20)
+    lags = np.array([r.dispatch_lag for r in recs])
+    # A closed loop would delay later sends by ~0.23 s each; allow scheduler noise of a busy box.
+    assert np.median(lags) < 0.005 and lags.max() < 0.1
+    np.testing.assert_allclose([r.scheduled_at for r in recs], np.arange(10) * 0.03)
+
+
+def test_concurrency_cap_shows_as_dispatch_lag(programmed_server):
+    recs = run(programmed_server.base_url, schedule(4, 0.0, output=10), concurrency=1)
+    # One in flight at a time: each waits ~ (0.05 + 9 * 0.02) = 0.23 s for the previous one.
+    lags = sorted(r.dispatch_lag for r in recs)
+    assert lags[-1] == pytest.approx(3 * 0.23, rel=0.15)
+
+
+@pytest.mark.parametrize("kind, error", [("http500", "http_500"), ("cut", "stream_cut"),
+                                          ("stall", "timeout"), ("malformed", "malformed_sse")])
+def test_faults_become_error_records(programmed_server, kind, error):
+    recs = run(programmed_server.fault_url(kind), schedule(2, 0.0, output=10), idle_timeout=0.5)
+    assert [r.error_type for r in recs] == [error, error]
+    assert all(r.error_message for r in recs)
+
+
+def test_unreachable_server_is_a_connection_error():
+    recs = run("http://127.0.0.1:9/v1", schedule(2, 0.0))
+    assert {r.error_type for r in recs} == {"connection"}
+    assert "cannot connect" in recs[0].error_message
+
+
+def test_multi_token_chunks_are_accounted(programmed_server):
+    recs = run(programmed_server.fault_url("chunky"), schedule(1, 0.0, output=10))
+    r = recs[0]
+    # 10 tokens in events of 3, 3, 3, 1 (the server's programming).
+    assert r.num_output_tokens == 10 and sum(r.chunk_tokens) == 10
+    assert len(r.chunk_times) == 4
+
+
+def test_split_tokens_by_largest_remainder():
+    assert split_tokens(3, [5.0, 5.0, 5.0]) == [1, 1, 1]
+    assert split_tokens(10, [1.0, 1.0, 2.0]) == [3, 3, 4]  # 7 extra: 1.75, 1.75, 3.5 -> 2, 2, 3
+    assert sum(split_tokens(17, [3.0, 1.0, 1.0, 9.0])) == 17
+
+
+def test_ray_path_gives_same_records_as_in_process(programmed_server, ray_cluster):
+    reqs = schedule(6, 0.05, output=5)
+    local = run(programmed_server.base_url, reqs, clients=2)
+    remote = run(programmed_server.base_url, reqs, clients=2, use_ray=True)
+    key = lambda r: (r.request_id, r.scheduled_at, r.client_id, r.num_output_tokens,
+                     r.num_prompt_tokens, r.error_type, len(r.chunk_times))
+    assert [key(r) for r in local] == [key(r) for r in remote]
+    assert max(r.dispatch_lag for r in remote) < 0.02

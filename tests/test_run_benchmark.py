@@ -1,0 +1,113 @@
+"""End to end: run_benchmark against the embedded server, its outputs, W&B offline, bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from etalon.perf import ParametricPerfModel, StepBatch
+from etalon.records import load_records
+from etalon.server.process import LocalServer
+
+
+@pytest.fixture(scope="module")
+def embedded():
+    with LocalServer(["--scheduler", "vllm"]) as srv:
+        yield srv
+
+
+def bench(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "etalon.run_benchmark", "--no-progress", *args],
+                          capture_output=True, text=True, timeout=240, cwd=cwd)
+
+
+def test_embedded_server_timing_matches_its_perf_model(embedded, tmp_path):
+    # One request at a time (0.5 s apart): TTFT is one prefill step, TBT one decode step of
+    # batch 1, both known from the parametric model's defaults.
+    out = tmp_path / "run"
+    res = bench("--server", embedded.base_url, "--model", "etalon-embedded", "--no-ray",
+                "--num-ray-clients", "1", "--max-num-completed-requests", "6",
+                "--request-interval-generator-provider", "trace",
+                "--trace-request-interval-generator-trace-file", str(_uniform_trace(tmp_path, 6, 0.5)),
+                "--fixed-request-generator-prefill-tokens", "512",
+                "--fixed-request-generator-decode-tokens", "20", "--output-dir", str(out), "--no-plots")
+    assert res.returncode == 0, res.stderr
+    recs = load_records(out / "requests.jsonl")
+    assert len(recs) == 6 and all(r.ok for r in recs)
+    model = ParametricPerfModel()
+    prompt = recs[0].num_prompt_tokens
+    assert recs[0].prompt_tokens_source == "usage" and abs(prompt - 512) <= 5
+    expect_ttft = model.step_time(StepBatch.prefill(prompt))
+    ttft = np.median([r.ttft for r in recs])
+    gaps = np.concatenate([np.diff(r.chunk_times) for r in recs])
+    expect_tbt = model.step_time(StepBatch.decode(1, prompt + 10))  # mid-stream context
+    assert ttft == pytest.approx(expect_ttft, abs=0.004)
+    assert np.median(gaps) == pytest.approx(expect_tbt, abs=0.002)
+
+
+def _uniform_trace(tmp: Path, n: int, gap: float) -> Path:
+    path = tmp / "arrivals.csv"
+    rows = "\n".join(f"{i * gap},512,20" for i in range(n))
+    path.write_text("arrival_time,num_prefill_tokens,num_decode_tokens\n" + rows + "\n")
+    return path
+
+
+def test_quick_start_run_writes_every_output_and_wandb_offline(tmp_path, ray_cluster):
+    out = tmp_path / "quick"
+    res = bench("--server", "local", "--max-num-completed-requests", "20",
+                "--poisson-request-interval-generator-qps", "8", "--num-ray-clients", "2",
+                "--ttft-deadline", "0.5", "--tbt-deadline", "0.05", "--output-dir", str(out),
+                "--should-write-metrics", "--wandb-project", "etalon-test", "--wandb-group", "g",
+                "--wandb-run-name", "r", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    for name in ("requests.jsonl", "summary.json", "config.json", "ttft.csv", "tbt.csv",
+                 "requests.csv"):
+        assert (out / name).is_file(), name
+    assert list((out / "plots").glob("*.png"))
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["counts"]["num_completed"] == 20
+    assert summary["counts"]["num_errors"] == 0
+    assert "TTFT" in res.stdout
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert runs and list(runs[0].glob("*.wandb"))
+
+
+def test_api_key_never_written(embedded, tmp_path):
+    import os
+
+    out = tmp_path / "k"
+    env = {**os.environ, "OPENAI_API_KEY": "sk-secret-123456"}
+    res = subprocess.run([sys.executable, "-m", "etalon.run_benchmark", "--no-progress", "--no-ray",
+                          "--server", embedded.base_url, "--model", "etalon-embedded",
+                          "--max-num-completed-requests", "3", "--output-dir", str(out)],
+                         capture_output=True, text=True, timeout=120, env=env)
+    assert res.returncode == 0, res.stderr
+    for f in out.rglob("*"):
+        if f.is_file() and f.suffix in (".json", ".jsonl", ".csv"):
+            assert "sk-secret-123456" not in f.read_text(), f
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--server", "http://127.0.0.1:9/v1", "--model", "m"], "unreachable"),
+    (["--server", "local", "--poisson-request-interval-generator-qps", "-1"], "qps"),
+    (["--server", "local", "--request-length-generator-provider", "trace",
+      "--trace-request-length-generator-trace-file", "/nonexistent.csv"], "/nonexistent.csv"),
+])
+def test_bad_input_is_one_line(args, needle, tmp_path):
+    res = bench(*args, "--output-dir", str(tmp_path / "o"))
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in res.stderr
+
+
+def test_garbled_trace_column_is_named(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("num_prefill_tokens,decode\n10,5\n")
+    res = bench("--server", "local", "--request-length-generator-provider", "trace",
+                "--trace-request-length-generator-trace-file", str(bad), "--output-dir", str(tmp_path / "o"))
+    assert res.returncode == 2 and "num_decode_tokens" in res.stderr and "Traceback" not in res.stderr
