@@ -24,7 +24,7 @@ def drive(engine: Engine, seqs: list[Sequence], *, fast: bool = False) -> list[l
         plans.append(([(q.request_id, c) for q, c in step.plan.prefill],
                       [q.request_id for q in step.plan.decode]))
         if fast and step.plan.decode_only:
-            out = engine.fast_forward(step, engine.decode_horizon(step.plan))
+            out = engine.fast_forward(step, engine.decode_times(step, engine.decode_horizon(step.plan)))
         else:
             out = engine.complete(step, t + step.duration)
         t = out.end

@@ -203,18 +203,21 @@ class Engine:
                 hi = mid
         return lo
 
-    def fast_forward(self, step: Step, num_steps: int) -> StepOutcome:
-        """Runs ``num_steps`` decode steps of ``step``'s batch back to back from ``step.start``.
+    def decode_times(self, step: Step, num_steps: int) -> np.ndarray:
+        """End times of ``num_steps`` decode steps of ``step``'s batch run back to back."""
+        n = len(step.plan.decode)
+        contexts = step.batch.decode_context + n * np.arange(num_steps, dtype=np.int64)
+        return step.start + np.cumsum(self.perf.decode_step_times(n, contexts))
 
-        Precondition: ``step`` is decode-only and ``num_steps <= decode_horizon(step.plan)``.
-        Every sequence gets one token per step; they share one array of emission times.
+    def fast_forward(self, step: Step, times: np.ndarray) -> StepOutcome:
+        """Applies ``len(times)`` decode steps of ``step``'s batch that ended at ``times``.
+
+        Precondition: ``step`` is decode-only, ``len(times) <= decode_horizon(step.plan)`` and
+        ``times`` is a prefix of ``decode_times(step, ...)``. Every sequence gets one token per
+        step; they share the one array of emission times.
         """
         seqs = step.plan.decode
-        n = len(seqs)
-        context0 = step.batch.decode_context
-        contexts = context0 + n * np.arange(num_steps, dtype=np.int64)
-        durations = self.perf.decode_step_times(n, contexts)
-        times = step.start + np.cumsum(durations)
+        num_steps = len(times)
         end = float(times[-1])
         out = StepOutcome(end)
         bs = self.pool.block_size
@@ -231,6 +234,6 @@ class Engine:
                 self._finish(seq, end, out)
         if out.finished:
             self.running = [s for s in self.running if s.state is SeqState.RUNNING]
-        self.busy_time += float(durations.sum())
+        self.busy_time += end - step.start
         self.num_steps += num_steps
         return out

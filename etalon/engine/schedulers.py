@@ -47,6 +47,15 @@ def register(name: str):
     return wrap
 
 
+def _admit_ready(engine: "Engine") -> None:
+    """Admits waiting sequences whose KV is already computed (handed over by a disaggregated
+    prefill pool, or a decode-only request), so they decode in this very step."""
+    while (engine.waiting and engine.waiting[0].remaining_prefill == 0
+           and len(engine.running) < engine.config.max_batch_size):
+        if not engine.admit(engine.waiting[0], 0):
+            break
+
+
 def _admit_whole_prompts(engine: "Engine", plan: StepPlan, budget: int) -> int:
     """Admits waiting sequences FCFS with their whole prompt while slots, tokens and KV allow.
 
@@ -69,6 +78,7 @@ def _admit_whole_prompts(engine: "Engine", plan: StepPlan, budget: int) -> int:
 @register("vllm")
 def plan_vllm(engine: "Engine", now: float) -> "StepPlan | None":
     """vLLM's classic policy: prefill first (whole prompts), otherwise decode everything running."""
+    _admit_ready(engine)
     plan = StepPlan()
     _admit_whole_prompts(engine, plan, engine.config.max_batched_tokens)
     if plan.prefill:
@@ -81,6 +91,7 @@ def plan_vllm(engine: "Engine", now: float) -> "StepPlan | None":
 def plan_orca(engine: "Engine", now: float) -> "StepPlan | None":
     """Orca's iteration-level batching: every step decodes the running sequences and admits new
     ones with their whole prompt in the same step."""
+    _admit_ready(engine)
     plan = StepPlan()
     plan.decode = engine.reserve_decodes([s for s in engine.running if not s.in_prefill])
     _admit_whole_prompts(engine, plan, engine.config.max_batched_tokens - len(plan.decode))
@@ -91,6 +102,7 @@ def plan_orca(engine: "Engine", now: float) -> "StepPlan | None":
 def plan_sarathi(engine: "Engine", now: float) -> "StepPlan | None":
     """Sarathi-style chunked prefill: decodes first, then prefill chunks fill the token budget
     (vLLM's chunked-prefill scheduler behaves this way)."""
+    _admit_ready(engine)
     cfg = engine.config
     chunk_cap = cfg.chunk_size or cfg.max_batched_tokens
     plan = StepPlan()

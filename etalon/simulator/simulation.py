@@ -1,0 +1,202 @@
+"""The discrete-event loop: engines on a virtual clock, aggregated or disaggregated.
+
+Events live in a heap keyed by (time, priority, sequence number), so equal times resolve the
+same way every run. A decode-only step is stable until a sequence finishes or the KV cache fills,
+so a replica runs such steps as one *segment* (one event, vectorised times). An arrival routed to
+a replica in the middle of a segment cuts the segment at the first step boundary after it — the
+same moment a step-by-step loop would have let the new request in.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from etalon.engine import Sequence, Step
+from etalon.records import RequestRecord
+from etalon.simulator.cluster import Link, Replica, Router
+from etalon.workload.request import Request
+
+STEP_DONE, TRANSFER_DONE, WAKE = 0, 1, 3  # arrivals sort at priority 2
+ARRIVAL = 2
+MAX_SEGMENT_STEPS = 4096
+
+
+@dataclass
+class SimResult:
+    records: list[RequestRecord]
+    replicas: list[Replica]
+    link: Link | None
+    end_time: float
+    events: int = 0
+    rejected: list[int] = field(default_factory=list)
+
+
+class Simulation:
+    """Aggregated: ``serve`` replicas. Disaggregated: ``prefill`` and ``decode`` replicas joined
+    by ``link``; the first token reaches the user once the KV cache has crossed the link."""
+
+    def __init__(self, serve: list[Replica] | None = None, *, router: Router,
+                 prefill: list[Replica] | None = None, decode: list[Replica] | None = None,
+                 decode_router: Router | None = None, link: Link | None = None,
+                 kv_bytes_per_token: float = 0.0):
+        self.disaggregated = bool(prefill)
+        if self.disaggregated and not (decode and link is not None):
+            raise ValueError("a disaggregated simulation needs prefill and decode replicas and a link")
+        if not self.disaggregated and not serve:
+            raise ValueError("a simulation needs at least one replica")
+        self.front = prefill if self.disaggregated else serve
+        self.decode = decode or []
+        self.router = router
+        self.decode_router = decode_router or router
+        self.link = link
+        self.kv_bytes_per_token = kv_bytes_per_token
+        self.replicas = (prefill or []) + (decode or []) + (serve or [])
+        self._heap: list = []
+        self._seq = itertools.count()
+        self._requests: dict[int, Request] = {}
+        self._records: list[RequestRecord] = []
+        self._rejected: list[int] = []
+        self.now = 0.0
+        self.events = 0
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def run(self, requests: list[Request]) -> SimResult:
+        arrivals = sorted(requests, key=lambda r: (r.arrival_time, r.request_id))
+        self._requests = {r.request_id: r for r in arrivals}
+        i, n = 0, len(arrivals)
+        heap = self._heap
+        while i < n or heap:
+            if i < n and (not heap or (arrivals[i].arrival_time, ARRIVAL) < heap[0][:2]):
+                req = arrivals[i]
+                i += 1
+                self.now = req.arrival_time
+                self._arrive(req)
+            else:
+                t, _prio, _n, handler, args = heapq.heappop(heap)
+                self.now = t
+                handler(*args)
+            self.events += 1
+        self._records.sort(key=lambda r: r.request_id)
+        return SimResult(self._records, self.replicas, self.link, self.now, self.events,
+                         self._rejected)
+
+    def _push(self, t: float, prio: int, handler, *args) -> None:
+        heapq.heappush(self._heap, (t, prio, next(self._seq), handler, args))
+
+    # -- arrivals and routing ----------------------------------------------------------------
+
+    def _arrive(self, req: Request) -> None:
+        out_tokens = 1 if self.disaggregated else req.output_tokens
+        seq = Sequence(req.request_id, req.prompt_tokens, out_tokens, req.arrival_time)
+        self._enqueue(self.router(self.front), seq)
+
+    def _enqueue(self, replica: Replica, seq: Sequence) -> None:
+        try:
+            replica.engine.add(seq)
+        except ValueError as exc:  # can never fit this replica's KV cache
+            self._rejected.append(seq.request_id)
+            self._records.append(self._record(seq, None, error=str(exc)))
+            return
+        seq.tag = replica
+        replica.outstanding += 1
+        self._kick(replica)
+
+    def _kick(self, replica: Replica) -> None:
+        """Something arrived at ``replica``: start a step, or cut its decode segment short."""
+        if not replica.busy:
+            self._start_step(replica)
+            return
+        times = replica.times
+        if times is None or len(times) == 1:
+            return
+        # Step j starts at times[j - 1] (step 0 at step.start); keep the steps started by now.
+        keep = 1 + int(np.searchsorted(times[:-1], self.now, side="right"))
+        if keep < len(times):
+            replica.times = times[:keep]
+            replica.version += 1
+            self._push(float(replica.times[-1]), STEP_DONE, self._step_done, replica, replica.version)
+
+    # -- steps -------------------------------------------------------------------------------
+
+    def _start_step(self, replica: Replica) -> None:
+        engine = replica.engine
+        result = engine.schedule(self.now)
+        if result is None:
+            return
+        if isinstance(result, float):
+            replica.version += 1
+            self._push(result, WAKE, self._wake, replica, replica.version)
+            return
+        step: Step = result
+        if step.plan.decode_only:
+            k = min(engine.decode_horizon(step.plan), MAX_SEGMENT_STEPS)
+            replica.times = engine.decode_times(step, k)
+            end = float(replica.times[-1])
+        else:
+            replica.times = None
+            end = self.now + step.duration
+        replica.step = step
+        replica.version += 1
+        replica.samples.append((self.now, len(step.plan.decode) + len(step.plan.prefill),
+                                len(engine.waiting), engine.pool.used))
+        self._push(end, STEP_DONE, self._step_done, replica, replica.version)
+
+    def _wake(self, replica: Replica, version: int) -> None:
+        if version == replica.version and not replica.busy:
+            self._start_step(replica)
+
+    def _step_done(self, replica: Replica, version: int) -> None:
+        if version != replica.version:
+            return  # superseded by a shorter segment
+        engine, step = replica.engine, replica.step
+        if replica.times is not None:
+            outcome = engine.fast_forward(step, replica.times)
+        else:
+            outcome = engine.complete(step, self.now)
+        replica.step, replica.times = None, None
+        for seq in outcome.finished:
+            replica.outstanding -= 1
+            if replica.pool == "prefill":
+                arrive = self.link.send(self.now, seq.prompt_tokens * self.kv_bytes_per_token)
+                self._push(arrive, TRANSFER_DONE, self._transferred, seq)
+            else:
+                self._records.append(self._record(seq, replica))
+        self._start_step(replica)
+
+    def _transferred(self, prefilled: Sequence) -> None:
+        req = self._requests[prefilled.request_id]
+        if req.output_tokens == 1:
+            prefilled.token_segments = [self.now]
+            prefilled.finished_at = self.now
+            self._records.append(self._record(prefilled, prefilled.tag))
+            return
+        seq = Sequence(req.request_id, req.prompt_tokens, req.output_tokens, req.arrival_time)
+        seq.num_computed = seq.prefill_target = req.prompt_tokens
+        seq.generated = 1
+        seq.token_segments = [self.now]  # the first token reaches the user with the KV cache
+        self._enqueue(self.decode_router(self.decode), seq)
+
+    # -- records -----------------------------------------------------------------------------
+
+    def _record(self, seq: Sequence, replica: Replica | None, error: str | None = None) -> RequestRecord:
+        req = self._requests[seq.request_id]
+        rec = RequestRecord(request_id=req.request_id, scheduled_at=req.arrival_time,
+                            sent_at=req.arrival_time, requested_prompt_tokens=req.prompt_tokens,
+                            requested_output_tokens=req.output_tokens,
+                            replica_id=replica.replica_id if replica is not None else None)
+        if error is not None:
+            rec.error_type, rec.error_message = "rejected", error
+            return rec
+        times = seq.token_times()
+        rec.chunk_times = times.tolist()
+        rec.chunk_tokens = [1] * len(times)
+        rec.completed_at = seq.finished_at
+        rec.num_prompt_tokens, rec.prompt_tokens_source = req.prompt_tokens, "simulated"
+        rec.num_output_tokens, rec.output_tokens_source = len(times), "simulated"
+        rec.finish_reason = "length"
+        return rec

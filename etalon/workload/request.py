@@ -1,0 +1,20 @@
+"""One request of a workload: when it is scheduled and how long it is."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Request:
+    """A request of the open-loop schedule.
+
+    ``arrival_time`` is the *scheduled* send time in seconds from the run start; the first
+    request of a schedule is at ``0.0``. The client sends at that time whether or not earlier
+    requests finished, and records the real send time separately.
+    """
+
+    request_id: int
+    arrival_time: float
+    prompt_tokens: int
+    output_tokens: int

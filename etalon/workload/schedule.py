@@ -1,0 +1,44 @@
+"""Builds the whole open-loop arrival schedule up front, as absolute times.
+
+Conventions: the first request is scheduled at ``t = 0`` (the run start, as in ``records.py``)
+and request ``i`` at the sum of the first ``i`` gaps. Intervals and lengths come from two
+independent streams spawned from ``SeedSequence(seed)``, so the same seed gives the same
+requests in any process, and changing the length provider does not move the arrivals.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .config import WorkloadConfig
+from .intervals import make_interval_generator
+from .lengths import make_length_generator
+from .request import Request
+
+
+def workload_streams(seed: int) -> tuple[np.random.Generator, np.random.Generator]:
+    """(intervals, lengths) generators; independent, and fixed by ``seed`` alone."""
+    interval_seq, length_seq = np.random.SeedSequence(seed).spawn(2)
+    return np.random.default_rng(interval_seq), np.random.default_rng(length_seq)
+
+
+def arrival_times(gaps: np.ndarray) -> np.ndarray:
+    """Absolute times ``[0, g0, g0 + g1, ...]``: one more time than gaps."""
+    return np.concatenate(([0.0], np.cumsum(np.asarray(gaps, dtype=np.float64))))
+
+
+def build_requests(cfg: WorkloadConfig) -> list[Request]:
+    """The schedule of ``cfg.max_num_completed_requests`` requests, sorted by arrival.
+
+    The count is the smallest of what was asked and what each generator could give: a trace
+    that runs out ends the schedule cleanly (a trace of ``m`` arrival rows gives ``m``).
+    """
+    cfg.validate()
+    interval_rng, length_rng = workload_streams(cfg.seed)
+    intervals = make_interval_generator(cfg, interval_rng)
+    lengths = make_length_generator(cfg, length_rng)
+    n = cfg.max_num_completed_requests
+    times = arrival_times(intervals.intervals(max(n - 1, 0)))
+    prefill, decode = lengths.lengths(n)
+    count = min(n, len(times), len(prefill))
+    return [Request(i, float(times[i]), int(prefill[i]), int(decode[i])) for i in range(count)]
