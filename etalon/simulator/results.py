@@ -1,0 +1,79 @@
+"""What a simulation adds to the shared summary: utilization, KV memory, queues, preemptions;
+and its over-time plots (batch size, queue length, KV memory)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from etalon.simulator.simulation import SimResult
+
+
+def _time_weighted_mean(samples: np.ndarray, column: int, end: float) -> float:
+    if len(samples) == 0:
+        return 0.0
+    t = samples[:, 0]
+    widths = np.diff(np.append(t, max(end, t[-1])))
+    total = widths.sum()
+    return float((samples[:, column] * widths).sum() / total) if total > 0 else 0.0
+
+
+def simulation_summary(result: SimResult) -> dict:
+    replicas = []
+    makespan = max(result.end_time, 1e-12)
+    for r in result.replicas:
+        eng = r.engine
+        s = np.array(r.samples, dtype=float).reshape(-1, 4)
+        replicas.append({
+            "replica_id": r.replica_id, "pool": r.pool,
+            "utilization": eng.busy_time / makespan,
+            "steps": eng.num_steps, "preemptions": eng.num_preemptions,
+            "kv_blocks": eng.pool.num_blocks, "kv_block_size": eng.pool.block_size,
+            "kv_blocks_peak": eng.pool.peak,
+            "kv_peak_fraction": eng.pool.peak / eng.pool.num_blocks,
+            "kv_mean_fraction": _time_weighted_mean(s, 3, result.end_time) / eng.pool.num_blocks,
+            "mean_batch_size": _time_weighted_mean(s, 1, result.end_time),
+            "mean_queue_length": _time_weighted_mean(s, 2, result.end_time),
+            "max_queue_length": int(s[:, 2].max()) if len(s) else 0,
+            "perf_model": eng.perf.describe(),
+        })
+    out = {"makespan_s": result.end_time, "events": result.events,
+           "preemptions": sum(r["preemptions"] for r in replicas),
+           "rejected": len(result.rejected), "replicas": replicas}
+    if result.link is not None:
+        out["transfer_link"] = {"bytes_sent": result.link.bytes_sent,
+                                "utilization": result.link.busy_time / makespan}
+    return out
+
+
+def plot_timelines(result: SimResult, out_dir: str | Path) -> dict[str, Path]:
+    """Batch size, queue length and KV blocks in use over time, one line per replica."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out_dir) / "plots"
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for col, name, label in ((1, "batch_size_over_time", "batch size"),
+                             (2, "queue_length_over_time", "waiting requests"),
+                             (3, "kv_memory_over_time", "KV cache in use (fraction)")):
+        fig, ax = plt.subplots(figsize=(7, 3.5))
+        for r in result.replicas:
+            s = np.array(r.samples, dtype=float).reshape(-1, 4)
+            if len(s) == 0:
+                continue
+            y = s[:, col] / r.engine.pool.num_blocks if col == 3 else s[:, col]
+            ax.step(s[:, 0], y, where="post", label=f"{r.pool} {r.replica_id}", linewidth=0.8)
+        ax.set_xlabel("time (s)")
+        ax.set_ylabel(label)
+        if len(result.replicas) <= 8:
+            ax.legend(fontsize="small")
+        fig.tight_layout()
+        path = out / f"{name}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths[f"plot/{name}"] = path
+    return paths
