@@ -1,0 +1,78 @@
+"""One summary type for every metric: count, mean, spread and percentiles of raw samples."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Iterable
+
+import numpy as np
+
+# Percentiles every distribution reports, in percent, and the key each is stored under.
+PERCENTILES: tuple[tuple[str, float], ...] = (
+    ("p50", 50.0),
+    ("p90", 90.0),
+    ("p95", 95.0),
+    ("p99", 99.0),
+    ("p99_9", 99.9),
+)
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """Summary of raw samples, all in the unit of the samples.
+
+    Percentiles are numpy's ``linear`` interpolation over the raw samples (no binning, no
+    histogram sketch). ``std`` is the population standard deviation (ddof=0). An empty input
+    gives ``count == 0`` and ``None`` for every other field. NaN samples are dropped.
+    """
+
+    count: int
+    mean: float | None = None
+    std: float | None = None
+    min: float | None = None
+    max: float | None = None
+    p50: float | None = None
+    p90: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+    p99_9: float | None = None
+
+    @classmethod
+    def of(cls, samples: Iterable[float] | np.ndarray) -> "Distribution":
+        arr = _finite_array(samples)
+        if arr.size == 0:
+            return cls(count=0)
+        pct = np.percentile(arr, [q for _, q in PERCENTILES], method="linear")
+        return cls(
+            count=int(arr.size),
+            mean=float(arr.mean()),
+            std=float(arr.std()),
+            min=float(arr.min()),
+            max=float(arr.max()),
+            **{name: float(v) for (name, _), v in zip(PERCENTILES, pct)},
+        )
+
+    def to_dict(self) -> dict:
+        """A JSON-able dict; non-finite values (never produced from finite input) become None."""
+        out = asdict(self)
+        for key, value in out.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                out[key] = None
+        return out
+
+
+def percentile(samples: Iterable[float] | np.ndarray, q: float) -> float | None:
+    """The ``q``-th percentile (0..100) of the samples with linear interpolation; None if empty."""
+    arr = _finite_array(samples)
+    if arr.size == 0:
+        return None
+    return float(np.percentile(arr, q, method="linear"))
+
+
+def _finite_array(samples: Iterable[float] | np.ndarray) -> np.ndarray:
+    """Samples as a flat float array without NaNs (None entries count as NaN)."""
+    if not isinstance(samples, np.ndarray):
+        samples = [np.nan if s is None else s for s in samples]
+    arr = np.asarray(samples, dtype=float).ravel()
+    return arr[~np.isnan(arr)]

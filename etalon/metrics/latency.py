@@ -1,0 +1,90 @@
+"""Per-request latency series from records: TTFT, TBT, TPOT, end-to-end and dispatch lag.
+
+All times are seconds. Latency metrics read successful requests only (``record.ok``), so an
+error that returns in 2 ms never makes the server look fast; errors are counted separately.
+Dispatch lag reads every request that was sent, because it measures the load generator.
+
+TBT convention (per token): the first content chunk's tokens are covered by TTFT and give no
+TBT sample. Every later chunk that carries k tokens and arrives g seconds after the previous
+content chunk contributes k samples of g/k. So there is one sample per token after the first
+chunk and the samples of a request sum to ``last_chunk - first_chunk``. Because spreading hides
+bursts, ``tokens_per_chunk`` is reported alongside: a p50 above 1 means the server batches tokens
+into its SSE events and TBT is an average over each batch.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+
+from etalon.metrics.series import MetricSpec, Series
+from etalon.metrics.tokens import content_chunks, output_tokens
+from etalon.records import RequestRecord
+
+TTFT = MetricSpec("ttft", "s", "first content chunk - sent_at")
+TTFT_FROM_SCHEDULE = MetricSpec("ttft_from_schedule", "s", "first content chunk - scheduled_at")
+TBT = MetricSpec("tbt", "s", "gap before a chunk / tokens in it, one sample per token")
+TOKENS_PER_CHUNK = MetricSpec("tokens_per_chunk", "tokens", "tokens carried by each content chunk")
+TPOT = MetricSpec("tpot", "s", "(last chunk - first chunk) / (output tokens - 1)")
+E2E = MetricSpec("e2e_latency", "s", "completed_at - sent_at")
+E2E_FROM_SCHEDULE = MetricSpec("e2e_latency_from_schedule", "s", "completed_at - scheduled_at")
+NORMALIZED = MetricSpec("normalized_latency", "s/token", "e2e_latency / output tokens")
+DISPATCH_LAG = MetricSpec("dispatch_lag", "s", "sent_at - scheduled_at")
+
+LATENCY_METRICS: tuple[MetricSpec, ...] = (
+    TTFT, TTFT_FROM_SCHEDULE, TBT, TOKENS_PER_CHUNK, TPOT,
+    E2E, E2E_FROM_SCHEDULE, NORMALIZED, DISPATCH_LAG,
+)
+
+
+def tbt_samples(chunk_times: np.ndarray, chunk_tokens: np.ndarray) -> np.ndarray:
+    """Per-token TBT samples of one request's content chunks (see the module docstring)."""
+    if len(chunk_times) < 2:
+        return np.empty(0)
+    gaps = np.diff(chunk_times)
+    k = chunk_tokens[1:]
+    return np.repeat(gaps / k, k)
+
+
+def tpot(record: RequestRecord) -> float | None:
+    """Mean time per output token after the first; None unless 2+ chunks and 2+ tokens."""
+    times, _ = content_chunks(record)
+    n, _ = output_tokens(record)
+    if len(times) < 2 or n < 2:
+        return None
+    return float((times[-1] - times[0]) / (n - 1))
+
+
+def latency_series(records: Iterable[RequestRecord]) -> dict[str, Series]:
+    """Every latency metric of :data:`LATENCY_METRICS` as a :class:`Series`, keyed by name."""
+    out = {spec.name: Series(spec) for spec in LATENCY_METRICS}
+    for r in records:
+        lag = r.dispatch_lag
+        if lag is not None:
+            out[DISPATCH_LAG.name].add(r.request_id, lag)
+        if not r.ok:
+            continue
+        _add_request(out, r)
+    return out
+
+
+def _add_request(out: dict[str, Series], r: RequestRecord) -> None:
+    times, tokens = content_chunks(r)
+    rid = r.request_id
+    n_out, _ = output_tokens(r)
+    if len(times):
+        if r.sent_at is not None:
+            out[TTFT.name].add(rid, times[0] - r.sent_at)
+        out[TTFT_FROM_SCHEDULE.name].add(rid, times[0] - r.scheduled_at)
+        out[TOKENS_PER_CHUNK.name].extend(rid, tokens)
+        out[TBT.name].extend(rid, tbt_samples(times, tokens))
+    per_token = tpot(r)
+    if per_token is not None:
+        out[TPOT.name].add(rid, per_token)
+    e2e = r.e2e_latency
+    if e2e is not None:
+        out[E2E.name].add(rid, e2e)
+        if n_out >= 1:
+            out[NORMALIZED.name].add(rid, e2e / n_out)
+    out[E2E_FROM_SCHEDULE.name].add(rid, r.completed_at - r.scheduled_at)

@@ -1,0 +1,82 @@
+"""One flat row per request: the record's own fields next to every per-request metric.
+
+This is what ``requests.csv`` and the W&B request table hold. Metrics a request has no value
+for (a failed request's TTFT, a TBT-only column without a TBT deadline) are None.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from etalon.metrics.deadlines import Timelines, evaluate_timelines, min_tbt_deadlines
+from etalon.metrics.goodput import good_mask
+from etalon.metrics.latency import tbt_samples, tpot
+from etalon.metrics.tokens import content_chunks, output_tokens, prompt_tokens, token_times
+from etalon.records import RequestRecord
+
+COLUMNS: tuple[str, ...] = (
+    "request_id", "client_id", "replica_id", "scheduled_at", "sent_at", "completed_at",
+    "ok", "error_type", "error_message", "finish_reason",
+    "prompt_tokens", "prompt_tokens_source", "output_tokens", "output_tokens_source",
+    "num_chunks", "dispatch_lag", "ttft", "ttft_from_schedule", "tpot", "max_tbt",
+    "e2e_latency", "e2e_latency_from_schedule", "normalized_latency",
+    "deadline_misses", "fluidity_index", "min_tbt_deadline", "good",
+)
+
+
+def request_rows(
+    records: Sequence[RequestRecord],
+    ttft_deadline: float | None = None,
+    tbt_deadline: float | None = None,
+) -> list[dict]:
+    """Rows with the keys of :data:`COLUMNS`, in record order; times in seconds."""
+    deadline_cols = _deadline_columns(records, ttft_deadline, tbt_deadline)
+    has_deadline = ttft_deadline is not None or tbt_deadline is not None
+    good = good_mask(records, ttft_deadline, tbt_deadline) if has_deadline else None
+    rows = []
+    for i, r in enumerate(records):
+        times, tokens = content_chunks(r)
+        n_prompt, prompt_src = prompt_tokens(r)
+        n_out, out_src = output_tokens(r)
+        tbts = tbt_samples(times, tokens) if r.ok else []
+        e2e = r.e2e_latency if r.ok else None
+        row = {
+            "request_id": r.request_id, "client_id": r.client_id, "replica_id": r.replica_id,
+            "scheduled_at": r.scheduled_at, "sent_at": r.sent_at, "completed_at": r.completed_at,
+            "ok": r.ok, "error_type": r.error_type, "error_message": r.error_message,
+            "finish_reason": r.finish_reason,
+            "prompt_tokens": n_prompt, "prompt_tokens_source": prompt_src,
+            "output_tokens": n_out, "output_tokens_source": out_src,
+            "num_chunks": int(len(times)),
+            "dispatch_lag": r.dispatch_lag,
+            "ttft": r.ttft if r.ok else None,
+            "ttft_from_schedule": r.ttft_from_schedule if r.ok else None,
+            "tpot": tpot(r) if r.ok else None,
+            "max_tbt": float(max(tbts)) if len(tbts) else None,
+            "e2e_latency": e2e,
+            "e2e_latency_from_schedule": r.completed_at - r.scheduled_at if r.ok else None,
+            "normalized_latency": e2e / n_out if e2e is not None and n_out > 0 else None,
+            "deadline_misses": None, "fluidity_index": None, "min_tbt_deadline": None,
+            "good": good[i] if good is not None else None,
+        }
+        row.update(deadline_cols.get(i, {}))
+        rows.append(row)
+    return rows
+
+
+def _deadline_columns(
+    records: Sequence[RequestRecord], ttft_deadline: float | None, tbt_deadline: float | None
+) -> dict[int, dict]:
+    """Deadline columns keyed by record index, for successful requests with tokens."""
+    idx = [i for i, r in enumerate(records) if r.ok]
+    tl = Timelines.from_token_times(
+        idx, [records[i].scheduled_at for i in idx], [token_times(records[i]) for i in idx]
+    )
+    out = {int(i): {"min_tbt_deadline": float(d)}
+           for i, d in zip(tl.request_ids, min_tbt_deadlines(tl, ttft_deadline))}
+    if tbt_deadline is not None:
+        on_time, misses, _ = evaluate_timelines(tl, ttft_deadline, tbt_deadline)
+        for i, n_on_time, n_miss in zip(tl.request_ids, on_time, misses):
+            out[int(i)]["deadline_misses"] = int(n_miss)
+            out[int(i)]["fluidity_index"] = float(n_on_time / (n_on_time + n_miss))
+    return out

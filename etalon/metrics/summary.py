@@ -1,0 +1,135 @@
+"""The single entry point from records to a JSON-able run summary (live runs and simulations).
+
+``summarize`` assembles the pieces; each number is computed in its own module:
+latency series (:mod:`.latency`), throughput and open-loop health (:mod:`.throughput`),
+deadlines and fluidity (:mod:`.deadlines`, :mod:`.fluid_rate`) and goodput (:mod:`.goodput`).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Iterable, Sequence
+
+from etalon.metrics.deadlines import Timelines, evaluate_timelines, min_tbt_deadlines
+from etalon.metrics.distribution import Distribution
+from etalon.metrics.fluid_rate import fluid_token_rate
+from etalon.metrics.goodput import goodput
+from etalon.metrics.latency import latency_series
+from etalon.metrics.throughput import check_load, throughput
+from etalon.metrics.tokens import output_tokens, prompt_tokens
+from etalon.records import RequestRecord
+
+SCHEMA_VERSION = 1
+
+
+def summarize(
+    records: Iterable[RequestRecord],
+    *,
+    ttft_deadline: float | None = None,
+    tbt_deadline: float | None = None,
+    target_qps: float | None = None,
+    lag_threshold_s: float = 0.010,
+    min_rate_fraction: float = 0.95,
+    fluid_min_fluidity: float = 0.9,
+    fluid_percentile: float = 1.0,
+) -> dict:
+    """Summarises a run. Deadlines are seconds; None skips what needs them.
+
+    Sections: ``parameters``, ``counts``, ``latency`` (one distribution per metric, each with
+    its ``unit``), ``throughput``, ``load`` (achieved vs. target rate, ``fell_behind`` and
+    ``warning``), ``deadlines`` and ``goodput`` (None without deadlines). See docs/metrics.md.
+    """
+    for name, value in (("ttft_deadline", ttft_deadline), ("tbt_deadline", tbt_deadline)):
+        if value is not None and value <= 0:
+            raise ValueError(f"{name} must be > 0 seconds, got {value}")
+    records = list(records)
+    tput = throughput(records)
+    load = check_load(records, target_qps=target_qps, lag_threshold_s=lag_threshold_s,
+                      min_rate_fraction=min_rate_fraction)
+    good = goodput(records, ttft_deadline, tbt_deadline, tput.duration_s)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "parameters": {
+            "ttft_deadline_s": ttft_deadline,
+            "tbt_deadline_s": tbt_deadline,
+            "target_qps": target_qps,
+            "lag_threshold_s": lag_threshold_s,
+            "min_rate_fraction": min_rate_fraction,
+            "fluid_min_fluidity": fluid_min_fluidity,
+            "fluid_percentile": fluid_percentile,
+        },
+        "counts": count_summary(records),
+        "latency": {
+            name: {"unit": s.spec.unit, **s.distribution().to_dict()}
+            for name, s in latency_series(records).items()
+        },
+        "throughput": tput.to_dict(),
+        "load": load.to_dict(),
+        "deadlines": deadline_summary(records, ttft_deadline, tbt_deadline,
+                                      min_fluidity=fluid_min_fluidity, percentile=fluid_percentile),
+        "goodput": good.to_dict() if good else None,
+    }
+
+
+def count_summary(records: Sequence[RequestRecord]) -> dict:
+    """How many requests were sent, completed and failed, and where token counts came from."""
+    errors = Counter(r.error_type for r in records if r.error_type is not None)
+    return {
+        "num_requests": len(records),
+        "num_sent": sum(1 for r in records if r.sent_at is not None),
+        "num_completed": sum(1 for r in records if r.ok),
+        "num_errors": sum(errors.values()),
+        "num_unfinished": sum(1 for r in records if not r.ok and r.error_type is None),
+        "errors_by_type": dict(sorted(errors.items())),
+        "finish_reasons": dict(sorted(Counter(r.finish_reason or "unknown" for r in records if r.ok)
+                                      .items())),
+        "token_count_sources": {
+            "prompt": dict(sorted(Counter(prompt_tokens(r)[1] for r in records).items())),
+            "output": dict(sorted(Counter(output_tokens(r)[1] for r in records).items())),
+        },
+    }
+
+
+def deadline_summary(
+    records: Sequence[RequestRecord],
+    ttft_deadline: float | None,
+    tbt_deadline: float | None,
+    *,
+    min_fluidity: float = 0.9,
+    percentile: float = 1.0,
+) -> dict:
+    """Deadline metrics over successful requests with tokens.
+
+    ``min_tbt_deadline`` and ``fluid_token_rate`` need no TBT deadline (they search for one);
+    miss counts, mean miss rate and the fluidity distribution are None without ``tbt_deadline``.
+    """
+    tl = Timelines.from_records(records)
+    out: dict = {
+        "ttft_deadline_s": ttft_deadline,
+        "tbt_deadline_s": tbt_deadline,
+        "num_requests_evaluated": len(tl),
+        "deadlines_total": None,
+        "misses": None,
+        "first_token_misses": None,
+        "mean_miss_rate": None,
+        "fluidity_index": None,
+        "min_tbt_deadline": {"unit": "s", **Distribution.of(min_tbt_deadlines(tl, ttft_deadline))
+                             .to_dict()},
+        "fluid_token_rate": fluid_token_rate(tl, ttft_deadline, min_fluidity=min_fluidity,
+                                             percentile=percentile).to_dict(),
+    }
+    if tbt_deadline is None:
+        return out
+    on_time, misses, first = evaluate_timelines(tl, ttft_deadline, tbt_deadline)
+    total = on_time + misses
+    counted = total > 0
+    miss_rate = misses[counted] / total[counted]
+    out.update(
+        deadlines_total=int(total.sum()),
+        misses=int(misses.sum()),
+        first_token_misses=int(first.sum()),
+        mean_miss_rate=float(miss_rate.mean()) if miss_rate.size else None,
+        fluidity_index={"unit": "fraction", **Distribution.of(1.0 - miss_rate).to_dict()},
+    )
+    return out
+

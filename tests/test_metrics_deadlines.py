@@ -1,0 +1,234 @@
+"""Deadline evaluation with slack carry-over, minimum TBT deadline, fluid rate and goodput.
+
+Every expected number is worked out by hand in the comments (D_ttft = 1 s, D_tbt = 0.5 s
+unless a test says otherwise; times are multiples of 0.25 so the float arithmetic is exact).
+"""
+
+import math
+
+import numpy as np
+import pytest
+
+from etalon.metrics.deadlines import (
+    Timelines, evaluate_deadlines, evaluate_timelines, min_tbt_deadlines,
+)
+from etalon.metrics.fluid_rate import fluid_token_rate, fluidity_percentile
+from etalon.metrics.goodput import good_mask, goodput
+from etalon.records import RequestRecord
+
+
+def test_slack_carry_over_multi_period_stall_and_reset():
+    # token  t     due   verdict
+    # 1      0.75  1.0   on time (0.25 banked)             next due 1.5
+    # 2      1.0   1.5   on time                           next due 2.0
+    # 3      1.25  2.0   on time (0.75 banked)             next due 2.5
+    # 4      3.25  2.5   late by 0.75: floor(0.75/0.5)+1 = 2 misses; reset: next due 3.25+0.5 = 3.75
+    # 5      3.5   3.75  on time                           next due 4.25
+    # 6      4.25  4.25  on time (t <= due)                next due 4.75
+    out = evaluate_deadlines([0.75, 1.0, 1.25, 3.25, 3.5, 4.25], 0.0, 1.0, 0.5)
+    assert (out.tokens_on_time, out.misses, out.first_token_misses) == (5, 2, 0)
+    assert out.deadlines_total == 7
+    assert out.miss_rate == pytest.approx(2 / 7)
+    assert out.fluidity_index == pytest.approx(5 / 7)
+
+
+def test_brief_example_token_one_period_late_is_charged_two_misses():
+    # 0.8, 1.0, 1.2 are on time (dues 1.0, 1.5, 2.0); token 4 is due 2.5 and comes at 3.0:
+    # floor((3.0 - 2.5) / 0.5) + 1 = 2 misses.
+    out = evaluate_deadlines([0.8, 1.0, 1.2, 3.0], 0.0, 1.0, 0.5)
+    assert (out.tokens_on_time, out.misses) == (3, 2)
+
+
+def test_long_stall_covers_several_periods():
+    # token 2 due 1.5 arrives 2.75: dues 1.5, 2.0, 2.5 all passed -> floor(1.25/0.5)+1 = 3 misses.
+    out = evaluate_deadlines([0.5, 2.75], 0.0, 1.0, 0.5)
+    assert (out.tokens_on_time, out.misses) == (1, 3)
+
+
+def test_banked_slack_absorbs_a_long_gap():
+    # A gap of 1.0 > D_tbt is not a miss: token 2 is due 1.0 + 0.5 = 1.5 and comes at 1.25.
+    out = evaluate_deadlines([0.25, 1.25, 1.5], 0.0, 1.0, 0.5)
+    assert (out.tokens_on_time, out.misses) == (3, 0)
+
+
+def test_late_first_token_is_charged_per_period_and_resets_schedule():
+    # t0 = 0: token 1 due 1.0 comes at 1.75: floor(0.75/0.5)+1 = 2 misses, next due 2.25.
+    # 2.0 <= 2.25 on time (next 2.75); 2.5 <= 2.75 on time.
+    out = evaluate_deadlines([1.75, 2.0, 2.5], 0.0, 1.0, 0.5)
+    assert (out.tokens_on_time, out.misses, out.first_token_misses) == (2, 2, 2)
+    assert out.tbt_misses == 0
+
+
+def test_schedule_is_anchored_at_scheduled_arrival():
+    # Same tokens shifted by t0 = 10: identical verdicts.
+    a = evaluate_deadlines([0.75, 1.0, 1.25, 3.25, 3.5, 4.25], 0.0, 1.0, 0.5)
+    b = evaluate_deadlines([10.75, 11.0, 11.25, 13.25, 13.5, 14.25], 10.0, 1.0, 0.5)
+    assert a == b
+
+
+def test_without_ttft_deadline_the_first_token_is_not_a_deadline():
+    # Schedule starts at the first token (5.0): dues 5.5, 6.0; 5.5 on time, 6.25 late (1 miss).
+    out = evaluate_deadlines([5.0, 5.5, 6.25], 0.0, None, 0.5)
+    assert (out.tokens_on_time, out.misses, out.deadlines_total) == (1, 1, 2)
+
+
+def chunked(chunk_times, chunk_tokens, scheduled_at=0.0):
+    return RequestRecord(request_id=0, scheduled_at=scheduled_at, sent_at=scheduled_at,
+                         completed_at=chunk_times[-1], chunk_times=chunk_times,
+                         chunk_tokens=chunk_tokens)
+
+
+def test_multi_token_chunk_checks_each_token_against_its_own_deadline():
+    rec = chunked([1.0, 2.25], [3, 1])
+    tl = Timelines.from_records([rec])
+    # D_tbt = 0.5: the 3 tokens at 1.0 are due 1.0, 1.5, 2.0 (all on time); token 4 due 2.5 at
+    # 2.25 is on time. (Were the chunk one token, token 2 would be due 1.5 and 2.25 would miss.)
+    on, miss, _ = evaluate_timelines(tl, 1.0, 0.5)
+    assert (on[0], miss[0]) == (4, 0)
+    # D_tbt = 0.25: chunk tokens due 1.0, 1.25, 1.5 (on time), token 4 due 1.75 at 2.25:
+    # floor(0.5/0.25)+1 = 3 misses.
+    on, miss, _ = evaluate_timelines(tl, 1.0, 0.25)
+    assert (on[0], miss[0]) == (3, 3)
+
+
+def test_late_chunk_only_its_first_token_misses_then_reset():
+    # Token 1 at 0.5 on time (next due 1.5). Chunk of 3 at 2.0: first is late by 0.5 ->
+    # 2 misses, reset to 2.5; the other two (due 2.5, 3.0) are on time.
+    out = evaluate_deadlines([0.5, 2.0, 2.0, 2.0], 0.0, 1.0, 0.5)
+    assert (out.tokens_on_time, out.misses) == (3, 2)
+
+
+def naive(times, t0, d_ttft, d_tbt):
+    """Token-by-token reference loop for the vectorised evaluator."""
+    on = miss = 0
+    due = t0 + d_ttft
+    for t in times:
+        if t <= due:
+            on += 1
+            due += d_tbt
+        else:
+            miss += math.floor((t - due) / d_tbt) + 1
+            due = t + d_tbt
+    return on, miss
+
+
+def random_timelines(seed, n=40):
+    rng = np.random.default_rng(seed)
+    times, t0 = [], []
+    for i in range(n):
+        start = rng.uniform(0, 5)
+        gaps = rng.exponential(0.05, size=int(rng.integers(1, 60)))
+        times.append(start + rng.uniform(0, 1.5) + np.cumsum(gaps) - gaps[0])
+        t0.append(start)
+    return list(range(n)), t0, times
+
+
+def test_vectorised_evaluation_matches_token_by_token_loop():
+    ids, t0, times = random_timelines(3)
+    tl = Timelines.from_token_times(ids, t0, times)
+    on, miss, _ = evaluate_timelines(tl, 0.8, 0.07)
+    for row, rid in enumerate(tl.request_ids):
+        assert (on[row], miss[row]) == naive(times[rid], t0[rid], 0.8, 0.07)
+
+
+def test_fluidity_is_monotone_in_tbt_deadline():
+    tl = Timelines.from_token_times(*random_timelines(5))
+    prev = None
+    for d in np.linspace(0.005, 0.5, 60):
+        on, miss, _ = evaluate_timelines(tl, 0.8, d)
+        fluidity = on / (on + miss)
+        if prev is not None:
+            assert np.all(fluidity >= prev - 1e-12)
+        prev = fluidity
+
+
+def test_min_tbt_deadline_by_hand():
+    ids = [0, 1, 2]
+    t0 = [0.0, 0.0, 0.0]
+    times = [
+        # First token on time (0.75 <= 1.0) -> anchor 1.0:
+        # (1.0-1)/1 = 0, (1.25-1)/2 = 0.125, (3.25-1)/3 = 0.75 -> D_min = 0.75.
+        np.array([0.75, 1.0, 1.25, 3.25]),
+        # First token late (1.5 > 1.0) -> anchor 1.5: (2.0-1.5)/1 = 0.5, (3.0-1.5)/2 = 0.75.
+        np.array([1.5, 2.0, 3.0]),
+        np.array([0.5]),  # one token -> 0
+    ]
+    tl = Timelines.from_token_times(ids, t0, times)
+    d_min = dict(zip(tl.request_ids, min_tbt_deadlines(tl, 1.0)))
+    assert d_min == {0: pytest.approx(0.75), 1: pytest.approx(0.75), 2: 0.0}
+    # It really is the minimum: zero TBT misses at D_min, at least one just below it.
+    assert evaluate_deadlines(times[0], 0.0, 1.0, 0.75).misses == 0
+    assert evaluate_deadlines(times[0], 0.0, 1.0, 0.74).misses >= 1
+
+
+def uniform_requests(n, gap, n_tokens=50, ttft=0.5):
+    """n requests, first token exactly at t0 + ttft, then one token every ``gap`` seconds."""
+    t0 = [2.0 * i for i in range(n)]
+    times = [t + ttft + gap * np.arange(n_tokens) for t in t0]
+    return list(range(n)), t0, times
+
+
+def test_fluid_rate_of_uniform_tbt_is_one_over_gap():
+    # First token exactly at its TTFT deadline (no slack). For D_tbt >= g every token is on
+    # time; for D_tbt < g token 2 misses, the schedule resets, and every later token misses
+    # too (fluidity 1/50). So the answer is exactly 1/g = 25 tokens/s.
+    tl = Timelines.from_token_times(*uniform_requests(20, 0.04))
+    fr = fluid_token_rate(tl, 0.5)
+    assert fr.attainable
+    assert fr.tokens_per_s == pytest.approx(25.0, rel=1e-3)
+    assert fluidity_percentile(tl, 0.5, 1 / fr.tokens_per_s, 1.0) >= 0.9
+
+
+def test_fluid_rate_is_set_by_the_worst_percent_of_requests():
+    fast_ids, fast_t0, fast = uniform_requests(100, 0.04)
+    slow_ids, slow_t0, slow = uniform_requests(3, 0.1)
+    # 99 fast + 1 slow: the 1st percentile (linear, position 0.99) sits between the slow
+    # request (fluidity 1/50 when D < 0.1) and a fast one (1.0): 0.02 + 0.99*0.98 = 0.99 >= 0.9,
+    # so the slow request is tolerated and the rate is 1/0.04 = 25.
+    tl = Timelines.from_token_times(list(range(100)), fast_t0[:99] + slow_t0[:1],
+                                    fast[:99] + slow[:1])
+    assert fluid_token_rate(tl, 0.5).tokens_per_s == pytest.approx(25.0, rel=1e-3)
+    # 97 fast + 3 slow: the 1st percentile falls between two slow requests -> 1/0.1 = 10.
+    tl = Timelines.from_token_times(list(range(100)), fast_t0[:97] + slow_t0, fast[:97] + slow)
+    assert fluid_token_rate(tl, 0.5).tokens_per_s == pytest.approx(10.0, rel=1e-3)
+
+
+def test_fluid_rate_unattainable_when_short_requests_miss_ttft():
+    # Two tokens each, first token 1 s after a 0.5 s TTFT deadline: fluidity <= 1/2 always.
+    times = [np.array([1.5, 1.6]) + 2 * i for i in range(10)]
+    tl = Timelines.from_token_times(list(range(10)), [2.0 * i for i in range(10)], times)
+    fr = fluid_token_rate(tl, 0.5)
+    assert not fr.attainable and fr.tokens_per_s is None and fr.note
+
+
+def test_fluid_rate_with_no_data():
+    fr = fluid_token_rate(Timelines.from_token_times([], [], []), 1.0)
+    assert fr.tokens_per_s is None and not fr.attainable
+
+
+def rec(rid, sched, sent, chunks, error=None):
+    return RequestRecord(request_id=rid, scheduled_at=sched, sent_at=sent,
+                         completed_at=None if error else chunks[-1] + 0.25,
+                         chunk_times=chunks, chunk_tokens=[1] * len(chunks), error_type=error)
+
+
+def test_goodput_by_hand():
+    # D_ttft = 1, D_tbt = 0.5.
+    records = [
+        rec(0, 0.0, 0.0, [0.5, 1.0, 1.5]),        # TTFT 0.5, on schedule -> good
+        rec(1, 1.0, 1.0, [2.5, 3.0]),             # TTFT 1.5 > 1 -> not good
+        rec(2, 2.0, 2.0, [2.5, 4.0]),             # token 2 due 3.5 at 4.0 -> TBT miss -> not good
+        rec(3, 3.0, 3.0, [3.5], error="http_500"),  # failed -> not good
+        # Sent 2 s late: TTFT from send 0.5 meets D_ttft (good is judged from send). From the
+        # schedule the first token (due 5.0) is late; that resets the schedule to 6.5 + 0.5,
+        # so token 2 at 7.0 is on time: no TBT miss -> good.
+        rec(4, 4.0, 6.0, [6.5, 7.0]),
+    ]
+    assert good_mask(records, 1.0, 0.5) == [True, False, False, False, True]
+    g = goodput(records, 1.0, 0.5, duration_s=10.0)
+    assert (g.num_good, g.num_requests) == (2, 5)
+    assert g.fraction == pytest.approx(0.4)
+    assert g.requests_per_s == pytest.approx(0.2)
+    # Only the TTFT deadline: request 2 becomes good.
+    assert good_mask(records, 1.0, None) == [True, False, True, False, True]
+    assert goodput(records, None, None, 10.0) is None

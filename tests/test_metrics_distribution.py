@@ -1,0 +1,51 @@
+"""Distribution summaries against hand-computed percentiles of known data."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from etalon.metrics.distribution import Distribution, percentile
+
+
+def test_one_to_hundred_matches_hand_computed_linear_percentiles():
+    d = Distribution.of(range(1, 101))
+    # Linear interpolation: position (n - 1) * q / 100 into the sorted samples 1..100,
+    # so the value is 1 + 99 * q / 100.
+    assert d.count == 100
+    assert d.min == 1 and d.max == 100
+    assert d.mean == pytest.approx(50.5)
+    assert d.p50 == pytest.approx(50.5)
+    assert d.p90 == pytest.approx(90.1)
+    assert d.p95 == pytest.approx(95.05)
+    assert d.p99 == pytest.approx(99.01)
+    assert d.p99_9 == pytest.approx(99.901)
+    # Population std of 1..n is sqrt((n^2 - 1) / 12).
+    assert d.std == pytest.approx(math.sqrt((100**2 - 1) / 12))
+
+
+def test_agrees_with_numpy_on_unsorted_data():
+    rng = np.random.default_rng(7)
+    x = rng.exponential(0.2, size=501)
+    d = Distribution.of(x)
+    assert d.p90 == pytest.approx(np.percentile(x, 90))
+    assert d.p99_9 == pytest.approx(np.percentile(x, 99.9))
+    assert d.mean == pytest.approx(x.mean())
+
+
+def test_empty_input_gives_count_zero_and_none():
+    d = Distribution.of([])
+    assert d.count == 0
+    assert d.to_dict() == {k: (0 if k == "count" else None) for k in d.to_dict()}
+    assert percentile([], 50) is None
+
+
+def test_nan_and_none_samples_are_dropped():
+    d = Distribution.of([1.0, float("nan"), None, 3.0])
+    assert d.count == 2 and d.mean == 2.0
+
+
+def test_to_dict_is_strict_json():
+    text = json.dumps(Distribution.of([0.1, 0.2]).to_dict(), allow_nan=False)
+    assert json.loads(text)["p50"] == pytest.approx(0.15)
