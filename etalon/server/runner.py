@@ -9,6 +9,9 @@ from dataclasses import dataclass
 from etalon.engine import Engine, Sequence, SeqState
 
 
+MAX_CATCH_UP_S = 0.005  # oversleep up to this is absorbed; a longer stall is real lateness
+
+
 class QueueFull(Exception):
     """The engine's waiting queue is at its bound (the server answers 429)."""
 
@@ -67,9 +70,16 @@ class EngineRunner:
         seq.state = SeqState.FINISHED
 
     async def _run(self) -> None:
+        """Steps back to back on the modelled timeline: a step that follows another starts at the
+        previous one's planned end, so event-loop wake-up jitter does not accumulate into a
+        slower engine than the model (and the simulator) describe."""
         loop = asyncio.get_running_loop()
+        planned_end: float | None = None
         while True:
             now = loop.time()
+            if planned_end is not None and now - planned_end < MAX_CATCH_UP_S:
+                now = planned_end
+            planned_end = None
             result = self.engine.schedule(now)
             if result is None:
                 self._wakeup.clear()
@@ -82,11 +92,12 @@ class EngineRunner:
                 except asyncio.TimeoutError:
                     pass
                 continue
-            delay = result.start + result.duration - loop.time()
+            end = result.start + result.duration
+            delay = end - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
-            end = loop.time()
-            outcome = self.engine.complete(result, end)
+            planned_end = end
+            outcome = self.engine.complete(result, loop.time())
             for seq, count in outcome.emitted:
                 seq.tag.put_nowait(TokenEvent(count, end))
             for seq in outcome.finished:
