@@ -111,3 +111,28 @@ def test_garbled_trace_column_is_named(tmp_path):
     res = bench("--server", "local", "--request-length-generator-provider", "trace",
                 "--trace-request-length-generator-trace-file", str(bad), "--output-dir", str(tmp_path / "o"))
     assert res.returncode == 2 and "num_decode_tokens" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_ctrl_c_writes_what_finished_and_the_summary(tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "int"
+    proc = subprocess.Popen([sys.executable, "-m", "etalon.run_benchmark", "--no-progress", "--no-ray",
+                             "--server", "local", "--max-num-completed-requests", "200",
+                             "--poisson-request-interval-generator-qps", "10",
+                             "--output-dir", str(out), "--no-plots"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    jsonl = out / "requests.jsonl"
+    deadline = time.time() + 60
+    while time.time() < deadline and (not jsonl.exists() or len(jsonl.read_text().splitlines()) < 5):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert "interrupted" in stderr
+    summary = json.loads((out / "summary.json").read_text())
+    recs = load_records(jsonl)
+    assert 5 <= len(recs) < 200
+    assert summary["counts"]["num_requests"] == len(recs)
+    assert summary["run"]["not_dispatched"] == 200 - len(recs)
