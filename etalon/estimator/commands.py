@@ -1,0 +1,278 @@
+"""The ``memory``, ``latency``, ``plan`` and ``catalog`` subcommands of ``python -m etalon.estimate``.
+
+Each command turns parsed arguments into library calls and returns a ``Report``: a JSON-able
+dict for ``--json`` and the readable text otherwise, plus the plots it wrote. Argument parsing
+lives in ``etalon.estimate``; the numbers live in the library modules.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from etalon.estimator import plots
+from etalon.estimator.dtypes import DTYPES
+from etalon.estimator.flops import decode_flops, linear_flops_per_token, prefill_flops
+from etalon.estimator.hardware import GiB, HardwareSpec, hardware_catalog, load_hardware
+from etalon.estimator.latency import estimate_latency
+from etalon.estimator.layout import ParallelConfig, valid_tp_sizes, validate_layout
+from etalon.estimator.memory import MemoryPlan, ServingConfig, max_concurrency_curve, plan_memory
+from etalon.estimator.models import catalog_names, load_model
+from etalon.estimator.parallelism import min_gpus, recommend_layout
+from etalon.estimator.render import block, fmt, table
+from etalon.estimator.shards import stage_shards
+from etalon.estimator.spec import ModelSpec
+
+
+@dataclass
+class Report:
+    """What a command produced: ``data`` for --json, ``text`` for people, ``files`` written."""
+
+    data: dict
+    text: str
+    files: list[str] = field(default_factory=list)
+
+
+# --- shared pieces -----------------------------------------------------------------------------------
+
+def layout_from(args: argparse.Namespace) -> ParallelConfig:
+    return ParallelConfig(tp=args.tp, pp=args.pp, dp=args.dp, ep=args.ep)
+
+
+def serving_from(args: argparse.Namespace) -> ServingConfig:
+    return ServingConfig(
+        gpu_memory_utilization=args.gpu_memory_utilization,
+        block_size=args.block_size,
+        max_num_batched_tokens=args.max_num_batched_tokens,
+        max_num_seqs=args.max_num_seqs,
+    )
+
+
+def model_line(model: ModelSpec) -> str:
+    p = model.params
+    active = f" ({p.active / 1e9:.2f}B active)" if model.is_moe else ""
+    moe = f", MoE {model.moe.num_experts} experts top-{model.moe.experts_per_token}" if model.moe else ""
+    return (f"Model     {model.name} [{model.source}]: {p.total / 1e9:.2f}B params{active}, {model.attention_layout}"
+            f"{moe}, {model.num_layers} layers, max context {model.max_context:,}")
+
+
+def hardware_line(hw: HardwareSpec) -> str:
+    fp8 = f", {fmt(hw.tflops_fp8)} fp8" if hw.tflops_fp8 else ""
+    return (f"Hardware  {hw.key}: {hw.name}, {hw.memory_bytes / GiB:.2f} GiB visible, "
+            f"{fmt(hw.memory_bandwidth_gb_s)} GB/s, {fmt(hw.tflops_bf16)} TFLOP/s bf16{fp8}")
+
+
+def context_grid(max_context: int) -> list[int]:
+    """Powers of two from 512 up to the model's maximum context."""
+    grid, n = [], 512
+    while n < max_context:
+        grid.append(n)
+        n *= 2
+    return grid + [max_context]
+
+
+def output_dir(args: argparse.Namespace) -> Path | None:
+    return Path(args.output_dir) if getattr(args, "output_dir", None) else None
+
+
+def _memory_bars(rows: list[tuple[str, float, float, float, float]], limit_gib: float, title: str, path: Path) -> Path:
+    """Stacked per-device memory bars; each row is (label, weights, activation, overhead, KV pool) in GiB."""
+    return plots.stacked_bars(
+        [r[0] for r in rows],
+        {
+            "weights": [r[1] for r in rows],
+            "peak activation": [r[2] for r in rows],
+            "runtime overhead": [r[3] for r in rows],
+            "KV pool": [max(r[4], 0.0) for r in rows],
+        },
+        title, "GiB per device", path, limit=limit_gib, limit_label="device memory",
+    )
+
+
+def _plan_bar(label: str, plan: MemoryPlan) -> tuple[str, float, float, float, float]:
+    return label, plan.weights_gib, plan.activation_gib, plan.overhead_gib, plan.kv_pool_gib
+
+
+def _plan_text(plan: MemoryPlan) -> str:
+    fits = "fits" if plan.fits_batch else ("does NOT fit" if plan.fits_weights else "weights do NOT fit")
+    items = [
+        ("device memory (visible)", f"{plan.device_memory_gib:.2f} GiB"),
+        (f"budget (x {plan.gpu_memory_utilization:.2f})", f"{plan.budget_gib:.2f} GiB"),
+        ("weights", f"{plan.weights_gib:.2f} GiB"),
+        ("peak activation", f"{plan.activation_gib:.2f} GiB"),
+        ("runtime overhead", f"{plan.overhead_gib:.2f} GiB"),
+        ("KV pool", f"{plan.kv_pool_gib:.2f} GiB"),
+        ("KV bytes/token (model)", f"{plan.kv_bytes_per_token:,.0f}"),
+        ("KV bytes/token (device)", f"{plan.kv_bytes_per_token_per_device:,.0f}"),
+        (f"KV blocks ({plan.block_size} tokens)", f"{plan.num_blocks:,}"),
+        ("KV token capacity", f"{plan.token_capacity:,}"),
+        (f"KV per request @ {plan.context_len:,}", f"{plan.kv_per_request_gib:.3f} GiB"),
+        ("max concurrency", f"{plan.max_concurrency:.2f} per replica, {plan.max_concurrency_all_replicas:.2f} over DP{plan.layout.dp}"),
+        (f"batch of {plan.batch_size} needs", f"{plan.required_gib:.2f} GiB per device: {fits}"),
+    ]
+    return block(f"Per-device memory: {plan.layout.label()}, {plan.layout.gpus} device(s)", items)
+
+
+# --- memory ------------------------------------------------------------------------------------------
+
+def run_memory(args: argparse.Namespace) -> Report:
+    model, hw = load_model(args.model), load_hardware(args.hardware)
+    layout, config = layout_from(args), serving_from(args)
+    plan = plan_memory(model, hw, layout, args.dtype, args.kv_dtype, config, args.context_len, args.batch_size)
+    by_dtype = []
+    for name in DTYPES:
+        shards = stage_shards(model, layout.tp, layout.pp, layout.ep, name, plan.kv_dtype)
+        total = sum(s.weight_bytes for s in stage_shards(model, dtype=name, kv_dtype=plan.kv_dtype))
+        by_dtype.append((name, total / GiB, max(s.weight_bytes for s in shards) / GiB))
+    grid = context_grid(model.max_context)
+    curve = max_concurrency_curve(model, hw, grid, layout, args.dtype, args.kv_dtype, config)
+    data = {
+        "command": "memory",
+        "model": model.summary(),
+        "hardware": hw.summary(),
+        "plan": plan.to_dict(),
+        "weights_by_dtype_gib": [{"dtype": d, "total": t, "per_device": p} for d, t, p in by_dtype],
+        "max_concurrency_by_context": [{"context_len": c, "max_concurrency": v} for c, v in zip(grid, curve)],
+    }
+    text = "\n\n".join([
+        f"{model_line(model)}\n{hardware_line(hw)}\nWeights {plan.dtype}, KV cache {plan.kv_dtype}",
+        _plan_text(plan),
+        "Weights by dtype (GiB)\n" + table(["dtype", "total", "per device"], by_dtype),
+        "Max concurrency by context length\n" + table(["context", "requests/replica"], [[c, int(v)] for c, v in zip(grid, curve)]),
+    ])
+    report = Report(data, text)
+    out = output_dir(args)
+    if out:
+        rows = [(f"PP stage {i}" if layout.pp > 1 else layout.label(), st.weights / GiB, st.activation / GiB,
+                 st.overhead / GiB, st.kv_pool / GiB) for i, st in enumerate(plan.stages)]
+        report.files.append(str(_memory_bars(rows, plan.device_memory_gib, f"{model.name} on {hw.key}: memory per device",
+                                             out / "memory_breakdown.png")))
+        report.files.append(str(plots.line_plot(
+            {f"{model.name} {layout.label()} on {hw.key}": (grid, curve)},
+            "Max concurrent requests vs context length", "context length (tokens)", "requests per replica",
+            out / "max_concurrency_vs_context.png", logy=True)))
+    return report
+
+
+# --- latency -----------------------------------------------------------------------------------------
+
+def run_latency(args: argparse.Namespace) -> Report:
+    model, hw = load_model(args.model), load_hardware(args.hardware)
+    validate_layout(model, layout_from(args))
+    common = dict(tp=args.tp, pp=args.pp, dtype=args.dtype, kv_dtype=args.kv_dtype, batch_size=args.batch_size,
+                  prompt_len=args.context_len, output_len=args.output_len,
+                  max_num_batched_tokens=args.max_num_batched_tokens, micro_batches=args.micro_batches)
+    ideal = estimate_latency(model, hw, mfu=1.0, mbu=1.0, step_overhead=0.0, **common)
+    real = estimate_latency(model, hw, mfu=args.mfu, mbu=args.mbu, step_overhead=args.step_overhead_ms / 1e3, **common)
+    pre, dec = prefill_flops(model, args.context_len), decode_flops(model, args.context_len)
+    rows = []
+    for label, e in (("theoretical (mfu=mbu=1)", ideal), (f"mfu={args.mfu}, mbu={args.mbu}", real)):
+        rows.append([label, e.ttft_s * 1e3, e.tpot_s * 1e3, e.e2e_s, e.prefill_tokens_per_s, e.decode_tokens_per_s,
+                     e.pipelined_decode_tokens_per_s, e.decode_bound])
+    first = real.first_decode_step
+    data = {
+        "command": "latency",
+        "model": model.summary(),
+        "hardware": hw.summary(),
+        "flops": {"linear_per_token": linear_flops_per_token(model), "prefill": pre.to_dict(), "decode_token": dec.to_dict()},
+        "theoretical": ideal.to_dict(),
+        "estimate": real.to_dict(),
+    }
+    text = "\n\n".join([
+        f"{model_line(model)}\n{hardware_line(hw)}\nLayout TP{args.tp} x PP{args.pp}, weights {real.dtype}, KV {real.kv_dtype}; "
+        f"batch {args.batch_size}, prompt {args.context_len:,}, output {args.output_len:,} tokens",
+        block("FLOPs", [
+            ("matmul per token", f"{linear_flops_per_token(model) / 1e9:.2f} GFLOP"),
+            (f"prefill of {args.context_len:,} tokens", f"{pre.total / 1e12:.2f} TFLOP (attention {pre.attention / pre.total:.1%})"),
+            (f"decode token @ {args.context_len:,}", f"{dec.total / 1e9:.2f} GFLOP"),
+        ]),
+        table(["model", "TTFT ms", "TPOT ms", "e2e s", "prefill tok/s", "decode tok/s", "pipelined tok/s", "decode bound"], rows),
+        block("First decode step (with efficiencies)", [
+            ("compute (at peak)", f"{first['compute_s'] * 1e3:.3f} ms"),
+            ("memory (at peak)", f"{first['memory_s'] * 1e3:.3f} ms"),
+            ("TP/PP communication", f"{first['comm_s'] * 1e3:.3f} ms"),
+            ("fixed overhead", f"{first['overhead_s'] * 1e3:.3f} ms"),
+            ("PP bubble", f"{real.pp_bubble_fraction:.1%} with {args.micro_batches or args.pp} micro-batch(es)"),
+        ]),
+    ])
+    report = Report(data, text)
+    out = output_dir(args)
+    if out:
+        batches = [b for b in (1, 2, 4, 8, 16, 32, 64, 128, 256) if b <= max(args.batch_size, 256)]
+        tput = {}
+        for label, eff in (("theoretical", (1.0, 1.0, 0.0)), ("with efficiencies", (args.mfu, args.mbu, args.step_overhead_ms / 1e3))):
+            vals = [estimate_latency(model, hw, mfu=eff[0], mbu=eff[1], step_overhead=eff[2],
+                                     **{**common, "batch_size": b, "output_len": 2}).decode_tokens_per_s for b in batches]
+            tput[label] = (batches, vals)
+        report.files.append(str(plots.line_plot(tput, f"{model.name} on {hw.key}: decode throughput @ {args.context_len:,} context",
+                                                "batch size", "tokens/s", out / "decode_throughput_vs_batch.png")))
+    return report
+
+
+# --- plan --------------------------------------------------------------------------------------------
+
+def run_plan(args: argparse.Namespace) -> Report:
+    model, hw = load_model(args.model), load_hardware(args.hardware)
+    config = serving_from(args)
+    rec = recommend_layout(model, hw, args.context_len, args.concurrency, args.dtype, args.kv_dtype, config,
+                           args.devices_per_node)
+    smallest = min_gpus(model, hw, args.context_len, args.dtype, args.kv_dtype, config)
+    valid = valid_tp_sizes(model, max(64, rec.devices_per_node))
+    price = hw.price_per_hour_usd
+    cost = price * rec.gpus if price else None
+    cand_rows = [[c.layout.label(), c.kv_pool_gib, c.required_gib, c.max_concurrency, c.fits] for c in rec.candidates]
+    data = {
+        "command": "plan",
+        "model": model.summary(),
+        "hardware": hw.summary(),
+        "recommended": {"tp": rec.layout.tp, "pp": rec.layout.pp, "ep": rec.layout.ep, "gpus": rec.gpus,
+                        "nodes": rec.nodes, "reasons": list(rec.reasons), "usd_per_hour": cost},
+        "min_gpus": {"tp": smallest.layout.tp, "pp": smallest.layout.pp, "gpus": smallest.gpus},
+        "valid_tp_sizes": valid,
+        "plan": rec.plan.to_dict(),
+        "candidates": [{"layout": c.layout.label(), "kv_pool_gib": c.kv_pool_gib, "required_gib": c.required_gib,
+                        "max_concurrency": c.max_concurrency, "fits": c.fits} for c in rec.candidates],
+    }
+    cost_text = f", ~${cost:.2f}/hour (indicative)" if cost else ""
+    text = "\n\n".join([
+        f"{model_line(model)}\n{hardware_line(hw)}\nTarget: {args.concurrency} concurrent request(s) of "
+        f"{rec.context_len:,} tokens, {rec.devices_per_node} devices per node",
+        f"Recommended: {rec.layout.label()} = {rec.gpus} device(s) on {rec.nodes} node(s){cost_text}\n  why: {rec.reasons[0]}",
+        f"Minimum for one request of {smallest.context_len:,} tokens: {smallest.layout.label()} = {smallest.gpus} device(s)",
+        f"Valid TP sizes: {', '.join(map(str, valid))}",
+        "Layouts considered\n" + table(["layout", "KV pool GiB", "needs GiB/device", "max concurrency", "fits"], cand_rows),
+        _plan_text(rec.plan),
+    ])
+    report = Report(data, text)
+    out = output_dir(args)
+    if out:
+        shown = [_plan_bar(c.layout.label(), plan_memory(model, hw, c.layout, args.dtype, args.kv_dtype, config,
+                                                         rec.context_len, args.concurrency)) for c in rec.candidates[-6:]]
+        report.files.append(str(_memory_bars(shown, rec.plan.device_memory_gib, f"{model.name} on {hw.key}: candidate layouts",
+                                             out / "memory_breakdown.png")))
+        grid = context_grid(model.max_context)
+        curves = {c.layout.label(): (grid, max_concurrency_curve(model, hw, grid, c.layout, args.dtype, args.kv_dtype, config))
+                  for c in rec.candidates[-4:] if c.kv_pool_gib > 0}
+        if curves:
+            report.files.append(str(plots.line_plot(curves, "Max concurrent requests vs context length",
+                                                    "context length (tokens)", "requests per replica",
+                                                    out / "max_concurrency_vs_context.png", logy=True)))
+    return report
+
+
+# --- catalog -----------------------------------------------------------------------------------------
+
+def run_catalog(args: argparse.Namespace) -> Report:
+    models = [load_model(n) for n in catalog_names()]
+    hws = list(hardware_catalog().values())
+    model_rows = [[m.name, m.params.total / 1e9, m.params.active / 1e9, m.attention_type, m.num_layers, m.max_context,
+                   m.weight_dtype] for m in models]
+    hw_rows = [[h.key, h.memory_gib, h.memory_bandwidth_gb_s, h.tflops_bf16, h.tflops_fp8 or "-", h.interconnect,
+                h.price_per_hour_usd or "-"] for h in hws]
+    data = {"command": "catalog", "models": [m.summary() for m in models], "hardware": [h.summary() for h in hws]}
+    text = "\n\n".join([
+        "Models\n" + table(["name", "params B", "active B", "attention", "layers", "max context", "dtype"], model_rows),
+        "Hardware\n" + table(["name", "memory GiB", "GB/s", "TFLOP/s bf16", "fp8", "interconnect", "$/h"], hw_rows),
+    ])
+    return Report(data, text)
