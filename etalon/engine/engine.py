@@ -100,9 +100,13 @@ class Engine:
         """Gives each candidate a KV slot for its next token, preempting the most recently
         admitted running sequence when the cache is full (vLLM's rule)."""
         granted: list[Sequence] = []
+        bs = self.pool.block_size
         for seq in candidates:
             if seq.state is not SeqState.RUNNING:
                 continue  # preempted to make room for an earlier one
+            if seq.num_computed < seq.blocks * bs:  # fast path: its last block has room
+                granted.append(seq)
+                continue
             while not self.grow(seq, 1):
                 victim = self.running[-1]
                 self.preempt(victim)

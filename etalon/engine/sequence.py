@@ -67,7 +67,7 @@ class Sequence:
         """Every emitted token's time, in order."""
         if not self.token_segments:
             return np.empty(0)
-        return np.concatenate([np.atleast_1d(s) for s in self.token_segments])
+        return np.concatenate([s if type(s) is np.ndarray else (s,) for s in self.token_segments])
 
     def __repr__(self) -> str:
         return (f"Sequence({self.request_id}, {self.state.value}, computed={self.num_computed}/"
