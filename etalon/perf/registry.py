@@ -7,10 +7,9 @@ pays for the estimator's catalogs.
 from __future__ import annotations
 
 import importlib
-import json
 from pathlib import Path
 
-import yaml
+from etalon.config_files import load_mapping
 
 from etalon.perf.base import PerfModel
 
@@ -36,16 +35,4 @@ def build_perf_model(spec: dict, *, where: str = "perf model") -> PerfModel:
 
 def load_perf_spec(path: str | Path) -> dict:
     """Reads a perf-model description from a JSON or YAML file, with one-line errors."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read perf-model file ({exc.strerror})") from None
-    try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise ValueError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: "
-                         f"{str(exc).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping of perf-model parameters")
-    return data
+    return load_mapping(path, "perf-model file")

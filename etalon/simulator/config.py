@@ -8,12 +8,11 @@ silently falls back to a default.
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
-import yaml
 
+from etalon.config_files import load_mapping
 from etalon.engine import EngineConfig
 from etalon.workload.config import WorkloadConfig
 
@@ -110,19 +109,7 @@ def add_sim_args(parser: argparse.ArgumentParser) -> None:
 
 
 def load_config_file(path: str | Path) -> dict:
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read config ({exc.strerror})") from None
-    try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise ValueError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: "
-                         f"{str(exc).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping of simulator settings")
-    return data
+    return load_mapping(path, "simulator config")
 
 
 def config_from_mapping(data: dict, *, where: str) -> SimConfig:

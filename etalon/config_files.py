@@ -1,0 +1,26 @@
+"""Reads a settings file (JSON or YAML, by suffix) into a mapping, with one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+
+def load_mapping(path: str | Path, what: str) -> dict:
+    """``what`` names the file's role in errors, e.g. ``"perf-model file"``."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read {what} ({exc.strerror})") from None
+    is_json = path.suffix == ".json"
+    try:
+        data = json.loads(text) if is_json else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise ValueError(f"{path}: {what} is not valid {'JSON' if is_json else 'YAML'}: "
+                         f"{str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: {what} must be a mapping")
+    return data
