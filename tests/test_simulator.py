@@ -121,3 +121,29 @@ def test_simulate_config_rejects_unknown_keys(tmp_path):
     res = subprocess.run([sys.executable, "-m", "etalon.simulate", "--config", str(cfg)],
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 2 and "num_replica" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_pipeline_parallel_virtual_engines_and_device_memory(tmp_path):
+    from etalon.estimator.memory import kv_bytes_per_token
+    from etalon.estimator.models import load_model
+    from etalon.simulate import simulate
+    from etalon.simulator.config import SimConfig
+    from etalon.workload.config import WorkloadConfig
+
+    wl = WorkloadConfig(max_num_completed_requests=100, poisson_request_interval_generator_qps=20)
+    base = dict(model="llama-3.1-8b", hardware="h100-sxm", workload=wl, no_plots=True)
+    one = simulate(SimConfig(**base, output_dir=str(tmp_path / "pp1")).validate(), quiet=True)
+    two = simulate(SimConfig(**base, pp=2, output_dir=str(tmp_path / "pp2")).validate(), quiet=True)
+    r1, r2 = one["simulation"]["replicas"], two["simulation"]["replicas"]
+    assert len(r1) == 1 and len(r2) == 2  # pp=2: two virtual engines, one micro-batch each
+    # the per-device KV pool of a 2-stage layout is split between the two virtual engines
+    from etalon.estimator.memory import kv_cache_capacity
+
+    assert r2[0]["kv_blocks"] == kv_cache_capacity("llama-3.1-8b", "h100-sxm", pp=2).num_blocks // 2
+    assert r1[0]["kv_blocks"] == kv_cache_capacity("llama-3.1-8b", "h100-sxm").num_blocks
+    # peak device memory = weights + activations + overhead + peak KV blocks x bytes per block
+    per_block = kv_bytes_per_token(load_model("llama-3.1-8b")) * 16 / 1024 ** 3
+    rep = r1[0]
+    fixed = rep["peak_memory_gib"] - rep["kv_blocks_peak"] * per_block
+    assert fixed == pytest.approx(rep["mean_memory_gib"] - rep["kv_mean_fraction"] * rep["kv_blocks"] * per_block)
+    assert rep["weights_gib"] == pytest.approx(8.03e9 * 2 / 1024 ** 3, rel=0.08)

@@ -17,6 +17,7 @@ class Replica:
     replica_id: int
     engine: Engine
     pool: str = "serve"  # "serve" (aggregated), "prefill" or "decode"
+    memory: dict | None = None  # per-device memory picture (bytes) when the model is known
     outstanding: int = 0  # routed here and not finished: what least-outstanding routing reads
     step: Step | None = None
     times: np.ndarray | None = None  # end times of the decode steps of a fast-forward segment

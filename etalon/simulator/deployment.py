@@ -27,6 +27,7 @@ class PoolPlan:
     perf: PerfModel
     num_kv_blocks: int
     replicas: int
+    memory: dict | None = None  # per-device bytes: weights, activation, overhead, kv per block
 
 
 def perf_model_for(cfg: SimConfig, hardware: str | None, tp: int) -> PerfModel:
@@ -46,21 +47,26 @@ def perf_model_for(cfg: SimConfig, hardware: str | None, tp: int) -> PerfModel:
     return build_perf_model({"kind": "parametric"})
 
 
-def kv_blocks_for(cfg: SimConfig, hardware: str | None, tp: int) -> int:
-    if cfg.num_kv_blocks:
-        return cfg.num_kv_blocks
-    if cfg.model and hardware:
-        from etalon.estimator.memory import kv_cache_capacity
+def kv_blocks_for(cfg: SimConfig, hardware: str | None, tp: int) -> tuple[int, dict | None]:
+    """KV blocks of one replica, and its per-device memory picture when the model is known."""
+    if not (cfg.model and hardware):
+        return cfg.num_kv_blocks or DEFAULT_KV_BLOCKS, None
+    from etalon.estimator.layout import ParallelConfig
+    from etalon.estimator.memory import GiB, ServingConfig, plan_memory
 
-        cap = kv_cache_capacity(cfg.model, hardware, tp=tp, pp=cfg.pp, dtype=cfg.dtype,
-                                kv_dtype=cfg.kv_dtype,
-                                gpu_memory_utilization=cfg.gpu_memory_utilization,
-                                block_size=cfg.block_size)
-        if cap.num_blocks < 1:
-            raise ValueError(f"{cfg.model} does not fit {hardware} at tp={tp}, pp={cfg.pp}: "
-                             "no memory left for the KV cache")
-        return int(cap.num_blocks)
-    return DEFAULT_KV_BLOCKS
+    serving = ServingConfig(gpu_memory_utilization=cfg.gpu_memory_utilization,
+                            block_size=cfg.block_size, max_num_batched_tokens=cfg.max_batched_tokens,
+                            max_num_seqs=cfg.max_batch_size)
+    plan = plan_memory(cfg.model, hardware, ParallelConfig(tp=tp, pp=cfg.pp), cfg.dtype,
+                       cfg.kv_dtype, serving, context_len=1)
+    if plan.num_blocks < 1 and not cfg.num_kv_blocks:
+        raise ValueError(f"{cfg.model} does not fit {hardware} at tp={tp}, pp={cfg.pp}: "
+                         "no memory left for the KV cache")
+    memory = {"device_memory_bytes": plan.device_memory_gib * GiB,
+              "weights_bytes": plan.weights_gib * GiB, "activation_bytes": plan.activation_gib * GiB,
+              "overhead_bytes": plan.overhead_gib * GiB,
+              "kv_bytes_per_block": plan.kv_bytes_per_token_per_device * cfg.block_size}
+    return cfg.num_kv_blocks or int(plan.num_blocks), memory
 
 
 def kv_bytes_per_token(cfg: SimConfig) -> float:
@@ -77,13 +83,15 @@ def kv_bytes_per_token(cfg: SimConfig) -> float:
 
 def pool_plans(cfg: SimConfig) -> list[PoolPlan]:
     if not cfg.disaggregated:
-        return [PoolPlan("serve", perf_model_for(cfg, cfg.hardware, cfg.tp),
-                         kv_blocks_for(cfg, cfg.hardware, cfg.tp), cfg.num_replicas)]
+        blocks, memory = kv_blocks_for(cfg, cfg.hardware, cfg.tp)
+        return [PoolPlan("serve", perf_model_for(cfg, cfg.hardware, cfg.tp), blocks,
+                         cfg.num_replicas, memory)]
     plans = []
     for name, hw, tp, n in (("prefill", cfg.prefill_hardware, cfg.prefill_tp, cfg.prefill_replicas),
                             ("decode", cfg.decode_hardware, cfg.decode_tp, cfg.decode_replicas)):
         hw, tp = hw or cfg.hardware, tp or cfg.tp
-        plans.append(PoolPlan(name, perf_model_for(cfg, hw, tp), kv_blocks_for(cfg, hw, tp), n))
+        blocks, memory = kv_blocks_for(cfg, hw, tp)
+        plans.append(PoolPlan(name, perf_model_for(cfg, hw, tp), blocks, n, memory))
     return plans
 
 
@@ -92,11 +100,19 @@ def build_simulation(cfg: SimConfig, plans: list[PoolPlan] | None = None) -> Sim
     rng = np.random.default_rng(np.random.SeedSequence(cfg.workload.seed).spawn(3)[2])
     pools: dict[str, list[Replica]] = {}
     next_id = 0
+    # Pipeline parallelism: each replica runs ``pp`` virtual engines (vLLM's design), one
+    # micro-batch each in flight across the stages; they split the KV cache, and each step of
+    # one takes a full traversal of the stages (the roofline's PP step time).
     for plan in plans:
-        engine_cfg = cfg.engine_config(plan.num_kv_blocks)
+        blocks = plan.num_kv_blocks // cfg.pp
+        if blocks < 1:
+            raise ValueError(f"{plan.num_kv_blocks} KV blocks cannot be split over pp={cfg.pp} "
+                             "virtual engines")
+        engine_cfg = cfg.engine_config(blocks)
         pools[plan.name] = []
-        for _ in range(plan.replicas):
-            pools[plan.name].append(Replica(next_id, Engine(engine_cfg, plan.perf), pool=plan.name))
+        for _ in range(plan.replicas * cfg.pp):
+            pools[plan.name].append(Replica(next_id, Engine(engine_cfg, plan.perf), pool=plan.name,
+                                            memory=plan.memory))
             next_id += 1
     if not cfg.disaggregated:
         return Simulation(pools["serve"], router=make_router(cfg.router, rng))

@@ -19,6 +19,19 @@ def _time_weighted_mean(samples: np.ndarray, column: int, end: float) -> float:
     return float((samples[:, column] * widths).sum() / total) if total > 0 else 0.0
 
 
+def _device_memory(memory: dict | None, peak_blocks: int, mean_blocks: float) -> dict:
+    """Peak and mean per-device memory: weights + activations + overhead + KV in use (GiB)."""
+    if not memory:
+        return {}
+    fixed = memory["weights_bytes"] + memory["activation_bytes"] + memory["overhead_bytes"]
+    gib = 1024 ** 3
+    return {"device_memory_gib": memory["device_memory_bytes"] / gib,
+            "weights_gib": memory["weights_bytes"] / gib,
+            "activation_gib": memory["activation_bytes"] / gib,
+            "peak_memory_gib": (fixed + peak_blocks * memory["kv_bytes_per_block"]) / gib,
+            "mean_memory_gib": (fixed + mean_blocks * memory["kv_bytes_per_block"]) / gib}
+
+
 def simulation_summary(result: SimResult) -> dict:
     replicas = []
     makespan = max(result.end_time, 1e-12)
@@ -37,6 +50,7 @@ def simulation_summary(result: SimResult) -> dict:
             "mean_queue_length": _time_weighted_mean(s, 2, result.end_time),
             "max_queue_length": int(s[:, 2].max()) if len(s) else 0,
             "perf_model": eng.perf.describe(),
+            **_device_memory(r.memory, eng.pool.peak, _time_weighted_mean(s, 3, result.end_time)),
         })
     out = {"makespan_s": result.end_time, "events": result.events,
            "preemptions": sum(r["preemptions"] for r in replicas),
