@@ -184,13 +184,13 @@ class Engine:
         ``plan`` already holds KV for its first step.
         """
         seqs = plan.decode
-        remaining = np.fromiter((s.remaining_output for s in seqs), dtype=np.int64, count=len(seqs))
-        k_finish = int(remaining.min())
+        state = np.array([(s.output_tokens - s.generated, s.num_computed, s.blocks) for s in seqs],
+                         dtype=np.int64).reshape(-1, 3)
+        k_finish = int(state[:, 0].min())
         if k_finish <= 1:
             return 1
         bs = self.pool.block_size
-        computed = np.fromiter((s.num_computed for s in seqs), dtype=np.int64, count=len(seqs))
-        held = np.fromiter((s.blocks for s in seqs), dtype=np.int64, count=len(seqs))
+        computed, held = state[:, 1], state[:, 2]
         free = self.pool.free
 
         def extra_blocks(k: int) -> int:  # blocks needed beyond those held to run k steps
@@ -225,17 +225,23 @@ class Engine:
         end = float(times[-1])
         out = StepOutcome(end)
         bs = self.pool.block_size
+        new_total = 0
+        done = []
         for seq in seqs:
-            seq.num_computed += num_steps
-            need = blocks_for(seq.num_computed, bs) - seq.blocks
-            if need > 0:
-                self.pool.allocate(need)
-                seq.blocks += need
+            computed = seq.num_computed + num_steps
+            seq.num_computed = computed
+            blocks = -(-computed // bs)
+            if blocks > seq.blocks:
+                new_total += blocks - seq.blocks
+                seq.blocks = blocks
             seq.generated += num_steps
             seq.token_segments.append(times)
             out.emitted.append((seq, num_steps))
             if seq.generated >= seq.output_tokens:
-                self._finish(seq, end, out)
+                done.append(seq)
+        self.pool.allocate(new_total)
+        for seq in done:
+            self._finish(seq, end, out)
         if out.finished:
             self.running = [s for s in self.running if s.state is SeqState.RUNNING]
         self.busy_time += end - step.start
