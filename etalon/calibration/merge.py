@@ -1,0 +1,63 @@
+"""``python -m etalon.calibration.merge a.json b.json -o both.json``: one profile from several.
+
+The prefill and decode profilers each write a profile with one section; the server and the
+simulator take a single ``--profile FILE`` holding both. A later file's section replaces an
+earlier one's. Profiles of different models, engines or hardware are refused (a prefill curve of
+one deployment with the decode curve of another describes neither) unless ``--force``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+
+from etalon.calibration.profile import SECTIONS, Profile, load_profile, save_profile
+from etalon.cli_errors import run_cli
+
+PROG = "etalon.calibration.merge"
+MUST_AGREE = ("model", "engine", "engine_version", "hardware")
+
+
+def merge_profiles(profiles: list[Profile], *, force: bool = False) -> Profile:
+    """Sections of later profiles replace earlier ones; ``source`` fields are combined."""
+    if not profiles:
+        raise ValueError("nothing to merge")
+    source: dict = {}
+    sections: dict = {}
+    for p in profiles:
+        for key in MUST_AGREE:
+            mine, theirs = source.get(key), p.source.get(key)
+            if not force and mine is not None and theirs is not None and mine != theirs:
+                raise ValueError(f"{p.label}: {key} is {theirs!r} but an earlier profile's is "
+                                 f"{mine!r}; these profiles describe different deployments "
+                                 f"(--force merges anyway)")
+        source.update({k: v for k, v in p.source.items() if v is not None})
+        sections.update({name: getattr(p, name) for name in SECTIONS if getattr(p, name)})
+    return replace(Profile(source=source, **sections), path=None)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"python -m {PROG}", description=__doc__.splitlines()[0])
+    p.add_argument("profiles", nargs="+", help="profile files, earliest first")
+    p.add_argument("-o", "--output", required=True, help="where the merged profile goes")
+    p.add_argument("--force", action="store_true",
+                   help="merge profiles whose model/engine/hardware differ")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+
+    def go() -> int:
+        merged = merge_profiles([load_profile(f) for f in args.profiles], force=args.force)
+        path = save_profile(merged, args.output)
+        have = [name for name in SECTIONS if getattr(merged, name) is not None]
+        print(f"{PROG}: {'+'.join(have)} profile written to {path}", file=sys.stderr)
+        return 0
+
+    return run_cli(PROG, go)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

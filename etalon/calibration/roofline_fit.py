@@ -1,0 +1,213 @@
+"""Fits a roofline model's efficiency factors to a profile's measurements (numpy only).
+
+``RooflinePerfModel`` times a step as ``max(compute / (peak · mfu), memory / (bandwidth · mbu))
++ communication + step_overhead``. Prefill is compute-bound, so its TTFTs pin down ``mfu``;
+decode is memory-bound, so its step times pin down ``mbu``. The fit minimises the mean squared
+*relative* error (each point counts by its percentage miss, as MAPE does):
+
+- ``mbu`` by a bounded 1-D search (a log grid over (0, 1], then golden-section refinement) on
+  the decode points, with ``step_overhead`` in closed form at each candidate — the
+  non-negative ``o`` minimising ``Σ ((f + o - y) / y)²`` is ``Σ (y - f) / y² / Σ 1 / y²``;
+- ``mfu`` by the same search on the prefill points, with the decode-fitted overhead plus a
+  closed-form non-negative ``request_overhead``: a TTFT also contains the request path (HTTP,
+  tokenization, queueing) that no engine step has;
+- alternated a few times, since each phase sees a little of the other factor.
+
+Prefill points are the median TTFT of each profiled length (a stray slow repetition must not
+drag ``mfu``); decode points are the profile's steady-state bins. The search runs on each
+point's unscaled compute, memory and communication seconds (read once from
+``RooflinePerfModel.breakdown`` at the base model); the errors reported come from the fitted
+``RooflinePerfModel`` itself.
+
+    python -m etalon.calibration.roofline_fit profile.json --model llama-3.1-8b --hardware h100-sxm
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, replace
+from typing import Callable
+
+import numpy as np
+
+from etalon.calibration.profile import Profile, load_profile
+from etalon.cli_errors import run_cli
+from etalon.perf.base import StepBatch
+
+LOW, HIGH = 1e-3, 1.0
+GOLDEN = (np.sqrt(5.0) - 1.0) / 2.0
+
+
+@dataclass
+class RooflineFit:
+    """Fitted factors, the fitted model, and its error on the measurements (fractions)."""
+
+    mfu: float
+    mbu: float
+    step_overhead: float
+    request_overhead: float
+    prefill_mape: float | None
+    decode_mape: float | None
+    prefill_points: int
+    decode_points: int
+    at_bound: list[str]
+    model: object
+
+    def to_dict(self) -> dict:
+        out = {k: v for k, v in self.__dict__.items() if k != "model"}
+        out["model"] = self.model.describe()
+        return out
+
+
+def minimise_1d(f: Callable[[float], float], lo: float = LOW, hi: float = HIGH,
+                grid: int = 64, iterations: int = 48) -> float:
+    """The minimiser of ``f`` on ``[lo, hi]``: best point of a log grid, then golden-section
+    search between its neighbours (``f`` need only be unimodal near the best grid point)."""
+    xs = np.geomspace(lo, hi, grid)
+    values = [f(x) for x in xs]
+    i = int(np.argmin(values))
+    a, b = xs[max(i - 1, 0)], xs[min(i + 1, grid - 1)]
+    c, d = b - GOLDEN * (b - a), a + GOLDEN * (b - a)
+    fc, fd = f(c), f(d)
+    for _ in range(iterations):
+        if fc <= fd:
+            b, d, fd = d, c, fc
+            c = b - GOLDEN * (b - a)
+            fc = f(c)
+        else:
+            a, c, fc = c, d, fd
+            d = a + GOLDEN * (b - a)
+            fd = f(d)
+    best = min((values[i], xs[i]), (fc, c), (fd, d))
+    return float(best[1])
+
+
+def _offset(y: np.ndarray, f: np.ndarray) -> float:
+    """The non-negative constant minimising the squared relative error of ``f + o``."""
+    w = 1.0 / y ** 2
+    return max(float(np.sum(w * (y - f)) / np.sum(w)), 0.0)
+
+
+def _sq_rel(y: np.ndarray, f: np.ndarray) -> float:
+    return float(np.mean(((f - y) / y) ** 2))
+
+
+class _Points:
+    """Each point's compute, memory and communication seconds at unit efficiency."""
+
+    def __init__(self, model, batches: list[StepBatch], y: np.ndarray):
+        parts = [model.breakdown(b) for b in batches]
+        self.batches = batches
+        self.compute = np.array([p.compute_s for p in parts])
+        self.memory = np.array([p.memory_s for p in parts])
+        self.comm = np.array([p.comm_s for p in parts])
+        self.y = y
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def roof(self, mfu: float, mbu: float) -> np.ndarray:
+        return np.maximum(self.compute / mfu, self.memory / mbu) + self.comm
+
+
+def _prefill_points(model, profile: Profile) -> _Points | None:
+    if profile.prefill is None or not profile.prefill.measurements:
+        return None
+    m = profile.prefill.measurements
+    n, ttft = np.asarray(m["prompt_tokens"], dtype=int), np.asarray(m["ttft_s"], float)
+    lengths = np.unique(n)  # one point per length: the median repetition, robust to a stray one
+    y = np.array([np.median(ttft[n == k]) for k in lengths])
+    return _Points(model, [StepBatch.prefill(int(k)) for k in lengths], y)
+
+
+def _decode_points(model, profile: Profile) -> _Points | None:
+    if profile.decode is None or not profile.decode.measurements:
+        return None
+    m = profile.decode.measurements
+    batches = [StepBatch.decode(int(b), int(round(c)))
+               for b, c in zip(m["decode_batch"], m["decode_context"])]
+    return _Points(model, batches, np.asarray(m["step_time_s"], float))
+
+
+def fit_roofline(base, profile: Profile, *, fit_overheads: bool = True,
+                 rounds: int = 4) -> RooflineFit:
+    """Fits ``base``'s (a ``RooflinePerfModel``) ``mfu``, ``mbu`` and, with ``fit_overheads``,
+    its ``step_overhead`` plus a per-request overhead to ``profile``'s raw measurements."""
+    unit = replace(base, mfu=1.0, mbu=1.0, step_overhead=0.0)
+    pre, dec = _prefill_points(unit, profile), _decode_points(unit, profile)
+    if pre is None and dec is None:
+        raise ValueError(f"{profile.label}: no raw measurements to fit a roofline to")
+    mfu, mbu, o, r = base.mfu, base.mbu, base.step_overhead, 0.0
+
+    def decode_obj(x: float) -> float:
+        f = dec.roof(mfu, x)
+        return _sq_rel(dec.y, f + (_offset(dec.y, f) if fit_overheads else o))
+
+    def prefill_obj(x: float) -> float:
+        f = pre.roof(x, mbu) + o
+        return _sq_rel(pre.y, f + (_offset(pre.y, f) if fit_overheads else 0.0))
+
+    for _ in range(rounds):
+        if dec is not None:
+            mbu = minimise_1d(decode_obj)
+            if fit_overheads:
+                o = _offset(dec.y, dec.roof(mfu, mbu))
+        if pre is not None:
+            mfu = minimise_1d(prefill_obj)
+            if fit_overheads:
+                r = _offset(pre.y, pre.roof(mfu, mbu) + o)
+    fitted = replace(base, mfu=mfu, mbu=mbu, step_overhead=o)
+    pre_mape = dec_mape = None
+    if pre is not None:
+        pred = np.array([fitted.step_time(b) for b in pre.batches]) + r
+        pre_mape = float(np.mean(np.abs(pred - pre.y) / pre.y))
+    if dec is not None:
+        pred = np.array([fitted.step_time(b) for b in dec.batches])
+        dec_mape = float(np.mean(np.abs(pred - dec.y) / dec.y))
+    at_bound = [name for name, v in (("mfu", mfu), ("mbu", mbu)) if v >= 0.999 or v <= 1.001 * LOW]
+    return RooflineFit(mfu, mbu, o, r, pre_mape, dec_mape, len(pre or []), len(dec or []),
+                       at_bound, fitted)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m etalon.calibration.roofline_fit",
+                                description="Fit a roofline model's MFU/MBU to a profile.")
+    p.add_argument("profile", help="profile JSON with raw measurements")
+    p.add_argument("--model", required=True, help="model: catalog name, config.json or folder")
+    p.add_argument("--hardware", required=True, help="hardware catalog key or YAML file")
+    p.add_argument("--tp", type=int, default=1)
+    p.add_argument("--pp", type=int, default=1)
+    p.add_argument("--dtype", default=None)
+    p.add_argument("--kv-dtype", default=None)
+    p.add_argument("--keep-overhead", action="store_true",
+                   help="keep the model's step_overhead; fit no per-request overhead")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+
+    def go() -> int:
+        from etalon.estimator.errors import EstimatorError
+        from etalon.perf.roofline import RooflinePerfModel
+
+        profile = load_profile(args.profile)
+        try:
+            base = RooflinePerfModel(args.model, args.hardware, tp=args.tp, pp=args.pp,
+                                     dtype=args.dtype, kv_dtype=args.kv_dtype)
+        except EstimatorError as exc:
+            raise ValueError(str(exc)) from None
+        result = fit_roofline(base, profile, fit_overheads=not args.keep_overhead)
+        print(json.dumps(result.to_dict(), indent=1))
+        if result.at_bound:
+            print(f"roofline_fit: {', '.join(result.at_bound)} at the search bound: the "
+                  f"measurements do not look like this model on this hardware", file=sys.stderr)
+        return 0
+
+    return run_cli("etalon.calibration.roofline_fit", go)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
