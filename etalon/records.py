@@ -27,6 +27,11 @@ class RequestRecord:
     ``chunk_times[i]`` is when the i-th content-bearing chunk arrived and ``chunk_tokens[i]`` how
     many tokens it carried (1 for most servers; more when a server batches tokens per SSE event).
     Role-only and empty chunks are not recorded: they carry no tokens.
+
+    ``ttft_deadline`` is this request's own TTFT deadline in seconds (e.g. predicted prefill
+    time of its requested prompt plus a slack, set by ``run_benchmark --prefill-profile``);
+    None means the run-wide deadline given to the metrics applies. Records written before the
+    field existed load with None.
     """
 
     request_id: int
@@ -46,6 +51,7 @@ class RequestRecord:
     error_message: str | None = None
     client_id: int = 0
     replica_id: int | None = None
+    ttft_deadline: float | None = None
 
     @property
     def ok(self) -> bool:

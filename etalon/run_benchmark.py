@@ -3,12 +3,17 @@
 The arrival schedule is computed up front; Ray actor clients (or threads with ``--no-ray``) send
 each request at its scheduled time and stream the answer; every finished request is appended to
 ``requests.jsonl`` at once; metrics, plots and W&B read those records and nothing else.
+
+With ``--prefill-profile FILE --ttft-slack S`` each request's TTFT deadline is the profile's
+predicted prefill time of its *requested* prompt length plus ``S``, computed for the whole
+schedule before anything is sent and stored in its record's ``ttft_deadline``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -70,7 +75,13 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-ignore-eos", action="store_true",
                    help="do not send vLLM's ignore_eos/min_tokens (for servers that reject them)")
     d = p.add_argument_group("deadlines (SLOs)")
-    d.add_argument("--ttft-deadline", type=float, default=None, help="TTFT deadline (s)")
+    d.add_argument("--ttft-deadline", type=float, default=None,
+                   help="TTFT deadline (s), the same for every request")
+    d.add_argument("--prefill-profile", default=None, metavar="FILE",
+                   help="per-request TTFT deadlines: the profile's predicted prefill time of the "
+                        "requested prompt length plus --ttft-slack (excludes --ttft-deadline)")
+    d.add_argument("--ttft-slack", type=float, default=None, metavar="S",
+                   help="seconds added to the predicted prefill time (with --prefill-profile)")
     d.add_argument("--tbt-deadline", type=float, default=None, help="time-between-tokens deadline (s)")
     o = p.add_argument_group("outputs")
     o.add_argument("--output-dir", default="result_outputs", help="where results go")
@@ -105,6 +116,53 @@ def _check(args) -> None:
             raise UserError(f"--{flag.replace('_', '-')} must be > 0, got {value}")
     if args.tokenizer and not Path(args.tokenizer).exists():
         raise UserError(f"--tokenizer {args.tokenizer}: no such file or folder")
+    if args.prefill_profile is not None and args.ttft_deadline is not None:
+        raise UserError("--prefill-profile and --ttft-deadline are mutually exclusive: the "
+                        "profile sets each request's TTFT deadline")
+    if args.prefill_profile is not None and args.ttft_slack is None:
+        raise UserError("--prefill-profile needs --ttft-slack S (seconds added to the predicted "
+                        "prefill time)")
+    if args.ttft_slack is not None:
+        if args.prefill_profile is None:
+            raise UserError("--ttft-slack needs --prefill-profile FILE")
+        if not (math.isfinite(args.ttft_slack) and args.ttft_slack >= 0):
+            raise UserError(f"--ttft-slack must be a finite number >= 0, got {args.ttft_slack}")
+
+
+def _ttft_deadlines(args, requests) -> dict[int, float] | None:
+    """``{request_id: TTFT deadline (s)}`` from ``--prefill-profile``, for the whole schedule.
+
+    The requested prompt length is used (known before sending, so the deadline is fixed up
+    front). A prompt beyond what the profile claims fails the run before it starts.
+    """
+    if args.prefill_profile is None:
+        return None
+    from etalon.calibration.deadlines import max_prompt_tokens, ttft_deadline_for
+    from etalon.calibration.profile import load_profile
+    from etalon.calibration.section import OutOfRangeError
+
+    where = f"--prefill-profile {args.prefill_profile}"
+    try:
+        profile = load_profile(args.prefill_profile)
+        profile.section("prefill")
+    except ValueError as exc:
+        raise UserError(f"--prefill-profile: {exc}") from None
+    lengths = [r.prompt_tokens for r in requests]
+    try:
+        deadlines = ttft_deadline_for(profile, lengths, args.ttft_slack)
+    except OutOfRangeError:
+        limit = max_prompt_tokens(profile)
+        over = sum(n > limit for n in lengths)
+        raise UserError(f"{where}: covers prompts up to {limit} tokens, but {over} of "
+                        f"{len(lengths)} scheduled requests are longer (longest {max(lengths)}); "
+                        f"shorten the prompts or profile longer ones") from None
+    except ValueError as exc:
+        raise UserError(f"{where}: {exc}") from None
+    bad = [n for n, d in zip(lengths, deadlines) if not d > 0]
+    if bad:
+        raise UserError(f"{where}: the predicted TTFT deadline of a {bad[0]}-token prompt is "
+                        f"not > 0 s; pass a larger --ttft-slack")
+    return {r.request_id: float(d) for r, d in zip(requests, deadlines)}
 
 
 def _output_dir(args) -> Path:
@@ -122,6 +180,7 @@ def run(args) -> int:
     _check(args)
     workload = WorkloadConfig.from_args(args)
     requests = build_requests(workload)
+    ttft_deadlines = _ttft_deadlines(args, requests)
     out = _output_dir(args)
     with ExitStack() as stack:
         base_url, model = _server(args, stack)
@@ -138,7 +197,7 @@ def run(args) -> int:
             "workload": asdict(workload), "client": config.redacted(),
             "num_requests_scheduled": len(requests),
         }
-        records = _dispatch(spec, requests, out, args)
+        records = _dispatch(spec, requests, out, args, ttft_deadlines)
     return _finish(records, run_config, out, args, requests)
 
 
@@ -187,7 +246,8 @@ def _probe(base_url: str) -> None:
         raise UserError(f"server {base_url} is unreachable ({reason})") from None
 
 
-def _dispatch(spec: PoolSpec, requests, out: Path, args) -> list[RequestRecord]:
+def _dispatch(spec: PoolSpec, requests, out: Path, args,
+              ttft_deadlines: dict[int, float] | None = None) -> list[RequestRecord]:
     from etalon.report.progress import Progress
 
     records: list[RequestRecord] = []
@@ -195,6 +255,8 @@ def _dispatch(spec: PoolSpec, requests, out: Path, args) -> list[RequestRecord]:
     with RecordWriter(out / "requests.jsonl") as writer:
         def on_record(data: dict) -> None:
             record = RequestRecord.from_dict(data)
+            if ttft_deadlines is not None:
+                record.ttft_deadline = ttft_deadlines.get(record.request_id)
             records.append(record)
             writer.write(record)
 
@@ -226,6 +288,9 @@ def _finish(records, run_config: dict, out: Path, args, requests) -> int:
     # The load check compares sends with the realised schedule (not the nominal rate, which a
     # short Poisson schedule misses by sampling noise alone); the nominal rate is reported.
     summary = summarize(records, ttft_deadline=args.ttft_deadline, tbt_deadline=args.tbt_deadline)
+    if args.prefill_profile is not None:
+        summary["parameters"].update(ttft_slack_s=args.ttft_slack,
+                                     prefill_profile=str(args.prefill_profile))
     summary["run"] = {"nominal_qps": _target_qps(args), "num_scheduled": len(requests),
                       "not_dispatched": args._not_dispatched,
                       "clock_anchors": args._anchors, "finished_at": time.time()}

@@ -134,23 +134,27 @@ def test_ttft_deadline_is_predicted_prefill_plus_slack(profile, profile_file):
 def test_profiled_model_reproduces_the_fits_and_the_physics(profile, profile_file):
     model = build_perf_model({"kind": "profiled", "path": str(profile_file)})
     assert isinstance(model, ProfiledPerfModel)
+    # An engine step pays the decode intercept as its fixed cost; the profiled TTFT also holds
+    # the request path (prefill intercept - decode intercept), which no step pays.
+    a_p, a_d = profile.prefill.physical.intercept, profile.decode.physical.intercept
+    path = max(0.0, a_p - a_d)
+    assert model.describe()["request_path_s"] == pytest.approx(path)
     for n in (256, 1000, 4096, 6000):
-        assert model.prefill_time(n) == pytest.approx(profile.prefill_time(n), rel=1e-12)
+        assert model.prefill_time(n) == pytest.approx(profile.prefill_time(n) - (a_p - a_d), rel=1e-12)
     assert model.step_time(StepBatch.decode(8, 9000)) == pytest.approx(profile.decode_step_time(8, 9000))
     # A prompt prefilled in two chunks costs the same attention as one prefill: one more
     # intercept, the same token and pair terms (as in the parametric truth).
     whole = model.step_time(StepBatch.prefill(2048))
     halves = (model.step_time(StepBatch(1024, StepBatch.attention_pairs(1024, 0), 1))
               + model.step_time(StepBatch(1024, StepBatch.attention_pairs(1024, 1024), 1)))
-    a_p = profile.prefill.physical.intercept
-    assert halves - a_p == pytest.approx(whole, rel=1e-9)
+    assert halves - a_d == pytest.approx(whole, rel=1e-9)
     truth_halves = (TRUTH.step_time(StepBatch(1024, StepBatch.attention_pairs(1024, 0), 1))
                     + TRUTH.step_time(StepBatch(1024, StepBatch.attention_pairs(1024, 1024), 1)))
     assert halves == pytest.approx(truth_halves, rel=0.02)
-    # mixed step: both parts, the smaller intercept once
+    # mixed step: both parts, one fixed cost
     mixed = StepBatch(512, StepBatch.attention_pairs(512, 0), 1, 8, 9000)
     expect = (model.step_time(StepBatch.prefill(512)) + model.step_time(StepBatch.decode(8, 9000))
-              - min(a_p, profile.decode.physical.intercept))
+              - a_d)
     assert model.step_time(mixed) == pytest.approx(expect)
     assert model.step_time(mixed) == pytest.approx(TRUTH.step_time(mixed), rel=0.02)
     ctx = np.array([1000, 5000, 20000])
@@ -179,7 +183,8 @@ def test_profiled_spec_inline_and_errors(profile, profile_file):
     data = profile.to_dict()
     inline = build_perf_model({"kind": "profiled", "prefill": data["prefill"], "decode": data["decode"]},
                               where="inline spec")
-    assert inline.prefill_time(1000) == pytest.approx(profile.prefill_time(1000))
+    a_p, a_d = profile.prefill.physical.intercept, profile.decode.physical.intercept
+    assert inline.prefill_time(1000) == pytest.approx(profile.prefill_time(1000) - (a_p - a_d))
     with pytest.raises(ValueError, match="with 'path', no other keys"):
         build_perf_model({"kind": "profiled", "path": str(profile_file), "x": 1})
     with pytest.raises(ValueError, match="has no decode section"):

@@ -232,3 +232,121 @@ def test_goodput_by_hand():
     # Only the TTFT deadline: request 2 becomes good.
     assert good_mask(records, 1.0, None) == [True, False, True, False, True]
     assert goodput(records, None, None, 10.0) is None
+
+
+# -- per-request TTFT deadlines (a record's own ``ttft_deadline``, else the run-wide one) -------
+
+def own(rid, sched, sent, chunks, ttft_deadline):
+    r = rec(rid, sched, sent, chunks)
+    r.ttft_deadline = ttft_deadline
+    return r
+
+
+def test_each_request_is_judged_by_its_own_ttft_deadline():
+    # Same tokens 0.75, 1.0, 1.25 after t0 = 0; D_tbt = 0.5; run-wide D_ttft = 0.25.
+    # A (own 0.5): token 1 due 0.5, late 0.25 -> floor(0.5)+1 = 1 miss, reset: next due 1.25;
+    #   1.0 on time (next 1.75), 1.25 on time -> 2 on time, 1 miss (first-token).
+    # B (own 1.0): dues 1.0, 1.5, 2.0 -> 3 on time, 0 misses.
+    # C (none, run-wide 0.25): token 1 late 0.5 -> floor(1)+1 = 2 misses, next due 1.25;
+    #   1.0, 1.25 on time -> 2 on time, 2 misses.
+    records = [own(0, 0.0, 0.0, [0.75, 1.0, 1.25], 0.5), own(1, 0.0, 0.0, [0.75, 1.0, 1.25], 1.0),
+               own(2, 0.0, 0.0, [0.75, 1.0, 1.25], None)]
+    tl = Timelines.from_records(records)
+    on, miss, first = evaluate_timelines(tl, 0.25, 0.5)
+    got = {int(i): (int(a), int(b), int(c)) for i, a, b, c in zip(tl.request_ids, on, miss, first)}
+    assert got == {0: (2, 1, 1), 1: (3, 0, 0), 2: (2, 2, 2)}
+    # Without a run-wide deadline C's first token is no deadline: schedule from 0.75, dues
+    # 1.25, 1.75 -> 2 on time, 0 misses. A and B are unchanged.
+    on, miss, first = evaluate_timelines(tl, None, 0.5)
+    got = {int(i): (int(a), int(b), int(c)) for i, a, b, c in zip(tl.request_ids, on, miss, first)}
+    assert got == {0: (2, 1, 1), 1: (3, 0, 0), 2: (2, 0, 0)}
+
+
+def test_min_tbt_deadline_anchors_at_each_requests_own_ttft_deadline():
+    # A (own 0.5): token 1 late -> anchor 0.75: max(0.25/1, 0.5/2) = 0.25.
+    # B (own 1.0): token 1 on time -> anchor 1.0: max(0/1, 0.25/2) = 0.125.
+    records = [own(0, 0.0, 0.0, [0.75, 1.0, 1.25], 0.5), own(1, 0.0, 0.0, [0.75, 1.0, 1.25], 1.0)]
+    tl = Timelines.from_records(records)
+    assert dict(zip(tl.request_ids, min_tbt_deadlines(tl, None))) == {
+        0: pytest.approx(0.25), 1: pytest.approx(0.125)}
+
+
+def test_vectorised_evaluation_with_mixed_own_deadlines_matches_the_loop():
+    ids, t0, times = random_timelines(11)
+    rng = np.random.default_rng(12)
+    mine = [None if rng.random() < 0.3 else float(rng.uniform(0.2, 1.5)) for _ in ids]
+    tl = Timelines.from_token_times(ids, t0, times, mine)
+    for run_wide in (0.8, None):
+        on, miss, _ = evaluate_timelines(tl, run_wide, 0.07)
+        for row, rid in enumerate(tl.request_ids):
+            d = mine[rid] if mine[rid] is not None else run_wide
+            if d is None:  # no first-token deadline: the schedule starts at token 1
+                expect = naive(times[rid][1:], times[rid][0], 0.07, 0.07)
+            else:
+                expect = naive(times[rid], t0[rid], d, 0.07)
+            assert (on[row], miss[row]) == expect
+
+
+def per_request_run():
+    # sched = sent; TTFT from send is 0.75 for all; D_tbt = 0.5 where checked.
+    return [
+        own(0, 0.0, 0.0, [0.75, 1.0, 1.25], 0.5),   # TTFT 0.75 > own 0.5 -> not good
+        own(1, 1.0, 1.0, [1.75, 2.0, 2.25], 1.0),   # dues 2.0, 2.5, 3.0 -> good
+        own(2, 2.0, 2.0, [2.75, 3.75], 1.0),        # token 2 due 3.5 at 3.75 -> TBT miss
+        own(3, 3.0, 3.0, [3.75, 4.75], 2.0),        # dues 5.0, 5.5: slack banked -> good
+        own(4, 4.0, 4.0, [4.75, 5.0], None),        # the run-wide deadline decides
+    ]
+
+
+def test_goodput_with_per_request_ttft_deadlines():
+    records = per_request_run()
+    # Run-wide 0.5 applies to request 4 only: TTFT 0.75 > 0.5 -> not good.
+    assert good_mask(records, 0.5, 0.5) == [False, True, False, True, False]
+    g = goodput(records, 0.5, 0.5, duration_s=10.0)
+    assert (g.num_good, g.fraction, g.requests_per_s) == (2, 0.4, 0.2)
+    assert g.ttft_deadline_s == 0.5
+    # Run-wide 1.0: request 4 dues 5.0, 5.5 -> good.
+    assert good_mask(records, 1.0, 0.5) == [False, True, False, True, True]
+    # No run-wide deadline at all: goodput is still computed from the records' own; request 4
+    # has no TTFT deadline, request 2's TBT miss is not checked without D_tbt.
+    g = goodput(records, None, None, duration_s=10.0)
+    assert g.num_good == 4 and g.ttft_deadline_s == "per-request"
+
+
+def test_summary_and_rows_with_per_request_ttft_deadlines():
+    from etalon.metrics.per_request import request_rows
+    from etalon.metrics.summary import summarize
+
+    records = per_request_run()
+    s = summarize(records, tbt_deadline=0.5)
+    assert s["parameters"]["ttft_deadline_s"] == "per-request"
+    d = s["deadlines"]
+    assert d["ttft_deadline_s"] == "per-request" and d["num_own_ttft_deadlines"] == 4
+    # On time / misses per request: 0: (2, 1: token 1 late 0.25, reset to 1.25), 1: (3, 0),
+    # 2: (1, 1), 3: (2, 0), 4: no TTFT deadline, schedule from 4.75: 5.0 due 5.25 -> (1, 0).
+    assert (d["deadlines_total"], d["misses"], d["first_token_misses"]) == (11, 2, 1)
+    # Request 4 is good here: no TTFT deadline, no TBT miss.
+    assert s["goodput"]["num_good"] == 3 and s["goodput"]["ttft_deadline_s"] == "per-request"
+    # The report passes the summary's label back in; rows show the deadline each was judged by.
+    rows = request_rows(records, s["parameters"]["ttft_deadline_s"], 0.5)
+    assert [r["ttft_deadline"] for r in rows] == [0.5, 1.0, 1.0, 2.0, None]
+    assert [r["deadline_misses"] for r in rows] == [1, 0, 1, 0, 0]
+    assert [r["good"] for r in rows] == [False, True, False, True, True]
+    # Anchors: 0.75 (late first token), 2.0, 3.0 (own deadlines met), 5.0, 4.75 (first token):
+    # 0: max(0.25/1, 0.5/2); 1: 0.25/2; 2: 0.75/1; 3: -0.25 floored at 0; 4: 0.25/1.
+    assert [r["min_tbt_deadline"] for r in rows] == [0.25, 0.125, 0.75, 0.0, 0.25]
+
+
+def test_fluid_rate_uses_each_requests_own_ttft_deadline():
+    # 10 requests stream from t0 + 0.5, 10 from t0 + 1.5, one token per 0.04 s, 50 tokens.
+    # With own deadlines 0.5 and 1.5 every first token is exactly on time: rate 1/0.04 = 25.
+    _, t0, early = uniform_requests(10, 0.04, ttft=0.5)
+    _, _, late = uniform_requests(10, 0.04, ttft=1.5)
+    ids = list(range(20))
+    tl = Timelines.from_token_times(ids, t0 + t0, early + late, [0.5] * 10 + [1.5] * 10)
+    assert fluid_token_rate(tl, None).tokens_per_s == pytest.approx(25.0, rel=1e-3)
+    # Judged by one run-wide 0.5 instead, the late half's first token is 1 s late: charged
+    # floor(1/D)+1 misses next to 49 on-time tokens; 49/(49 + m) >= 0.9 needs m <= 5, i.e.
+    # D > 0.2: the rate drops to 1/0.2 = 5.
+    tl = Timelines.from_token_times(ids, t0 + t0, early + late)
+    assert fluid_token_rate(tl, 0.5).tokens_per_s == pytest.approx(5.0, rel=1e-3)

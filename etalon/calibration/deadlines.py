@@ -4,11 +4,13 @@ A fixed TTFT SLO is unfair to long prompts and lax for short ones; a deadline of
 ``predicted_prefill_time(prompt) + slack`` asks each request to start streaming within ``slack``
 seconds of what the deployment needs for that prompt alone, so missed deadlines measure queueing
 and interference, not prompt length. ``run_benchmark --prefill-profile FILE --ttft-slack S``
-uses this.
+uses this with each request's *requested* prompt length, so the deadline is fixed before the
+request is sent.
 """
 
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -34,3 +36,10 @@ def ttft_deadline_for(profile: Profile | str | os.PathLike, prompt_tokens, slack
         raise ValueError("prompt_tokens must be >= 1")
     deadline = profile.section("prefill").predict({"prompt_tokens": tokens}, strict=strict) + slack
     return float(deadline) if deadline.ndim == 0 else deadline
+
+
+def max_prompt_tokens(profile: Profile) -> int:
+    """The longest prompt (tokens) ``ttft_deadline_for`` answers with ``strict=True``: the
+    prefill section's claimed extrapolation limit, or its profiled maximum when none is claimed.
+    """
+    return math.floor(profile.section("prefill").limit("prompt_tokens"))

@@ -12,6 +12,8 @@ started waiting then, whether or not the generator sent on time):
   Together: the next deadline is always ``max(d, t) + D_tbt``.
 * A chunk of k tokens gives k tokens at the same time, each checked against its own deadline.
 * With ``D_ttft = None`` the first token is not a deadline: the schedule starts at its arrival.
+* ``D_ttft`` is per request: a record's own ``ttft_deadline`` when set (e.g. predicted prefill
+  time plus a slack), else the run-wide ``ttft_deadline`` argument. ``D_tbt`` is run-wide.
 
 Per request ``deadlines_total = tokens_on_time + misses``, ``miss_rate = misses /
 deadlines_total`` and ``fluidity_index = 1 - miss_rate``.
@@ -29,7 +31,7 @@ are accounted for by goodput and the error counts.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -39,6 +41,34 @@ from etalon.records import RequestRecord
 
 # Most misses one token can be charged (only reached for absurdly small TBT deadlines).
 _MAX_PERIODS = 1e12
+
+# What a summary's ``ttft_deadline_s`` says when the records carry their own TTFT deadlines
+# and there is no run-wide one.
+PER_REQUEST = "per-request"
+
+
+def run_wide_ttft(value: float | str | None) -> float | None:
+    """The run-wide TTFT deadline (s) of a summary's ``ttft_deadline_s``: :data:`PER_REQUEST`
+    means there is none (each record carries its own)."""
+    if value == PER_REQUEST:
+        return None
+    if isinstance(value, str):
+        raise ValueError(f"ttft_deadline must be seconds, None or {PER_REQUEST!r}, got {value!r}")
+    return value
+
+
+def ttft_deadline_of(record: RequestRecord, default: float | None) -> float | None:
+    """The TTFT deadline (s) that applies to ``record``: its own, else ``default``."""
+    return record.ttft_deadline if record.ttft_deadline is not None else default
+
+
+def ttft_deadline_label(records: Iterable[RequestRecord],
+                        ttft_deadline: float | None) -> float | str | None:
+    """How a summary names the TTFT deadline: the run-wide seconds when given (records with
+    their own still use theirs), :data:`PER_REQUEST` when only records carry one, else None."""
+    if ttft_deadline is not None:
+        return ttft_deadline
+    return PER_REQUEST if any(r.ttft_deadline is not None for r in records) else None
 
 
 @dataclass(frozen=True)
@@ -75,6 +105,7 @@ class Timelines:
     Rows (requests) are stored longest first, so the rows that have a token at position i
     (0-based) are always the first ``active[i]`` ones, and ``column(i)`` is a contiguous view of
     those rows' i-th token times. Each step of the evaluation is then one slice, no gather.
+    ``ttft[j]`` is row j's own TTFT deadline in seconds, NaN where the run-wide one applies.
     """
 
     request_ids: np.ndarray
@@ -83,12 +114,22 @@ class Timelines:
     times: np.ndarray  # position-major: column i is times[starts[i]:starts[i] + active[i]]
     starts: np.ndarray
     active: np.ndarray
+    ttft: np.ndarray | None = None  # per row; None = NaN for every row
+
+    def __post_init__(self) -> None:
+        if self.ttft is None:
+            self.ttft = np.full(len(self.lengths), np.nan)
 
     @classmethod
     def from_token_times(
-        cls, request_ids: Sequence[int], t0: Sequence[float], times: Sequence[np.ndarray]
+        cls, request_ids: Sequence[int], t0: Sequence[float], times: Sequence[np.ndarray],
+        ttft_deadlines: Sequence[float | None] | None = None,
     ) -> "Timelines":
-        """Packs one token-time array per request; requests without tokens are left out."""
+        """Packs one token-time array per request; requests without tokens are left out.
+
+        ``ttft_deadlines`` (seconds, one per request, None = the run-wide one) are the
+        requests' own TTFT deadlines; omitted, every request uses the run-wide one.
+        """
         lengths = np.array([len(t) for t in times], dtype=np.int64)
         order = np.argsort(-lengths, kind="stable")
         order = order[lengths[order] > 0]
@@ -104,6 +145,10 @@ class Timelines:
         pos = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
         packed = np.empty(total)
         packed[starts[pos] + row] = row_major
+        own = (np.full(len(times), np.nan) if ttft_deadlines is None else
+               np.array([np.nan if d is None else d for d in ttft_deadlines], dtype=float))
+        if len(own) != len(times):
+            raise ValueError(f"{len(own)} TTFT deadlines for {len(times)} requests")
         return cls(
             request_ids=np.asarray(request_ids, dtype=np.int64).reshape(-1)[order],
             t0=np.asarray(t0, dtype=float).reshape(-1)[order],
@@ -111,15 +156,23 @@ class Timelines:
             times=packed,
             starts=starts,
             active=active.astype(np.int64),
+            ttft=own.reshape(-1)[order],
         )
 
     @classmethod
     def from_records(cls, records: Sequence[RequestRecord]) -> "Timelines":
-        """Successful requests with at least one streamed token."""
+        """Successful requests with at least one streamed token, with their own TTFT deadlines."""
         ok = [r for r in records if r.ok]
         return cls.from_token_times(
-            [r.request_id for r in ok], [r.scheduled_at for r in ok], [token_times(r) for r in ok]
+            [r.request_id for r in ok], [r.scheduled_at for r in ok], [token_times(r) for r in ok],
+            [r.ttft_deadline for r in ok],
         )
+
+    def ttft_deadlines(self, default: float | None) -> np.ndarray:
+        """Each row's TTFT deadline (s): its own, else ``default``; NaN where it has none."""
+        if default is None:
+            return self.ttft.copy()
+        return np.where(np.isnan(self.ttft), default, self.ttft)
 
     def column(self, i: int) -> np.ndarray:
         """Times of token i (0-based) of the first ``active[i]`` rows (a view)."""
@@ -133,7 +186,11 @@ class Timelines:
 def evaluate_timelines(
     tl: Timelines, ttft_deadline: float | None, tbt_deadline: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(tokens_on_time, misses, first_token_misses)`` per row of ``tl``, as int arrays."""
+    """``(tokens_on_time, misses, first_token_misses)`` per row of ``tl``, as int arrays.
+
+    A row's TTFT deadline is its own (``tl.ttft``) where set, else ``ttft_deadline``; a row
+    with neither has no first-token deadline (its first token is neither on time nor missed).
+    """
     if tbt_deadline <= 0:
         raise ValueError(f"tbt_deadline must be > 0 seconds, got {tbt_deadline}")
     n = len(tl)
@@ -143,13 +200,14 @@ def evaluate_timelines(
     if n == 0:
         return on_time, misses.astype(np.int64), first.astype(np.int64)
     t = tl.column(0)
-    if ttft_deadline is None:
-        deadline = t + tbt_deadline  # the first token is not a deadline
-    else:
-        deadline = tl.t0 + ttft_deadline
-        first = _check(t, deadline, tbt_deadline, on_time, misses)
-        np.maximum(deadline, t, out=deadline)
-        deadline += tbt_deadline
+    deadline = tl.t0 + tl.ttft_deadlines(ttft_deadline)
+    judged = ~np.isnan(deadline)
+    if not judged.all():
+        # Without a TTFT deadline the first token is not judged and anchors the schedule.
+        deadline = np.where(judged, deadline, t)
+    first = _check(t, deadline, tbt_deadline, on_time, misses, judged)
+    np.maximum(deadline, t, out=deadline)
+    deadline += tbt_deadline
     for i in range(1, len(tl.active)):
         t = tl.column(i)
         d = deadline[: len(t)]
@@ -160,10 +218,11 @@ def evaluate_timelines(
 
 
 def _check(t: np.ndarray, d: np.ndarray, tbt: float, on_time: np.ndarray,
-           misses: np.ndarray) -> np.ndarray:
+           misses: np.ndarray, counted: np.ndarray | None = None) -> np.ndarray:
     """Charges rows ``[:len(t)]`` for tokens at ``t`` due at ``d``; returns the new misses.
 
-    A late token costs ``floor((t - d) / tbt) + 1``; an on-time one (``t <= d``) costs 0.
+    A late token costs ``floor((t - d) / tbt) + 1``; an on-time one (``t <= d``) costs 0 and
+    counts as on time unless ``counted`` (a row mask) says the token is not a deadline.
     The count is capped so a vanishing ``tbt`` (tried by the fluid-rate search) stays finite.
     """
     a = len(t)
@@ -171,7 +230,7 @@ def _check(t: np.ndarray, d: np.ndarray, tbt: float, on_time: np.ndarray,
     late = over > 0
     charged = np.floor(np.clip(over / tbt, 0, _MAX_PERIODS)) + 1
     charged[~late] = 0
-    on_time[:a] += ~late
+    on_time[:a] += ~late if counted is None else ~late & counted
     misses[:a] += charged
     return charged
 
@@ -182,7 +241,8 @@ def evaluate_deadlines(
     ttft_deadline: float | None,
     tbt_deadline: float,
 ) -> DeadlineOutcome:
-    """Deadline accounting of one request whose tokens arrived at ``times`` (one per token)."""
+    """Deadline accounting of one request whose tokens arrived at ``times`` (one per token);
+    ``ttft_deadline`` is that request's own."""
     tl = Timelines.from_token_times([0], [scheduled_at], [np.asarray(times, dtype=float)])
     if len(tl) == 0:
         return DeadlineOutcome(0, 0, 0)
@@ -194,18 +254,17 @@ def min_tbt_deadlines(tl: Timelines, ttft_deadline: float | None) -> np.ndarray:
     """Smallest D_tbt each row meets with zero TBT misses, in seconds (0 for 1-token requests).
 
     The anchor is ``a = t0 + D_ttft`` when the first token was on time (its banked slack
-    counts), else the first token's arrival (the schedule resets there); with ``D_ttft = None``
-    it is the first token's arrival. ``D_min = max_{i >= 2} (t_i - a) / (i - 1)``, floored at 0.
+    counts), else the first token's arrival (the schedule resets there); for a row with no
+    TTFT deadline (neither its own nor ``ttft_deadline``) it is the first token's arrival.
+    ``D_min = max_{i >= 2} (t_i - a) / (i - 1)``, floored at 0.
     """
     n = len(tl)
     out = np.zeros(n)
     if n == 0:
         return out
     first = tl.column(0)
-    anchor = first.copy()
-    if ttft_deadline is not None:
-        due = tl.t0 + ttft_deadline
-        anchor = np.where(first <= due, due, first)
+    due = tl.t0 + tl.ttft_deadlines(ttft_deadline)  # NaN compares False: anchor at the token
+    anchor = np.where(first <= due, due, first)
     for i in range(1, len(tl.active)):
         t = tl.column(i)
         a = len(t)

@@ -2,7 +2,8 @@
 
 It is the largest ``r = 1 / D_tbt`` (tokens/s per request) such that the ``percentile``-th
 percentile (default 1, i.e. 99% of requests) of the per-request fluidity index is at least
-``min_fluidity`` (default 0.9), with D_ttft fixed. Fluidity is non-decreasing in D_tbt (proof in
+``min_fluidity`` (default 0.9), with D_ttft fixed (each request's own where its record has one,
+else the run-wide one). Fluidity is non-decreasing in D_tbt (proof in
 :mod:`etalon.metrics.deadlines`), so the smallest passing D_tbt is found by bisection.
 
 Search range: above ``D_hi = max(max D_min, max first-token lateness)`` no TBT deadline is
@@ -70,8 +71,9 @@ def fluid_token_rate(
         return fluidity_percentile(tl, ttft_deadline, d, percentile) >= min_fluidity
 
     hi = float(min_tbt_deadlines(tl, ttft_deadline).max())
-    if ttft_deadline is not None:
-        lateness = tl.column(0) - (tl.t0 + ttft_deadline)
+    due = tl.t0 + tl.ttft_deadlines(ttft_deadline)
+    lateness = (tl.column(0) - due)[~np.isnan(due)]  # rows with a TTFT deadline
+    if lateness.size:
         hi = max(hi, float(lateness.max()))
     hi = hi * (1 + 1e-9) + 1e-12  # strictly above every bound, never zero
     if not passes(hi):

@@ -2,13 +2,17 @@
 
 This is what ``requests.csv`` and the W&B request table hold. Metrics a request has no value
 for (a failed request's TTFT, a TBT-only column without a TBT deadline) are None.
+``ttft_deadline`` is the TTFT deadline (s) the request was judged by: its record's own when
+set, else the run-wide one.
 """
 
 from __future__ import annotations
 
 from typing import Sequence
 
-from etalon.metrics.deadlines import Timelines, evaluate_timelines, min_tbt_deadlines
+from etalon.metrics.deadlines import (
+    Timelines, evaluate_timelines, min_tbt_deadlines, run_wide_ttft, ttft_deadline_of,
+)
 from etalon.metrics.goodput import good_mask
 from etalon.metrics.latency import tbt_samples, tpot
 from etalon.metrics.tokens import content_chunks, output_tokens, prompt_tokens, token_times
@@ -20,18 +24,24 @@ COLUMNS: tuple[str, ...] = (
     "prompt_tokens", "prompt_tokens_source", "output_tokens", "output_tokens_source",
     "num_chunks", "dispatch_lag", "ttft", "ttft_from_schedule", "tpot", "max_tbt",
     "e2e_latency", "e2e_latency_from_schedule", "normalized_latency",
-    "deadline_misses", "fluidity_index", "min_tbt_deadline", "good",
+    "ttft_deadline", "deadline_misses", "fluidity_index", "min_tbt_deadline", "good",
 )
 
 
 def request_rows(
     records: Sequence[RequestRecord],
-    ttft_deadline: float | None = None,
+    ttft_deadline: float | str | None = None,
     tbt_deadline: float | None = None,
 ) -> list[dict]:
-    """Rows with the keys of :data:`COLUMNS`, in record order; times in seconds."""
+    """Rows with the keys of :data:`COLUMNS`, in record order; times in seconds.
+
+    ``ttft_deadline`` is the run-wide one, used for records without their own; a summary's
+    ``parameters.ttft_deadline_s`` can be passed as it is (``"per-request"`` means none).
+    """
+    ttft_deadline = run_wide_ttft(ttft_deadline)
     deadline_cols = _deadline_columns(records, ttft_deadline, tbt_deadline)
-    has_deadline = ttft_deadline is not None or tbt_deadline is not None
+    has_deadline = (ttft_deadline is not None or tbt_deadline is not None
+                    or any(r.ttft_deadline is not None for r in records))
     good = good_mask(records, ttft_deadline, tbt_deadline) if has_deadline else None
     rows = []
     for i, r in enumerate(records):
@@ -56,6 +66,7 @@ def request_rows(
             "e2e_latency": e2e,
             "e2e_latency_from_schedule": r.completed_at - r.scheduled_at if r.ok else None,
             "normalized_latency": e2e / n_out if e2e is not None and n_out > 0 else None,
+            "ttft_deadline": ttft_deadline_of(r, ttft_deadline),
             "deadline_misses": None, "fluidity_index": None, "min_tbt_deadline": None,
             "good": good[i] if good is not None else None,
         }
@@ -70,7 +81,8 @@ def _deadline_columns(
     """Deadline columns keyed by record index, for successful requests with tokens."""
     idx = [i for i, r in enumerate(records) if r.ok]
     tl = Timelines.from_token_times(
-        idx, [records[i].scheduled_at for i in idx], [token_times(records[i]) for i in idx]
+        idx, [records[i].scheduled_at for i in idx], [token_times(records[i]) for i in idx],
+        [records[i].ttft_deadline for i in idx],
     )
     out = {int(i): {"min_tbt_deadline": float(d)}
            for i, d in zip(tl.request_ids, min_tbt_deadlines(tl, ttft_deadline))}

@@ -10,7 +10,11 @@ from __future__ import annotations
 from collections import Counter
 from typing import Iterable, Sequence
 
-from etalon.metrics.deadlines import Timelines, evaluate_timelines, min_tbt_deadlines
+import numpy as np
+
+from etalon.metrics.deadlines import (
+    Timelines, evaluate_timelines, min_tbt_deadlines, run_wide_ttft, ttft_deadline_label,
+)
 from etalon.metrics.distribution import Distribution
 from etalon.metrics.fluid_rate import fluid_token_rate
 from etalon.metrics.goodput import goodput
@@ -38,7 +42,12 @@ def summarize(
     Sections: ``parameters``, ``counts``, ``latency`` (one distribution per metric, each with
     its ``unit``), ``throughput``, ``load`` (achieved vs. target rate, ``fell_behind`` and
     ``warning``), ``deadlines`` and ``goodput`` (None without deadlines). See docs/metrics.md.
+
+    Records with their own ``ttft_deadline`` are judged by it; ``ttft_deadline`` is the
+    run-wide one for the rest. ``parameters.ttft_deadline_s`` is that run-wide value, or
+    ``"per-request"`` when there is none and records carry their own.
     """
+    ttft_deadline = run_wide_ttft(ttft_deadline)
     for name, value in (("ttft_deadline", ttft_deadline), ("tbt_deadline", tbt_deadline)):
         if value is not None and value <= 0:
             raise ValueError(f"{name} must be > 0 seconds, got {value}")
@@ -50,7 +59,7 @@ def summarize(
     return {
         "schema_version": SCHEMA_VERSION,
         "parameters": {
-            "ttft_deadline_s": ttft_deadline,
+            "ttft_deadline_s": ttft_deadline_label(records, ttft_deadline),
             "tbt_deadline_s": tbt_deadline,
             "target_qps": target_qps,
             "lag_threshold_s": lag_threshold_s,
@@ -102,12 +111,15 @@ def deadline_summary(
 
     ``min_tbt_deadline`` and ``fluid_token_rate`` need no TBT deadline (they search for one);
     miss counts, mean miss rate and the fluidity distribution are None without ``tbt_deadline``.
+    ``num_own_ttft_deadlines`` counts the evaluated requests judged by their record's own TTFT
+    deadline instead of ``ttft_deadline``.
     """
     tl = Timelines.from_records(records)
     out: dict = {
-        "ttft_deadline_s": ttft_deadline,
+        "ttft_deadline_s": ttft_deadline_label(records, ttft_deadline),
         "tbt_deadline_s": tbt_deadline,
         "num_requests_evaluated": len(tl),
+        "num_own_ttft_deadlines": int(np.count_nonzero(~np.isnan(tl.ttft))),
         "deadlines_total": None,
         "misses": None,
         "first_token_misses": None,

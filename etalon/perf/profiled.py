@@ -9,10 +9,13 @@ exactly ``StepBatch``'s aggregates, so any step is priced from them:
   was fitted on, so ``prefill_time(n)`` equals the fitted curve exactly; a chunk after ``ctx``
   cached tokens pays for its ``c · ctx`` extra pairs through the same ``γ``;
 - decode part ``a_d + b_d · decode_batch + c_d · decode_context``;
-- a step with both pays ``prefill part + decode part - min(a_p, a_d)``: each intercept already
-  contains the step's fixed cost (launches, scheduling), so summing them would charge it twice;
-  subtracting the smaller one keeps both isolated calibrations exact and the step time never
-  below either part (monotone, as ``PerfModel`` requires).
+- one fixed cost per step. With a decode section that is ``a_d``, which is measured from the
+  gaps between steps alone. ``a_p`` comes from TTFTs, so it also holds the request path (HTTP,
+  tokenization, queueing: ``a_p - a_d``, reported as ``request_path_s``), which no engine step
+  pays: charging it on every mixed step made a chunked-prefill engine look ~20 % slower at high
+  load. So a prefill-only step costs ``a_d + β · tokens + γ · attention`` and a mixed step adds
+  the decode part's variable terms; an isolated prefill step is shorter than the profiled TTFT by
+  exactly the request path. Without a decode section, ``a_p`` is the fixed cost.
 
 When the profile chose a flexible predictor for a section (it won cross-validation clearly), the
 part is scaled by ``chosen / physical`` at the step's token count (prefill) or shape (decode)
@@ -55,7 +58,7 @@ class ProfiledPerfModel(PerfModel):
         self._a_d = d.intercept
         self._b_d = d.coefficient("decode_batch")
         self._c_d = d.coefficient("decode_context")
-        self._shared = min(self._a_p, self._a_d)
+        self._request_path = max(0.0, self._a_p - self._a_d)
         self._prefill_flex = prefill.predictor is not prefill.physical
         self._decode_flex = decode.predictor is not decode.physical
         n_max = prefill.limit("prompt_tokens")
@@ -68,7 +71,7 @@ class ProfiledPerfModel(PerfModel):
     # -- parts -------------------------------------------------------------------------------
 
     def _prefill_part(self, batch: StepBatch) -> float:
-        t = self._a_p + self._beta * batch.prefill_tokens + self._gamma * batch.prefill_attention
+        t = self._a_d + self._beta * batch.prefill_tokens + self._gamma * batch.prefill_attention
         if batch.prefill_tokens > self._max_tokens or batch.prefill_attention > self._max_attention:
             self._flag("prefill", f"{batch.prefill_tokens} prefill tokens")
         elif self._prefill_flex:
@@ -108,7 +111,7 @@ class ProfiledPerfModel(PerfModel):
             else:  # the common case, without numpy's per-call cost
                 t += self._a_d + self._b_d * b + self._c_d * ctx
             if batch.prefill_tokens:
-                t -= self._shared
+                t -= self._a_d  # one fixed cost per step
         return t
 
     def decode_step_times(self, batch_size: int, context_sums: np.ndarray) -> np.ndarray:
@@ -126,7 +129,8 @@ class ProfiledPerfModel(PerfModel):
                         "per_attention_pair": self._gamma, "chosen": self.profile.prefill.chosen},
             "decode": {"intercept": self._a_d, "per_decode_seq": self._b_d,
                        "per_context_token": self._c_d, "chosen": self.profile.decode.chosen},
-            "mixed_step": "prefill part + decode part - min(intercepts)",
+            "request_path_s": self._request_path,
+            "mixed_step": "decode intercept + prefill and decode variable terms",
             "extrapolated_steps": self.extrapolated_steps,
         }
 

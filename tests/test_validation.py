@@ -1,0 +1,52 @@
+"""Calibration closes the loop: profile the embedded server, then predict fresh live runs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from etalon.server.process import LocalServer
+
+# Prefill is profiled in single chunks (prompts <= the step budget): a TTFT over several chunks
+# would fold per-step overheads into the per-token cost the simulator charges per chunk.
+ENGINE = ["--scheduler", "sarathi", "--max-batched-tokens", "2048", "--max-batch-size", "16"]
+WORKLOAD = ["--request-length-generator-provider", "uniform",
+            "--uniform-request-length-generator-min-tokens", "200",
+            "--uniform-request-length-generator-max-tokens", "900",
+            "--uniform-request-length-generator-prefill-to-decode-ratio", "6"]
+
+
+def run(*cmd: str) -> subprocess.CompletedProcess:
+    res = subprocess.run([sys.executable, "-m", *cmd], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    return res
+
+
+@pytest.mark.slow
+def test_profile_then_predict_live_runs_at_three_loads(tmp_path):
+    profile = tmp_path / "profile.json"
+    with LocalServer(ENGINE) as srv:
+        url = srv.base_url
+        common = ["--server", url, "--model", "etalon-embedded", "--output-dir", str(tmp_path / "prof"),
+                  "--merge-into", str(profile), "--no-plots"]
+        run("etalon.prefill_profiler", "--prefill-lengths", "128", "256", "512", "1024", "2048",
+            "--num-repetitions", "3", *common)
+        run("etalon.decode_profiler", "--batch-sizes", "1", "2", "4", "8", "16",
+            "--prompt-lengths", "128", "512", *common)
+        # Capacity of this engine on this workload is ~14 req/s (the simulator's queue grows
+        # without bound past it); these loads are ~30, 50 and 70 % of it.
+        for qps in (4, 7, 10):
+            live = tmp_path / f"live{qps}"
+            run("etalon.run_benchmark", "--server", url, "--model", "etalon-embedded", "--no-ray",
+                "--num-ray-clients", "1", "--num-concurrent-requests-per-client", "64",
+                "--max-num-completed-requests", "200", "--poisson-request-interval-generator-qps",
+                str(qps), *WORKLOAD, "--output-dir", str(live), "--no-plots", "--no-progress")
+            run("etalon.validate", "--requests", str(live / "requests.jsonl"), "--profile",
+                str(profile), *ENGINE, "--output-dir", str(tmp_path / f"val{qps}"))
+            report = json.loads((tmp_path / f"val{qps}" / "validation.json").read_text())
+            for row in report["models"]["profiled"]:
+                if row["metric"] in ("ttft", "tbt") and row["percentile"] in (50, 90):
+                    assert abs(row["relative_error"]) <= 0.10, (qps, row)
