@@ -1,0 +1,87 @@
+"""How fast can the load generator dispatch on this machine while staying on schedule?
+
+For 1, 2 and 4 Ray clients, raise the Poisson rate until the p99 dispatch lag (sent − scheduled)
+exceeds 5 ms, against a server that streams 16 tokens immediately. Prints a table of the highest
+passing rate and the streamed tokens/s it carried. ``python benchmarks/loadgen_overhead.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from etalon.client import ClientConfig
+from etalon.client.pool import PoolSpec, run_pool
+from etalon.workload.config import WorkloadConfig
+from etalon.workload.schedule import build_requests
+
+TOKENS = 16
+LAG_LIMIT = 0.005
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def trial(base_url: str, clients: int, qps: float, seconds: float) -> tuple[float, float, int]:
+    n = max(50, int(qps * seconds))
+    wl = WorkloadConfig(request_interval_generator_provider="poisson",
+                        poisson_request_interval_generator_qps=qps,
+                        request_length_generator_provider="fixed",
+                        fixed_request_generator_prefill_tokens=8,
+                        fixed_request_generator_decode_tokens=TOKENS,
+                        max_num_completed_requests=n, seed=7).validate()
+    reqs = build_requests(wl)
+    cfg = ClientConfig(base_url=base_url, model="m", ignore_eos=False)
+    spec = PoolSpec("openai-completions", cfg, clients, 512, None, seed=7, use_ray=True)
+    recs: list[dict] = []
+    t0 = time.time()
+    run_pool(spec, reqs, recs.append)
+    lags = np.array([r["sent_at"] - r["scheduled_at"] for r in recs if r["sent_at"] is not None])
+    errors = sum(1 for r in recs if r["error_type"])
+    tokens = sum(r["num_output_tokens"] or 0 for r in recs)
+    span = max(r["completed_at"] or 0 for r in recs) - min(r["scheduled_at"] for r in recs)
+    return float(np.percentile(lags, 99)), tokens / span, errors
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--clients", type=int, nargs="+", default=[1, 2, 4])
+    p.add_argument("--rates", type=float, nargs="+", default=[25, 50, 100, 150, 200, 300, 400, 600])
+    p.add_argument("--seconds", type=float, default=4.0)
+    args = p.parse_args()
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    port = free_port()
+    server = subprocess.Popen([sys.executable, str(Path(__file__).with_name("instant_server.py")),
+                               str(port)])
+    time.sleep(1.5)
+    base = f"http://127.0.0.1:{port}/v1"
+    print(f"{'clients':>7} {'rate (req/s)':>12} {'p99 lag (ms)':>12} {'tokens/s':>9} {'errors':>6}")
+    best: dict[int, tuple[float, float]] = {}
+    try:
+        for clients in args.clients:
+            for qps in args.rates:
+                lag, tps, errors = trial(base, clients, qps, args.seconds)
+                print(f"{clients:>7} {qps:>12g} {lag * 1e3:>12.2f} {tps:>9.0f} {errors:>6}", flush=True)
+                if lag > LAG_LIMIT or errors:
+                    break
+                best[clients] = (qps, tps)
+    finally:
+        server.terminate()
+    print("\nhighest rate with p99 dispatch lag < 5 ms:")
+    for clients, (qps, tps) in best.items():
+        print(f"  {clients} client(s): {qps:g} req/s, {tps:.0f} streamed tokens/s")
+
+
+if __name__ == "__main__":
+    main()
