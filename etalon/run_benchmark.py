@@ -202,48 +202,11 @@ def run(args) -> int:
 
 
 def _server(args, stack: ExitStack) -> tuple[str, str]:
-    server = args.server or os.environ.get("OPENAI_API_BASE")
-    if server is None:
-        raise UserError("no server: pass --server local (the embedded server) or --server URL, "
-                        "or set OPENAI_API_BASE")
-    if server == "local":
-        import shlex
+    from etalon.server.process import resolve_server
 
-        from etalon.server.process import LocalServer
-
-        model = args.model or "etalon-embedded"
-        srv_args = ["--model", model, *shlex.split(args.server_args)]
-        if args.tokenizer:
-            srv_args += ["--tokenizer", args.tokenizer]
-        try:
-            srv = stack.enter_context(LocalServer(srv_args))
-        except RuntimeError as exc:
-            raise UserError(str(exc)) from None
-        print(f"{PROG}: embedded server at {srv.base_url}", file=sys.stderr)
-        return srv.base_url, model
-    if not server.startswith(("http://", "https://")):
-        raise UserError(f"--server must be 'local' or an http(s) URL, got {server!r}")
-    if args.model is None:
-        raise UserError("--model is required with a remote server")
-    _probe(server)
-    return server, args.model
-
-
-def _probe(base_url: str) -> None:
-    """Fails fast, in one line, when nothing answers at ``base_url``."""
-    import urllib.error
-    import urllib.request
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(base_url)
-    try:
-        with urllib.request.urlopen(f"{parts.scheme}://{parts.netloc}/", timeout=5):
-            pass
-    except urllib.error.HTTPError:
-        return  # something answered
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise UserError(f"server {base_url} is unreachable ({reason})") from None
+    base_url, model, _ = resolve_server(args.server, args.model, args.server_args, args.tokenizer,
+                                        stack, PROG)
+    return base_url, model
 
 
 def _dispatch(spec: PoolSpec, requests, out: Path, args,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import sys
 import time
 from contextlib import ExitStack
@@ -25,7 +24,7 @@ from etalon.cli_errors import UserError
 from etalon.client import CLIENTS, ClientConfig
 from etalon.records import RecordWriter, RequestRecord
 
-EMBEDDED_MODEL = "etalon-embedded"
+from etalon.server.process import EMBEDDED_MODEL  # noqa: E402  (re-exported)
 
 
 def add_common_args(p: argparse.ArgumentParser, *, decode_tokens: int, repetitions: int) -> None:
@@ -102,36 +101,16 @@ def open_session(args, stack: ExitStack, prog: str) -> Session:
     """Starts the embedded server (``--server local``) or checks that the URL answers."""
     from etalon import __version__
 
-    server = args.server or os.environ.get("OPENAI_API_BASE")
-    if server is None:
-        raise UserError("no server: pass --server local (the embedded server) or --server URL, "
-                        "or set OPENAI_API_BASE")
-    api_key = os.environ.get("OPENAI_API_KEY")
-    if server == "local":
-        from etalon.server.process import LocalServer
+    from etalon.server.process import resolve_server
 
-        model = args.model or EMBEDDED_MODEL
-        srv_args = ["--model", model, *shlex.split(args.server_args)]
-        if args.tokenizer:
-            srv_args += ["--tokenizer", args.tokenizer]
-        try:
-            srv = stack.enter_context(LocalServer(srv_args))
-        except RuntimeError as exc:
-            raise UserError(str(exc)) from None
-        print(f"{prog}: embedded server at {srv.base_url}", file=sys.stderr)
-        base_url = srv.base_url
+    api_key = os.environ.get("OPENAI_API_KEY")
+    base_url, model, embedded = resolve_server(args.server, args.model, args.server_args,
+                                               args.tokenizer, stack, prog)
+    if embedded:
         info = {"server": "embedded", "engine": "etalon-embedded", "engine_version": __version__,
                 "server_args": args.server_args or None}
     else:
-        from etalon.run_benchmark import _probe
-
-        if not server.startswith(("http://", "https://")):
-            raise UserError(f"--server must be 'local' or an http(s) URL, got {server!r}")
-        if args.model is None:
-            raise UserError("--model is required with a remote server")
-        _probe(server)
-        base_url, model = server, args.model
-        info = {"server": redact_url(server), **describe_server(server, model, api_key)}
+        info = {"server": redact_url(base_url), **describe_server(base_url, model, api_key)}
     config = ClientConfig(base_url=base_url, model=model, api_key=api_key,
                           request_timeout=args.request_timeout,
                           idle_timeout=min(args.request_timeout, 120.0),
