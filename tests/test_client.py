@@ -96,3 +96,20 @@ def test_ray_path_gives_same_records_as_in_process(programmed_server, ray_cluste
                      r.num_prompt_tokens, r.error_type, len(r.chunk_times))
     assert [key(r) for r in local] == [key(r) for r in remote]
     assert max(r.dispatch_lag for r in remote) < 0.02
+
+
+def test_token_counts_fall_back_to_tokenizer_then_chunks(programmed_server, tmp_path):
+    # Without usage, output tokens come from the tokenizer on the whole text when one is given,
+    # else from the number of content chunks. The server streams " tok" per token.
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    tok = Tokenizer(models.WordLevel({"tok": 0, "[UNK]": 1}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.save(str(tmp_path / "tokenizer.json"))
+    url = programmed_server.fault_url("nousage")
+    with_tok = run(url, schedule(1, 0.0, output=6), tokenizer=str(tmp_path))[0]
+    assert (with_tok.num_output_tokens, with_tok.output_tokens_source) == (6, "tokenizer")
+    assert with_tok.prompt_tokens_source == "tokenizer"
+    bare = run(url, schedule(1, 0.0, output=6))[0]
+    assert (bare.num_output_tokens, bare.output_tokens_source) == (6, "chunks")
+    assert bare.prompt_tokens_source == "requested" and bare.num_prompt_tokens == 20
