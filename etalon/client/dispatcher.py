@@ -30,6 +30,9 @@ class GeneratorStats:
     done: bool = False
 
 
+READY_TIMEOUT_S = 60.0
+
+
 def _run_loop(coro) -> None:
     try:
         import uvloop
@@ -57,22 +60,34 @@ class LoadGenerator:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._main: asyncio.Task | None = None
         self.clock: Clock | None = None
+        self._stop_after: float | None = None
+        self._ready = threading.Event()
+        self._go: asyncio.Event | None = None
+        self._error: Exception | None = None
 
     def prepare(self, requests: list[Request]) -> int:
-        """Builds the prompts of this generator's requests; returns how many."""
+        """Builds the prompts of this generator's requests and readies its event loop and
+        client, so that nothing but dispatch is left for the run; returns how many."""
         from etalon.workload.prompts import PromptBuilder
         from etalon.workload.tokenizer import load_tokenizer
 
         builder = PromptBuilder(load_tokenizer(self.tokenizer_path), self.seed)
         self._items = [(r, builder.build(r.prompt_tokens, r.request_id)) for r in requests]
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=_run_loop, args=(self._run(),),
+                                        name=f"etalon-loadgen-{self.client_id}", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(READY_TIMEOUT_S):
+            raise RuntimeError(f"load generator {self.client_id} did not get ready")
+        if self._error is not None:
+            raise self._error
         return len(self._items)
 
     def start(self, start_wall: float, stop_after: float | None = None) -> dict:
-        """Starts dispatching in a background thread; the first slot is at ``start_wall``."""
+        """Releases dispatch; the first slot is at ``start_wall`` (wall clock)."""
         self.clock = Clock(start_wall)
-        self._thread = threading.Thread(target=_run_loop, args=(self._run(stop_after),),
-                                        name=f"etalon-loadgen-{self.client_id}", daemon=True)
-        self._thread.start()
+        self._stop_after = stop_after
+        self._loop.call_soon_threadsafe(self._go.set)
         return {"client_id": self.client_id, "anchor_wall": self.clock.anchor_wall,
                 "anchor_monotonic": self.clock.anchor_mono}
 
@@ -98,15 +113,24 @@ class LoadGenerator:
 
     # -- the event loop side ---------------------------------------------------------------
 
-    async def _run(self, stop_after: float | None) -> None:
+    async def _run(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._main = asyncio.current_task()
-        client = make_client(self.client_name, self.client_config)
-        await client.open(self.max_concurrency)
+        self._go = asyncio.Event()
+        try:
+            client = make_client(self.client_name, self.client_config)
+            await client.open(self.max_concurrency)
+        except Exception as exc:  # handed to prepare(), which raises it in the caller
+            self._error = exc
+            self.stats.done = True
+            self._ready.set()
+            return
         gate = asyncio.Semaphore(self.max_concurrency)
         tasks: set[asyncio.Task] = set()
-        clock = self.clock
+        self._ready.set()
         try:
+            await self._go.wait()
+            clock, stop_after = self.clock, self._stop_after
             try:
                 limit = None
                 if stop_after is not None:
