@@ -35,12 +35,14 @@ def test_server_and_simulator_agree(tmp_path):
     assert res.returncode == 0, res.stderr
     live_s = latency_series(load_records(live / "requests.jsonl"))
     sim_s = latency_series(load_records(sim / "requests.jsonl"))
-    checks = [("ttft_from_schedule", 50), ("ttft_from_schedule", 90), ("tbt", 50), ("tbt", "mean")]
-    for metric, q in checks:
+    # (metric, percentile, tolerance). The server adds the HTTP request path to every TTFT
+    # (~2-3 ms here: +6-10 % on ~40 ms) and client-side read jitter to each gap, which moves the
+    # TBT median (+6 %) but cancels in the mean (the steps run back to back on the model's
+    # timeline; measured within 0.2 %). TBT p90 is not compared: the client timestamps up to
+    # 16 streams one after another, which widens the tail.
+    checks = [("ttft_from_schedule", 50, 0.12), ("ttft_from_schedule", 90, 0.15),
+              ("tbt", 50, 0.12), ("tbt", "mean", 0.03)]
+    for metric, q, tol in checks:
         a, b = live_s[metric].values, sim_s[metric].values
         lv, sv = (a.mean(), b.mean()) if q == "mean" else (np.percentile(a, q), np.percentile(b, q))
-        # The server adds HTTP, event-loop and sleep jitter; on this 2-core machine the client
-        # and the server share the CPU, which shifts arrivals across step boundaries (TTFT p50 seen 5-17 % high live). Per-token
-        # jitter cancels in the mean TBT but not in its tail, so TBT p90 is not compared (it
-        # runs ~40 % high live: the client timestamps 16 streams one after another).
-        assert lv == pytest.approx(sv, rel=0.2, abs=0.002), (metric, q, lv, sv)
+        assert lv == pytest.approx(sv, rel=tol), (metric, q, lv, sv)
