@@ -1,7 +1,8 @@
 """``python -m etalon.prefill_profiler``: measure TTFT against prompt length and fit a predictor.
 
 Sends isolated requests (one in flight, warm-up first, a few repetitions per length) to an
-OpenAI-compatible server or the embedded one, fits ``prefill_time(prompt_tokens)``, and writes a
+OpenAI-compatible server or the embedded one, fits ``prefill_time(prompt_tokens)``, then probes
+how a step with several prompts is priced (``etalon.calibration.batching``), and writes a
 profile (JSON), the raw records (``prefill_requests.jsonl``) and a plot of measured vs fitted.
 """
 
@@ -21,6 +22,7 @@ from etalon.calibration.cli import (
     save_outputs,
     write_records,
 )
+from etalon.calibration.batching import BatchingSettings, default_probe_length, probe_batching
 from etalon.calibration.prefill import DEFAULT_LENGTHS, PrefillSettings, fit_prefill, measure_prefill
 from etalon.calibration.profile import Profile
 from etalon.cli_errors import run_cli
@@ -35,6 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="prompt lengths to profile (tokens)")
     p.add_argument("--num-warmup-requests", type=int, default=2,
                    help="requests sent first and not measured")
+    b = p.add_argument_group("batching probe (how a step with several prompts is priced)")
+    b.add_argument("--batching-probe-length", type=int, default=None,
+                   help="prompt length of the probe (default: the middle profiled length)")
+    b.add_argument("--batching-probe-prompts", type=int, default=2,
+                   help="prompts sharing the probed step")
+    b.add_argument("--no-batching-probe", action="store_true",
+                   help="skip the probe; the profile then prices each prompt's attention alone")
     add_common_args(p, decode_tokens=2, repetitions=3)
     return p
 
@@ -45,14 +54,28 @@ def run(args) -> int:
                                args.num_warmup_requests,
                                args.fixed_request_generator_decode_tokens, args.seed).validate()
     fit = fit_settings(args)
+    probe = None
+    if not args.no_batching_probe:
+        length = args.batching_probe_length or default_probe_length(settings.prompt_lengths)
+        probe = BatchingSettings(length, args.batching_probe_prompts,
+                                 max(2, args.num_repetitions - 1)).validate()
     out = output_dir(args)
     with ExitStack() as stack:
         session = open_session(args, stack, PROG)
         n = len(settings.prompt_lengths) * settings.num_repetitions + settings.num_warmup
         print(f"{PROG}: {n} isolated requests, one in flight", file=sys.stderr)
         records, meas = measure_prefill(session.target, settings, PROG)
-    write_records(records, out / "prefill_requests.jsonl")
-    section = fit_prefill(meas, fit, settings)
+        write_records(records, out / "prefill_requests.jsonl")
+        section = fit_prefill(meas, fit, settings)
+        if probe is not None:
+            print(f"{PROG}: batching probe, {probe.repetitions} x 2 groups of "
+                  f"{probe.prompt_tokens}-token prompts", file=sys.stderr)
+            section.batching = probe_batching(session.target, probe, section)
+            if not section.batching:
+                print(f"{PROG}: batching probe inconclusive (no group's prompts shared one "
+                      f"step; is the server's per-step token budget below "
+                      f"{probe.followers * probe.prompt_tokens}?); prompts are priced alone",
+                      file=sys.stderr)
     profile = Profile(source=session.source, prefill=section)
     save_outputs(profile, "prefill", out, args, PROG)
     if not args.no_plots:

@@ -39,6 +39,10 @@ from etalon.launchers.vllm_cpu import VllmCpuServer  # noqa: E402
 
 PREFILL_LENGTHS = (1, 4, 16, 32, 64, 96, 128, 192, 256, 384)  # 1..4 measure the fixed cost
 PREFILL_REPETITIONS = 5  # the fit's level is the median residual: 5 outvote a disturbed one
+#: the batching probe: 3 prompts of 256 share 3 x 256² = 197k cross-prompt pairs, ~0.2 s here
+#: if they cost like attention pairs, far above the steps' jitter (the profiled lengths'
+#: middle, 64, would give ~5 ms)
+BATCHING_PROBE_LENGTH, BATCHING_PROBE_PROMPTS = 256, 3
 DECODE_BATCHES = (1, 2, 4, 8)  # claimed to 2x; the 60 % run touches batch ~11
 DECODE_PROMPTS = (64, 256)
 DECODE_TOKENS = 32
@@ -114,7 +118,9 @@ def profile_prefill(server: VllmCpuServer, out: Path, profile: Path) -> dict:
     """Runs the prefill profiler into ``profile`` (merged); returns its prefill section."""
     etalon("prefill_profiler", *_profiler_args(server, out, profile),
            "--prefill-lengths", *map(str, PREFILL_LENGTHS),
-           "--num-repetitions", str(PREFILL_REPETITIONS), cpus=client_cpus(server))
+           "--num-repetitions", str(PREFILL_REPETITIONS),
+           "--batching-probe-length", str(BATCHING_PROBE_LENGTH),
+           "--batching-probe-prompts", str(BATCHING_PROBE_PROMPTS), cpus=client_cpus(server))
     return json.loads((out / "prefill_profile.json").read_text())["prefill"]
 
 

@@ -26,33 +26,47 @@ def bench(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=240, cwd=cwd)
 
 
-def test_embedded_server_timing_matches_its_perf_model(embedded, tmp_path):
-    # One request at a time (0.5 s apart): TTFT is one prefill step, TBT one decode step of
-    # batch 1, both known from the parametric model's defaults.
-    out = tmp_path / "run"
-    res = bench("--server", embedded.base_url, "--model", "etalon-embedded", "--no-ray",
-                "--num-ray-clients", "1", "--max-num-completed-requests", "6",
+def _isolated_run(server: str, tmp: Path, prompt: int, n: int = 6) -> list:
+    """``n`` requests of ``prompt`` tokens, 0.4 s apart: each runs alone on the engine."""
+    out = tmp / f"run{prompt}"
+    res = bench("--server", server, "--model", "etalon-embedded", "--no-ray",
+                "--num-ray-clients", "1", "--max-num-completed-requests", str(n),
                 "--request-interval-generator-provider", "trace",
-                "--trace-request-interval-generator-trace-file", str(_uniform_trace(tmp_path, 6, 0.5)),
-                "--fixed-request-generator-prefill-tokens", "512",
+                "--trace-request-interval-generator-trace-file",
+                str(_uniform_trace(tmp, n, 0.4, prompt)),
+                "--fixed-request-generator-prefill-tokens", str(prompt),
                 "--fixed-request-generator-decode-tokens", "20", "--output-dir", str(out), "--no-plots")
     assert res.returncode == 0, res.stderr
     recs = load_records(out / "requests.jsonl")
-    assert len(recs) == 6 and all(r.ok for r in recs)
+    assert len(recs) == n and all(r.ok for r in recs)
+    assert all(r.prompt_tokens_source == "usage" and abs(r.num_prompt_tokens - prompt) <= 5
+               for r in recs)
+    return recs
+
+
+def test_embedded_server_timing_matches_its_perf_model(embedded, tmp_path):
+    # Requests run alone, so TTFT is one prefill step plus the HTTP request path (a constant that
+    # is the machine's, not the model's: 2-8 ms here), and TBT is one decode step of batch 1.
+    # The difference of two prompt lengths' TTFTs cancels the request path exactly.
     model = ParametricPerfModel()
-    prompt = recs[0].num_prompt_tokens
-    assert recs[0].prompt_tokens_source == "usage" and abs(prompt - 512) <= 5
-    expect_ttft = model.step_time(StepBatch.prefill(prompt))
-    ttft = np.median([r.ttft for r in recs])
-    gaps = np.concatenate([np.diff(r.chunk_times) for r in recs])
+    short, long_ = _isolated_run(embedded.base_url, tmp_path, 256), _isolated_run(
+        embedded.base_url, tmp_path, 2048)
+    prefill = {len_: model.step_time(StepBatch.prefill(recs[0].num_prompt_tokens))
+               for len_, recs in ((256, short), (2048, long_))}
+    ttft = {256: np.median([r.ttft for r in short]), 2048: np.median([r.ttft for r in long_])}
+    assert prefill[2048] - prefill[256] > 0.09  # the lengths are far enough apart to tell
+    assert ttft[2048] - ttft[256] == pytest.approx(prefill[2048] - prefill[256], abs=0.004)
+    for len_ in (256, 2048):  # never faster than the model, and the request path is small
+        assert prefill[len_] <= ttft[len_] <= prefill[len_] + 0.015
+    gaps = np.concatenate([np.diff(r.chunk_times) for r in long_])
+    prompt = long_[0].num_prompt_tokens
     expect_tbt = model.step_time(StepBatch.decode(1, prompt + 10))  # mid-stream context
-    assert ttft == pytest.approx(expect_ttft, abs=0.004)
     assert np.median(gaps) == pytest.approx(expect_tbt, abs=0.002)
 
 
-def _uniform_trace(tmp: Path, n: int, gap: float) -> Path:
-    path = tmp / "arrivals.csv"
-    rows = "\n".join(f"{i * gap},512,20" for i in range(n))
+def _uniform_trace(tmp: Path, n: int, gap: float, prompt: int = 512) -> Path:
+    path = tmp / f"arrivals{prompt}.csv"
+    rows = "\n".join(f"{i * gap},{prompt},20" for i in range(n))
     path.write_text("arrival_time,num_prefill_tokens,num_decode_tokens\n" + rows + "\n")
     return path
 

@@ -165,3 +165,8 @@ def print_fit(section, prog: str) -> None:
     claim = (f"claimed up to {', '.join(f'{k} {v:g}' for k, v in e.limits.items())} "
              f"within {e.error:.1%}" if e.claimed else f"no extrapolation claimed ({e.reason})")
     print(f"  valid range: {ranges}; {claim}")
+    b = getattr(section, "batching", None)
+    if b:
+        print(f"  several prompts in one step: priced per {b['curvature']} (cross-pair fraction "
+              f"{b['cross_pair_fraction']:.2f}; {b['followers']} prompts of {b['prompt_tokens']} "
+              f"cost {b['measured_extra_s'] * 1e3:.1f} ms more than one)")

@@ -158,10 +158,10 @@ def fit_roofline(base, profile: Profile, *, fit_overheads: bool = True,
             mfu = minimise_1d(prefill_obj)
             if fit_overheads:
                 r = _offset(pre.y, pre.roof(mfu, mbu) + o)
-    fitted = replace(base, mfu=mfu, mbu=mbu, step_overhead=o)
+    fitted = replace(base, mfu=mfu, mbu=mbu, step_overhead=o, request_path=r)
     pre_mape = dec_mape = None
     if pre is not None:
-        pred = np.array([fitted.step_time(b) for b in pre.batches]) + r
+        pred = np.array([fitted.step_time(b) for b in pre.batches]) + fitted.request_path
         pre_mape = float(np.mean(np.abs(pred - pre.y) / pre.y))
     if dec is not None:
         pred = np.array([fitted.step_time(b) for b in dec.batches])

@@ -30,6 +30,7 @@ from etalon.calibration.predictors import (
 from etalon.calibration.schema import Fields
 
 TARGETS = {"prefill": "ttft_s", "decode": "step_time_s"}
+CURVATURES = ("prompt", "step")
 
 
 class OutOfRangeError(ValueError):
@@ -75,6 +76,16 @@ class Section:
     extrapolation: Extrapolation
     measurements: dict[str, list] = field(default_factory=dict)
     settings: dict = field(default_factory=dict)
+    #: prefill only: how a step with several prompts is priced, and the measurement behind it.
+    #: ``{"curvature": "prompt" | "step", ...evidence}``; empty means never measured ("prompt").
+    batching: dict = field(default_factory=dict)
+
+    @property
+    def curvature(self) -> str:
+        """``"step"`` when the quadratic prefill term follows the step's total prompt tokens
+        (cross-prompt token pairs cost like attention pairs), ``"prompt"`` when it follows each
+        prompt's own length (attention per sequence)."""
+        return self.batching.get("curvature", "prompt")
 
     @property
     def inputs(self) -> tuple[str, ...]:
@@ -126,13 +137,14 @@ class Section:
             "valid_range": {k: [float(lo), float(hi)] for k, (lo, hi) in self.valid_range.items()},
             "extrapolation": self.extrapolation.to_dict(),
             "settings": self.settings, "measurements": self.measurements,
+            **({"batching": self.batching} if self.batching else {}),
         }
 
     @classmethod
     def from_dict(cls, name: str, data: object, where: str) -> "Section":
         f = Fields(data, where)
         f.only({"inputs", "target", "predictor", "physical", "chosen", "fit", "valid_range",
-                "extrapolation", "settings", "measurements"})
+                "extrapolation", "settings", "measurements", "batching"})
         inputs = INPUTS[name]
         if tuple(f.strings("inputs")) != inputs:
             raise ValueError(f"{f.at('inputs')}: expected {list(inputs)}")
@@ -170,7 +182,16 @@ class Section:
             if len(sizes) > 1:
                 raise ValueError(f"{f.at('measurements')}: columns differ in length")
         settings = f.obj("settings", required=False)
+        batching = f.obj("batching", required=False)
+        if batching is not None:
+            if name != "prefill":
+                raise ValueError(f"{f.at('batching')}: only a prefill section has one")
+            curvature = batching.str("curvature")
+            if curvature not in CURVATURES:
+                raise ValueError(f"{batching.at('curvature')}: expected one of "
+                                 f"{list(CURVATURES)}, got {curvature!r}")
         return cls(name=name, predictor=predictor, physical=physical,
                    chosen=f.str("chosen"), quality=quality.data, valid_range=valid,
                    extrapolation=extrap, measurements=meas,
-                   settings=settings.data if settings is not None else {})
+                   settings=settings.data if settings is not None else {},
+                   batching=batching.data if batching is not None else {})

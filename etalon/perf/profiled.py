@@ -8,12 +8,16 @@ exactly ``StepBatch``'s aggregates, so any step is priced from them:
   ``n`` tokens the attention term is ``n (n + 1) / 2``, which is the feature the prefill curve
   was fitted on, so ``prefill_time(n)`` equals the fitted curve exactly; a chunk after ``ctx``
   cached tokens pays for its ``c · ctx`` extra pairs through the same ``γ``;
+  When the profile measured that several prompts in one step cost what one prompt of their
+  total length costs (``prefill.batching.curvature == "step"``, as on vLLM-CPU), the step's
+  cross-prompt token pairs (``StepBatch.prefill_cross_pairs``) are priced through ``γ`` too;
 - decode part ``a_d + b_d · decode_batch + c_d · decode_context``;
 - one fixed cost per step. With a decode section that is ``a_d``, which is measured from the
   gaps between steps alone. ``a_p`` comes from TTFTs, so it also holds the request path (HTTP,
   tokenization, queueing: ``a_p - a_d``, reported as ``request_path_s``), which no engine step
   pays: charging it on every mixed step made a chunked-prefill engine look ~20 % slower at high
-  load. So a prefill-only step costs ``a_d + β · tokens + γ · attention`` and a mixed step adds
+  load. The simulator charges it once per request instead, before the request reaches the
+  engine (``request_path_s``). So a prefill-only step costs ``a_d + β · tokens + γ · attention`` and a mixed step adds
   the decode part's variable terms; an isolated prefill step is shorter than the profiled TTFT by
   exactly the request path. Without a decode section, ``a_p`` is the fixed cost.
 
@@ -59,6 +63,7 @@ class ProfiledPerfModel(PerfModel):
         self._b_d = d.coefficient("decode_batch")
         self._c_d = d.coefficient("decode_context")
         self._request_path = max(0.0, self._a_p - self._a_d)
+        self._cross = prefill.curvature == "step"
         self._prefill_flex = prefill.predictor is not prefill.physical
         self._decode_flex = decode.predictor is not decode.physical
         n_max = prefill.limit("prompt_tokens")
@@ -71,8 +76,9 @@ class ProfiledPerfModel(PerfModel):
     # -- parts -------------------------------------------------------------------------------
 
     def _prefill_part(self, batch: StepBatch) -> float:
-        t = self._a_d + self._beta * batch.prefill_tokens + self._gamma * batch.prefill_attention
-        if batch.prefill_tokens > self._max_tokens or batch.prefill_attention > self._max_attention:
+        pairs = batch.prefill_attention + (batch.prefill_cross_pairs if self._cross else 0.0)
+        t = self._a_d + self._beta * batch.prefill_tokens + self._gamma * pairs
+        if batch.prefill_tokens > self._max_tokens or pairs > self._max_attention:
             self._flag("prefill", f"{batch.prefill_tokens} prefill tokens")
         elif self._prefill_flex:
             t *= _correction(self.profile.prefill, {"prompt_tokens": batch.prefill_tokens})
@@ -97,6 +103,10 @@ class ProfiledPerfModel(PerfModel):
                         "the physical predictors", part, what, self.profile.label)
 
     # -- PerfModel -----------------------------------------------------------------------------
+
+    @property
+    def request_path_s(self) -> float:
+        return self._request_path
 
     def step_time(self, batch: StepBatch) -> float:
         if batch.empty:
@@ -126,7 +136,8 @@ class ProfiledPerfModel(PerfModel):
             "source_file": self.profile.path,
             "model": self.profile.source.get("model"),
             "prefill": {"intercept": self._a_p, "per_prefill_token": self._beta,
-                        "per_attention_pair": self._gamma, "chosen": self.profile.prefill.chosen},
+                        "per_attention_pair": self._gamma, "chosen": self.profile.prefill.chosen,
+                        "curvature": self.profile.prefill.curvature},
             "decode": {"intercept": self._a_d, "per_decode_seq": self._b_d,
                        "per_context_token": self._c_d, "chosen": self.profile.decode.chosen},
             "request_path_s": self._request_path,

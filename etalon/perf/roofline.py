@@ -69,7 +69,9 @@ class RooflinePerfModel(PerfModel):
     (catalog names, paths). ``dtype`` is the weight format (default: the checkpoint's),
     ``kv_dtype`` the cache format (default: the activation dtype). ``mfu`` and ``mbu`` are the
     achieved fractions of peak FLOP/s and memory bandwidth, ``comm_efficiency`` that of link
-    bandwidth, ``step_overhead`` fixed seconds per step (scheduling, kernel launches).
+    bandwidth, ``step_overhead`` fixed seconds per step (scheduling, kernel launches),
+    ``request_path`` seconds each request spends outside the engine before its first step
+    (HTTP, tokenization; fitted by ``etalon.calibration.roofline_fit``, charged by the simulator).
     """
 
     model: ModelSpec | str
@@ -82,6 +84,7 @@ class RooflinePerfModel(PerfModel):
     mbu: float = 0.8
     step_overhead: float = 0.0005
     comm_efficiency: float = 1.0
+    request_path: float = 0.0
 
     name = "roofline"
 
@@ -92,8 +95,9 @@ class RooflinePerfModel(PerfModel):
             value = getattr(self, key)
             if not 0 < value <= 1:
                 raise EstimatorError(f"roofline: {key} must be in (0, 1], got {value}")
-        if self.step_overhead < 0:
-            raise EstimatorError(f"roofline: step_overhead must be >= 0, got {self.step_overhead}")
+        for key in ("step_overhead", "request_path"):
+            if getattr(self, key) < 0:
+                raise EstimatorError(f"roofline: {key} must be >= 0, got {getattr(self, key)}")
         validate_layout(self.model, ParallelConfig(tp=self.tp, pp=self.pp))
         weight, kv = resolve_dtypes(self.model, self.dtype, self.kv_dtype)
         self.dtype, self.kv_dtype = weight.name, kv.name
@@ -119,6 +123,10 @@ class RooflinePerfModel(PerfModel):
         if missing:
             raise EstimatorError(f"{where}: missing {', '.join(missing)} (a catalog name or path each)")
         return cls(**spec)
+
+    @property
+    def request_path_s(self) -> float:
+        return self.request_path
 
     # --- pieces -----------------------------------------------------------------------------------
 
@@ -210,4 +218,5 @@ class RooflinePerfModel(PerfModel):
             "mbu": self.mbu,
             "step_overhead": self.step_overhead,
             "comm_efficiency": self.comm_efficiency,
+            "request_path": self.request_path,
         }

@@ -42,7 +42,7 @@ class Simulation:
     def __init__(self, serve: list[Replica] | None = None, *, router: Router,
                  prefill: list[Replica] | None = None, decode: list[Replica] | None = None,
                  decode_router: Router | None = None, link: Link | None = None,
-                 kv_bytes_per_token: float = 0.0):
+                 kv_bytes_per_token: float = 0.0, request_path_s: float | None = None):
         self.disaggregated = bool(prefill)
         if self.disaggregated and not (decode and link is not None):
             raise ValueError("a disaggregated simulation needs prefill and decode replicas and a link")
@@ -55,6 +55,10 @@ class Simulation:
         self.link = link
         self.kv_bytes_per_token = kv_bytes_per_token
         self.replicas = (prefill or []) + (decode or []) + (serve or [])
+        # Time from a request's arrival to its entry into a front replica's engine: the front
+        # end a live server has (HTTP, tokenization), as the front pool's perf model measured it.
+        self.request_path_s = (self.front[0].engine.perf.request_path_s if request_path_s is None
+                               else request_path_s)
         self._heap: list = []
         self._seq = itertools.count()
         self._requests: dict[int, Request] = {}
@@ -68,13 +72,14 @@ class Simulation:
     def run(self, requests: list[Request]) -> SimResult:
         arrivals = sorted(requests, key=lambda r: (r.arrival_time, r.request_id))
         self._requests = {r.request_id: r for r in arrivals}
+        path = self.request_path_s
         i, n = 0, len(arrivals)
         heap = self._heap
         while i < n or heap:
-            if i < n and (not heap or (arrivals[i].arrival_time, ARRIVAL) < heap[0][:2]):
+            if i < n and (not heap or (arrivals[i].arrival_time + path, ARRIVAL) < heap[0][:2]):
                 req = arrivals[i]
                 i += 1
-                self.now = req.arrival_time
+                self.now = req.arrival_time + path
                 self._arrive(req)
             else:
                 t, _prio, _n, handler, args = heapq.heappop(heap)
@@ -92,7 +97,7 @@ class Simulation:
 
     def _arrive(self, req: Request) -> None:
         out_tokens = 1 if self.disaggregated else req.output_tokens
-        seq = Sequence(req.request_id, req.prompt_tokens, out_tokens, req.arrival_time)
+        seq = Sequence(req.request_id, req.prompt_tokens, out_tokens, self.now)  # engine's view
         self._enqueue(self.router(self.front), seq)
 
     def _enqueue(self, replica: Replica, seq: Sequence) -> None:

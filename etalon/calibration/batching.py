@@ -1,0 +1,144 @@
+"""Does a step with several prompts cost what its prompts cost alone, or what one prompt of their
+total length costs? A probe the prefill profiler runs after fitting the isolated-prompt curve.
+
+Isolated prompts cannot tell the two apart: for one prompt, its own attention pairs and the
+step's total-token pairs are the same number. They differ for a step holding several prompts:
+an engine that attends per sequence pays ``Σ n(n+1)/2`` pairs, one whose prefill cost curves
+with the step's total tokens (vLLM on CPU, measured in docs/real_engine.md) pays for the
+``(T² − Σ n²)/2`` cross-prompt pairs as well.
+
+Each probe group sends a *leader* prompt of ``n`` tokens and, while the engine is busy with it,
+``k`` *followers* of ``n`` tokens at once. The followers wait, then run together in the step
+right after the leader's, so that step's duration is the gap between the leader's first token
+and theirs — back to back, with no request path in it. Groups with ``k = 1`` measure the same
+gap for one prompt; the difference between the two cancels the step's fixed cost:
+
+    d_k − d_1 = β (k−1) n + γ (k−1) n(n+1)/2 + [γ · cross_pairs(k × n) if the curvature is "step"]
+
+with β and γ from the fitted prefill curve. The probe reports the measured fraction of the
+cross-pair term (about 0 per prompt, about 1 per step) and chooses the nearer. Every request
+asks for one output token, so no decode joins the steps. A group whose followers did not land
+in one step (a token budget below ``k·n``, or a late arrival) is left out and counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from etalon.calibration.measure import Target, send
+from etalon.calibration.section import Section
+from etalon.perf.base import StepBatch
+from etalon.records import RequestRecord
+from etalon.workload.request import Request
+
+FOLLOWER_DELAY = 0.3  # followers arrive this far into the leader's predicted TTFT
+MIN_GAP_S = 0.2  # idle time between groups
+
+
+@dataclass(frozen=True)
+class BatchingSettings:
+    """``prompt_tokens`` per prompt, ``followers`` prompts sharing the measured step,
+    ``repetitions`` groups of each kind (one follower, ``followers`` followers)."""
+
+    prompt_tokens: int
+    followers: int = 2
+    repetitions: int = 2
+
+    def validate(self) -> "BatchingSettings":
+        if self.prompt_tokens < 1:
+            raise ValueError("--batching-probe-length must be >= 1")
+        if self.followers < 2:
+            raise ValueError("--batching-probe-prompts must be >= 2 (prompts sharing one step)")
+        if self.repetitions < 1:
+            raise ValueError("--num-repetitions must be >= 1")
+        return self
+
+
+def default_probe_length(lengths) -> int:
+    """The middle profiled length: long enough that its cross pairs show, short enough that
+    ``followers`` of them fit a typical per-step token budget."""
+    lengths = sorted(lengths)
+    return int(lengths[(len(lengths) - 1) // 2])
+
+
+def plan_groups(settings: BatchingSettings, section: Section, first_id: int = 0
+                ) -> tuple[list[Request], list[tuple[int, list[int]]]]:
+    """The requests, and per group ``(leader_id, follower_ids)``; ``k = 1`` and ``k = followers``
+    groups alternate so drift affects both alike."""
+    n = settings.prompt_tokens
+    single = float(section.predict({"prompt_tokens": n}, strict=False))
+    requests: list[Request] = []
+    groups: list[tuple[int, list[int]]] = []
+    t, rid = 0.0, first_id
+    for _ in range(settings.repetitions):
+        for k in (1, settings.followers):
+            leader = Request(rid, t, n, 1)
+            followers = [Request(rid + 1 + j, t + FOLLOWER_DELAY * single, n, 1) for j in range(k)]
+            requests += [leader, *followers]
+            groups.append((rid, [f.request_id for f in followers]))
+            rid += 1 + k
+            # the leader, then the followers as one prompt of k·n tokens (an upper bound)
+            together = float(section.predict({"prompt_tokens": k * n}, strict=False))
+            t += 2.0 * (single + together) + MIN_GAP_S
+    return requests, groups
+
+
+@dataclass
+class GroupGap:
+    """One group's measured step: ``followers`` prompts, ``gap_s`` after the leader's token."""
+
+    followers: int
+    gap_s: float
+
+
+def group_gaps(records: list[RequestRecord], groups: list[tuple[int, list[int]]],
+               tolerance_s: float) -> tuple[list[GroupGap], int]:
+    """The gap of every group whose followers landed in one step after the leader's; returns
+    them and how many groups were left out."""
+    by_id = {r.request_id: r for r in records if r.ok and r.chunk_times}
+    gaps, skipped = [], 0
+    for leader, followers in groups:
+        if leader not in by_id or any(f not in by_id for f in followers):
+            skipped += 1
+            continue
+        lead = by_id[leader].chunk_times[0]
+        firsts = np.array([by_id[f].chunk_times[0] for f in followers])
+        if firsts.max() - firsts.min() > tolerance_s or firsts.min() <= lead + tolerance_s:
+            skipped += 1  # split over steps, or scheduled with the leader
+            continue
+        gaps.append(GroupGap(len(followers), float(np.median(firsts) - lead)))
+    return gaps, skipped
+
+
+def judge(gaps: list[GroupGap], section: Section, settings: BatchingSettings,
+          skipped: int) -> dict:
+    """The ``batching`` entry of a prefill section: the measured cross-pair fraction and the
+    curvature it points to (``{}`` when no usable pair of groups was measured)."""
+    n, k = settings.prompt_tokens, settings.followers
+    one = [g.gap_s for g in gaps if g.followers == 1]
+    many = [g.gap_s for g in gaps if g.followers == k]
+    evidence = {"prompt_tokens": n, "followers": k, "gaps_1_s": one, f"gaps_{k}_s": many,
+                "groups_left_out": skipped}
+    if not one or not many:
+        return {}
+    phys = section.physical
+    beta, gamma = phys.coefficient("prompt_tokens"), phys.coefficient("attention_pairs")
+    per_prompt = beta * (k - 1) * n + gamma * (k - 1) * StepBatch.attention_pairs(n, 0)
+    cross = gamma * StepBatch.cross_pairs([n] * k)
+    measured = float(np.median(many) - np.median(one))
+    fraction = (measured - per_prompt) / cross if cross > 0 else 0.0
+    return {"curvature": "step" if fraction > 0.5 else "prompt",
+            "cross_pair_fraction": fraction, "measured_extra_s": measured,
+            "predicted_extra_s": {"prompt": per_prompt, "step": per_prompt + cross}, **evidence}
+
+
+def probe_batching(target: Target, settings: BatchingSettings, section: Section) -> dict:
+    """Runs the probe against ``target``; returns the ``batching`` entry (see ``judge``)."""
+    requests, groups = plan_groups(settings.validate(), section)
+    records = send(target, requests, concurrency=settings.followers + 1)
+    beta = section.physical.coefficient("prompt_tokens")
+    tolerance = max(0.002, 0.2 * beta * settings.prompt_tokens)
+    gaps, skipped = group_gaps(records, groups, tolerance)
+    return judge(gaps, section, settings, skipped)
