@@ -24,6 +24,7 @@ from etalon.calibration.cli import (
 )
 from etalon.calibration.batching import BatchingSettings, default_probe_length, probe_batching
 from etalon.calibration.prefill import DEFAULT_LENGTHS, PrefillSettings, fit_prefill, measure_prefill
+from etalon.calibration.wake_up import DEFAULT_GAPS, WakeUpSettings, probe_wake_up
 from etalon.calibration.profile import Profile
 from etalon.cli_errors import run_cli
 
@@ -44,6 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="prompts sharing the probed step")
     b.add_argument("--no-batching-probe", action="store_true",
                    help="skip the probe; the profile then prices each prompt's attention alone")
+    w = p.add_argument_group("idle probe (the first step after a pause)")
+    w.add_argument("--idle-probe-gaps", type=float, nargs="+", default=list(DEFAULT_GAPS),
+                   help="idle seconds before the probe's requests (0 = back to back)")
+    w.add_argument("--idle-probe-repetitions", type=int, default=3, help="requests per gap")
+    w.add_argument("--idle-probe-length", type=int, default=None,
+                   help="prompt length of the probe (default: the batching probe's)")
+    w.add_argument("--no-idle-probe", action="store_true",
+                   help="skip the probe; the profile then charges nothing for pauses")
     add_common_args(p, decode_tokens=2, repetitions=3)
     return p
 
@@ -59,6 +68,12 @@ def run(args) -> int:
         length = args.batching_probe_length or default_probe_length(settings.prompt_lengths)
         probe = BatchingSettings(length, args.batching_probe_prompts,
                                  max(2, args.num_repetitions - 1)).validate()
+    idle = None
+    if not args.no_idle_probe:
+        length = (args.idle_probe_length or args.batching_probe_length
+                  or default_probe_length(settings.prompt_lengths))
+        idle = WakeUpSettings(length, tuple(args.idle_probe_gaps), args.idle_probe_repetitions,
+                              args.seed).validate()
     out = output_dir(args)
     with ExitStack() as stack:
         session = open_session(args, stack, PROG)
@@ -76,6 +91,10 @@ def run(args) -> int:
                       f"step; is the server's per-step token budget below "
                       f"{probe.followers * probe.prompt_tokens}?); prompts are priced alone",
                       file=sys.stderr)
+        if idle is not None:
+            print(f"{PROG}: idle probe, {idle.repetitions} requests after each of "
+                  f"{len(idle.gaps_s)} pauses", file=sys.stderr)
+            section.wake_up = probe_wake_up(session.target, idle, section)
     profile = Profile(source=session.source, prefill=section)
     save_outputs(profile, "prefill", out, args, PROG)
     if not args.no_plots:

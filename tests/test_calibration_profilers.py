@@ -53,7 +53,8 @@ def profiled(tmp_path_factory):
         common = ["--server", srv.base_url, "--model", MODEL, "--merge-into", str(both),
                   "--hardware", "test-cpu"]
         assert prefill_main(["--prefill-lengths", "256", "512", "1024", "2048", "3072", "4096",
-                             "--num-repetitions", "5", "--output-dir", str(root / "pre"), *common]) == 0
+                             "--num-repetitions", "5", "--no-idle-probe",
+                             "--output-dir", str(root / "pre"), *common]) == 0
         assert decode_main(["--batch-sizes", "1", "4", "16", "--prompt-lengths", "128", "1024",
                             "--fixed-request-generator-decode-tokens", "32", "--num-repetitions", "2",
                             "--output-dir", str(root / "dec"), *common]) == 0

@@ -99,7 +99,8 @@ def test_prefill_probe_tells_how_the_server_prices_several_prompts(tmp_path, cro
     with LocalServer(["--perf-model-file", str(truth_file), "--max-batched-tokens", "8192"]) as srv:
         assert prefill_main(["--server", srv.base_url, "--model", "etalon-embedded",
                              "--prefill-lengths", "256", "1024", "2048",
-                             "--num-repetitions", "3", "--output-dir", str(tmp_path), "--no-plots"]) == 0
+                             "--num-repetitions", "3", "--output-dir", str(tmp_path), "--no-plots",
+                             "--no-idle-probe"]) == 0
     batching = load_profile(tmp_path / "prefill_profile.json").prefill.batching
     assert batching["curvature"] == ("step" if cross else "prompt")
     assert batching["prompt_tokens"] == 1024 and batching["followers"] == 2

@@ -170,3 +170,7 @@ def print_fit(section, prog: str) -> None:
         print(f"  several prompts in one step: priced per {b['curvature']} (cross-pair fraction "
               f"{b['cross_pair_fraction']:.2f}; {b['followers']} prompts of {b['prompt_tokens']} "
               f"cost {b['measured_extra_s'] * 1e3:.1f} ms more than one)")
+    w = getattr(section, "wake_up", None)
+    if w:
+        steps = ", ".join(f"{g:.2g} s: +{p * 1e3:.0f} ms" for g, p in zip(w["gaps_s"], w["penalty_s"]))
+        print(f"  first step after a pause: {steps}")

@@ -79,6 +79,16 @@ class Section:
     #: prefill only: how a step with several prompts is priced, and the measurement behind it.
     #: ``{"curvature": "prompt" | "step", ...evidence}``; empty means never measured ("prompt").
     batching: dict = field(default_factory=dict)
+    #: prefill only: the first step after a pause costs more; ``{"gaps_s": [...],
+    #: "penalty_s": [...], ...evidence}`` (``etalon.calibration.wake_up``); empty: none measured.
+    wake_up: dict = field(default_factory=dict)
+
+    def wake_up_s(self, idle_s: float) -> float:
+        """Measured extra seconds of the first step after ``idle_s`` idle seconds: linear
+        between the probed gaps, the longest gap's value beyond them, 0 when never measured."""
+        if not self.wake_up:
+            return 0.0
+        return float(np.interp(idle_s, self.wake_up["gaps_s"], self.wake_up["penalty_s"]))
 
     @property
     def curvature(self) -> str:
@@ -138,13 +148,14 @@ class Section:
             "extrapolation": self.extrapolation.to_dict(),
             "settings": self.settings, "measurements": self.measurements,
             **({"batching": self.batching} if self.batching else {}),
+            **({"wake_up": self.wake_up} if self.wake_up else {}),
         }
 
     @classmethod
     def from_dict(cls, name: str, data: object, where: str) -> "Section":
         f = Fields(data, where)
         f.only({"inputs", "target", "predictor", "physical", "chosen", "fit", "valid_range",
-                "extrapolation", "settings", "measurements", "batching"})
+                "extrapolation", "settings", "measurements", "batching", "wake_up"})
         inputs = INPUTS[name]
         if tuple(f.strings("inputs")) != inputs:
             raise ValueError(f"{f.at('inputs')}: expected {list(inputs)}")
@@ -190,8 +201,17 @@ class Section:
             if curvature not in CURVATURES:
                 raise ValueError(f"{batching.at('curvature')}: expected one of "
                                  f"{list(CURVATURES)}, got {curvature!r}")
+        wake_up = f.obj("wake_up", required=False)
+        if wake_up is not None:
+            if name != "prefill":
+                raise ValueError(f"{f.at('wake_up')}: only a prefill section has one")
+            gaps = wake_up.numbers("gaps_s", minimum=0)
+            wake_up.numbers("penalty_s", length=len(gaps), minimum=0)
+            if not gaps or any(b <= a for a, b in zip(gaps, gaps[1:])):
+                raise ValueError(f"{wake_up.at('gaps_s')}: expected increasing idle gaps")
         return cls(name=name, predictor=predictor, physical=physical,
                    chosen=f.str("chosen"), quality=quality.data, valid_range=valid,
                    extrapolation=extrap, measurements=meas,
                    settings=settings.data if settings is not None else {},
-                   batching=batching.data if batching is not None else {})
+                   batching=batching.data if batching is not None else {},
+                   wake_up=wake_up.data if wake_up is not None else {})

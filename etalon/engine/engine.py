@@ -52,6 +52,7 @@ class Engine:
         self.num_preemptions = 0
         self.busy_time = 0.0
         self.num_steps = 0
+        self._idle_since = float("-inf")  # when the engine last ran out of work
 
     # -- queue and KV bookkeeping used by the policies -------------------------------------
 
@@ -133,7 +134,11 @@ class Engine:
         for seq, _ in result.prefill:
             if seq.first_scheduled_at is None:
                 seq.first_scheduled_at = now
-        return Step(result, batch, self.perf.step_time(batch), now)
+        duration = self.perf.step_time(batch)
+        if self._idle_since is not None:  # the first step after a pause pays the wake-up
+            duration += self.perf.wake_up_s(now - self._idle_since)
+            self._idle_since = None
+        return Step(result, batch, duration, now)
 
     @staticmethod
     def _batch_of(plan: StepPlan) -> StepBatch:
@@ -159,6 +164,8 @@ class Engine:
             self._emit(seq, end, out)
         if out.finished:
             self.running = [s for s in self.running if s.state is SeqState.RUNNING]
+            if self.idle:
+                self._idle_since = end
         self.busy_time += step.duration
         self.num_steps += 1
         return out
@@ -246,6 +253,8 @@ class Engine:
             self._finish(seq, end, out)
         if out.finished:
             self.running = [s for s in self.running if s.state is SeqState.RUNNING]
+            if self.idle:
+                self._idle_since = end
         self.busy_time += end - step.start
         self.num_steps += num_steps
         return out

@@ -80,6 +80,12 @@ class PerfModel(ABC):
         request; a live server pays its own. 0 unless the model was measured end to end."""
         return 0.0
 
+    def wake_up_s(self, idle_s: float) -> float:
+        """Extra seconds the first step after ``idle_s`` seconds without work takes (caches and
+        memory gone cold, a descheduled core; ``idle_s`` may be ``inf``: idle since start).
+        0 unless measured."""
+        return 0.0
+
     @abstractmethod
     def step_time(self, batch: StepBatch) -> float:
         """Seconds one engine step takes for ``batch``."""

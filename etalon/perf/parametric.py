@@ -21,7 +21,8 @@ class ParametricPerfModel(PerfModel):
 
     All coefficients are seconds per unit and must be non-negative. ``per_cross_pair`` is 0 for
     an engine that attends per sequence; set it to ``per_attention_pair`` to emulate one whose
-    prefill cost curves with the step's total prompt tokens (as vLLM-CPU's does).
+    prefill cost curves with the step's total prompt tokens (as vLLM-CPU's does). The first
+    step after at least ``wake_up_after`` seconds without work takes ``wake_up`` longer.
     """
 
     step_overhead: float = 0.005
@@ -30,6 +31,8 @@ class ParametricPerfModel(PerfModel):
     per_decode_seq: float = 1e-4
     per_context_token: float = 2e-7
     per_cross_pair: float = 0.0
+    wake_up: float = 0.0
+    wake_up_after: float = 0.0
 
     name = "parametric"
 
@@ -49,6 +52,9 @@ class ParametricPerfModel(PerfModel):
             + self.per_context_token * batch.decode_context
             + self.per_cross_pair * batch.prefill_cross_pairs
         )
+
+    def wake_up_s(self, idle_s: float) -> float:
+        return self.wake_up if idle_s >= self.wake_up_after else 0.0
 
     def decode_step_times(self, batch_size: int, context_sums: np.ndarray) -> np.ndarray:
         base = self.step_overhead + self.per_decode_seq * batch_size

@@ -12,6 +12,8 @@ exactly ``StepBatch``'s aggregates, so any step is priced from them:
   total length costs (``prefill.batching.curvature == "step"``, as on vLLM-CPU), the step's
   cross-prompt token pairs (``StepBatch.prefill_cross_pairs``) are priced through ``γ`` too;
 - decode part ``a_d + b_d · decode_batch + c_d · decode_context``;
+- the first step after a pause adds the profile's measured wake-up cost (``prefill.wake_up``,
+  ``etalon.calibration.wake_up``), interpolated at the idle time;
 - one fixed cost per step. With a decode section that is ``a_d``, which is measured from the
   gaps between steps alone. ``a_p`` comes from TTFTs, so it also holds the request path (HTTP,
   tokenization, queueing: ``a_p - a_d``, reported as ``request_path_s``), which no engine step
@@ -108,6 +110,9 @@ class ProfiledPerfModel(PerfModel):
     def request_path_s(self) -> float:
         return self._request_path
 
+    def wake_up_s(self, idle_s: float) -> float:
+        return self.profile.prefill.wake_up_s(idle_s)
+
     def step_time(self, batch: StepBatch) -> float:
         if batch.empty:
             return 0.0
@@ -137,7 +142,10 @@ class ProfiledPerfModel(PerfModel):
             "model": self.profile.source.get("model"),
             "prefill": {"intercept": self._a_p, "per_prefill_token": self._beta,
                         "per_attention_pair": self._gamma, "chosen": self.profile.prefill.chosen,
-                        "curvature": self.profile.prefill.curvature},
+                        "curvature": self.profile.prefill.curvature,
+                        "wake_up": {k: self.profile.prefill.wake_up.get(k)
+                                    for k in ("gaps_s", "penalty_s")}
+                        if self.profile.prefill.wake_up else None},
             "decode": {"intercept": self._a_d, "per_decode_seq": self._b_d,
                        "per_context_token": self._c_d, "chosen": self.profile.decode.chosen},
             "request_path_s": self._request_path,

