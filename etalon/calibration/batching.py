@@ -1,24 +1,26 @@
-"""Does a step with several prompts cost what its prompts cost alone, or what one prompt of their
-total length costs? A probe the prefill profiler runs after fitting the isolated-prompt curve.
+"""What do the token pairs *across* prompts in one step cost? A probe the prefill profiler runs
+after fitting the isolated-prompt curve.
 
-Isolated prompts cannot tell the two apart: for one prompt, its own attention pairs and the
-step's total-token pairs are the same number. They differ for a step holding several prompts:
-an engine that attends per sequence pays ``Σ n(n+1)/2`` pairs, one whose prefill cost curves
-with the step's total tokens (vLLM on CPU, measured in docs/real_engine.md) pays for the
-``(T² − Σ n²)/2`` cross-prompt pairs as well.
+Isolated prompts cannot tell: for one prompt, its own attention pairs and the step's
+total-token pairs are the same number. They differ for a step holding several prompts: an
+engine that attends per sequence pays ``Σ n(n+1)/2`` pairs; one whose prefill cost curves with
+the step's total tokens (vLLM on CPU, measured in docs/real_engine.md) also pays, in part or in
+full, for the ``(T² − Σ n²)/2`` cross-prompt pairs (``StepBatch.prefill_cross_pairs``).
 
 Each probe group sends a *leader* prompt of ``n`` tokens and, while the engine is busy with it,
 ``k`` *followers* of ``n`` tokens at once. The followers wait, then run together in the step
 right after the leader's, so that step's duration is the gap between the leader's first token
-and theirs — back to back, with no request path in it. Groups with ``k = 1`` measure the same
-gap for one prompt; the difference between the two cancels the step's fixed cost:
+and theirs — back to back, with no request path in it. Groups with one follower measure the
+same gap for one prompt; the difference cancels the step's fixed cost:
 
-    d_k − d_1 = β (k−1) n + γ (k−1) n(n+1)/2 + [γ · cross_pairs(k × n) if the curvature is "step"]
+    d_k − d_1 = β (k−1) n + γ (k−1) n(n+1)/2 + c_x · cross_pairs(k × n)
 
-with β and γ from the fitted prefill curve. The probe reports the measured fraction of the
-cross-pair term (about 0 per prompt, about 1 per step) and chooses the nearer. Every request
-asks for one output token, so no decode joins the steps. A group whose followers did not land
-in one step (a token budget below ``k·n``, or a late arrival) is left out and counted.
+with β and γ from the fitted prefill curve (at ``n``, inside the profiled range). The probe
+solves for ``c_x``, the cost of one cross-prompt pair (clipped at 0), and reports it also as a
+fraction of ``γ``: about 0 for per-sequence attention, about 1 when several prompts cost what
+one prompt of their total length does. Every request asks for one output token, so no decode
+joins the steps. A group whose followers did not land in one step (a token budget below
+``k·n``, or a late arrival) is left out and counted.
 """
 
 from __future__ import annotations
@@ -114,24 +116,25 @@ def group_gaps(records: list[RequestRecord], groups: list[tuple[int, list[int]]]
 
 def judge(gaps: list[GroupGap], section: Section, settings: BatchingSettings,
           skipped: int) -> dict:
-    """The ``batching`` entry of a prefill section: the measured cross-pair fraction and the
-    curvature it points to (``{}`` when no usable pair of groups was measured)."""
+    """The ``batching`` entry of a prefill section: the measured cost of a cross-prompt pair
+    (``{}`` when no usable pair of groups was measured)."""
     n, k = settings.prompt_tokens, settings.followers
     one = [g.gap_s for g in gaps if g.followers == 1]
     many = [g.gap_s for g in gaps if g.followers == k]
-    evidence = {"prompt_tokens": n, "followers": k, "gaps_1_s": one, f"gaps_{k}_s": many,
-                "groups_left_out": skipped}
     if not one or not many:
         return {}
     phys = section.physical
     beta, gamma = phys.coefficient("prompt_tokens"), phys.coefficient("attention_pairs")
-    per_prompt = beta * (k - 1) * n + gamma * (k - 1) * StepBatch.attention_pairs(n, 0)
-    cross = gamma * StepBatch.cross_pairs([n] * k)
+    alone = beta * (k - 1) * n + gamma * (k - 1) * StepBatch.attention_pairs(n, 0)
+    pairs = StepBatch.cross_pairs([n] * k)
     measured = float(np.median(many) - np.median(one))
-    fraction = (measured - per_prompt) / cross if cross > 0 else 0.0
-    return {"curvature": "step" if fraction > 0.5 else "prompt",
-            "cross_pair_fraction": fraction, "measured_extra_s": measured,
-            "predicted_extra_s": {"prompt": per_prompt, "step": per_prompt + cross}, **evidence}
+    per_pair = max(measured - alone, 0.0) / pairs
+    return {"per_cross_pair": per_pair,
+            "cross_pair_fraction": (measured - alone) / (gamma * pairs) if gamma > 0 else None,
+            "measured_extra_s": measured,
+            "predicted_extra_s": {"alone": alone, "as_one_prompt": alone + gamma * pairs},
+            "prompt_tokens": n, "followers": k, "gaps_1_s": one, f"gaps_{k}_s": many,
+            "groups_left_out": skipped}
 
 
 def probe_batching(target: Target, settings: BatchingSettings, section: Section) -> dict:

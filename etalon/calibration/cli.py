@@ -167,9 +167,12 @@ def print_fit(section, prog: str) -> None:
     print(f"  valid range: {ranges}; {claim}")
     b = getattr(section, "batching", None)
     if b:
-        print(f"  several prompts in one step: priced per {b['curvature']} (cross-pair fraction "
-              f"{b['cross_pair_fraction']:.2f}; {b['followers']} prompts of {b['prompt_tokens']} "
-              f"cost {b['measured_extra_s'] * 1e3:.1f} ms more than one)")
+        print(f"  several prompts in one step: {b['followers']} prompts of {b['prompt_tokens']} cost "
+              f"{b['measured_extra_s'] * 1e3:.1f} ms more than one (alone: "
+              f"{b['predicted_extra_s']['alone'] * 1e3:.1f}); a cross-prompt token pair costs "
+              f"{b['per_cross_pair']:.3g} s"
+              + ("" if b.get("cross_pair_fraction") is None
+                 else f" ({b['cross_pair_fraction']:.2f} of an attention pair)"))
     w = getattr(section, "wake_up", None)
     if w:
         steps = ", ".join(f"{g:.2g} s: +{p * 1e3:.0f} ms" for g, p in zip(w["gaps_s"], w["penalty_s"]))

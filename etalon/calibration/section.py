@@ -30,7 +30,6 @@ from etalon.calibration.predictors import (
 from etalon.calibration.schema import Fields
 
 TARGETS = {"prefill": "ttft_s", "decode": "step_time_s"}
-CURVATURES = ("prompt", "step")
 
 
 class OutOfRangeError(ValueError):
@@ -76,8 +75,8 @@ class Section:
     extrapolation: Extrapolation
     measurements: dict[str, list] = field(default_factory=dict)
     settings: dict = field(default_factory=dict)
-    #: prefill only: how a step with several prompts is priced, and the measurement behind it.
-    #: ``{"curvature": "prompt" | "step", ...evidence}``; empty means never measured ("prompt").
+    #: prefill only: what a token pair across two prompts of one step costs, and the
+    #: measurement behind it (``etalon.calibration.batching``); empty: never measured (0).
     batching: dict = field(default_factory=dict)
     #: prefill only: the first step after a pause costs more; ``{"gaps_s": [...],
     #: "penalty_s": [...], ...evidence}`` (``etalon.calibration.wake_up``); empty: none measured.
@@ -91,11 +90,11 @@ class Section:
         return float(np.interp(idle_s, self.wake_up["gaps_s"], self.wake_up["penalty_s"]))
 
     @property
-    def curvature(self) -> str:
-        """``"step"`` when the quadratic prefill term follows the step's total prompt tokens
-        (cross-prompt token pairs cost like attention pairs), ``"prompt"`` when it follows each
-        prompt's own length (attention per sequence)."""
-        return self.batching.get("curvature", "prompt")
+    def cross_pair_cost(self) -> float:
+        """Seconds per pair of prompt tokens from different sequences in one step (0 for an
+        engine that attends per sequence, ``γ`` for one whose prefill cost curves with the
+        step's total tokens)."""
+        return float(self.batching.get("per_cross_pair", 0.0))
 
     @property
     def inputs(self) -> tuple[str, ...]:
@@ -197,10 +196,7 @@ class Section:
         if batching is not None:
             if name != "prefill":
                 raise ValueError(f"{f.at('batching')}: only a prefill section has one")
-            curvature = batching.str("curvature")
-            if curvature not in CURVATURES:
-                raise ValueError(f"{batching.at('curvature')}: expected one of "
-                                 f"{list(CURVATURES)}, got {curvature!r}")
+            batching.num("per_cross_pair", minimum=0)
         wake_up = f.obj("wake_up", required=False)
         if wake_up is not None:
             if name != "prefill":

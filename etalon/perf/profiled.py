@@ -8,9 +8,10 @@ exactly ``StepBatch``'s aggregates, so any step is priced from them:
   ``n`` tokens the attention term is ``n (n + 1) / 2``, which is the feature the prefill curve
   was fitted on, so ``prefill_time(n)`` equals the fitted curve exactly; a chunk after ``ctx``
   cached tokens pays for its ``c · ctx`` extra pairs through the same ``γ``;
-  When the profile measured that several prompts in one step cost what one prompt of their
-  total length costs (``prefill.batching.curvature == "step"``, as on vLLM-CPU), the step's
-  cross-prompt token pairs (``StepBatch.prefill_cross_pairs``) are priced through ``γ`` too;
+  The step's cross-prompt token pairs (``StepBatch.prefill_cross_pairs``) cost what the
+  profile's batching probe measured per pair (``prefill.batching.per_cross_pair``; 0 when not
+  measured, about ``γ`` on vLLM-CPU, where several prompts cost nearly what one prompt of their
+  total length does);
 - decode part ``a_d + b_d · decode_batch + c_d · decode_context``;
 - the first step after a pause adds the profile's measured wake-up cost (``prefill.wake_up``,
   ``etalon.calibration.wake_up``), interpolated at the idle time;
@@ -65,7 +66,7 @@ class ProfiledPerfModel(PerfModel):
         self._b_d = d.coefficient("decode_batch")
         self._c_d = d.coefficient("decode_context")
         self._request_path = max(0.0, self._a_p - self._a_d)
-        self._cross = prefill.curvature == "step"
+        self._cross = prefill.cross_pair_cost
         self._prefill_flex = prefill.predictor is not prefill.physical
         self._decode_flex = decode.predictor is not decode.physical
         n_max = prefill.limit("prompt_tokens")
@@ -78,9 +79,9 @@ class ProfiledPerfModel(PerfModel):
     # -- parts -------------------------------------------------------------------------------
 
     def _prefill_part(self, batch: StepBatch) -> float:
-        pairs = batch.prefill_attention + (batch.prefill_cross_pairs if self._cross else 0.0)
-        t = self._a_d + self._beta * batch.prefill_tokens + self._gamma * pairs
-        if batch.prefill_tokens > self._max_tokens or pairs > self._max_attention:
+        t = (self._a_d + self._beta * batch.prefill_tokens + self._gamma * batch.prefill_attention
+             + self._cross * batch.prefill_cross_pairs)
+        if batch.prefill_tokens > self._max_tokens or batch.prefill_attention > self._max_attention:
             self._flag("prefill", f"{batch.prefill_tokens} prefill tokens")
         elif self._prefill_flex:
             t *= _correction(self.profile.prefill, {"prompt_tokens": batch.prefill_tokens})
@@ -142,7 +143,7 @@ class ProfiledPerfModel(PerfModel):
             "model": self.profile.source.get("model"),
             "prefill": {"intercept": self._a_p, "per_prefill_token": self._beta,
                         "per_attention_pair": self._gamma, "chosen": self.profile.prefill.chosen,
-                        "curvature": self.profile.prefill.curvature,
+                        "per_cross_pair": self._cross,
                         "wake_up": {k: self.profile.prefill.wake_up.get(k)
                                     for k in ("gaps_s", "penalty_s")}
                         if self.profile.prefill.wake_up else None},
