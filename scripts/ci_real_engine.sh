@@ -8,7 +8,7 @@ if ! bash scripts/setup_vllm_cpu.sh; then
   echo "REAL-ENGINE STAGE SKIPPED: vLLM-on-CPU setup failed (reason above)."
   exit 0
 fi
-python -m pytest -q -m real_engine tests/real_engine -rs
+python -m pytest -q -m real_engine tests/real_engine -rsx
 rc=$?
 if [ "$rc" -eq 5 ]; then
   echo "REAL-ENGINE STAGE: no real_engine tests were collected."
