@@ -53,10 +53,10 @@ def test_idle_probe_recovers_a_servers_wake_up(tmp_path):
     assert w["planned_gaps_s"] == [0.0, 0.1, 0.6, 1.2]
     # measured idle is close to the plan (the client holds a request until the last finished)
     assert w["gaps_s"][0] < 0.02 and w["gaps_s"][-1] == pytest.approx(1.2, abs=0.1)
-    assert w["penalty_s"][:2] == pytest.approx([0.0, 0.0], abs=0.004)  # below wake_up_after
-    assert w["penalty_s"][2:] == pytest.approx([0.02, 0.02], abs=0.004)
+    assert w["penalty_s"][:2] == pytest.approx([0.0, 0.0], abs=0.006)  # below wake_up_after
+    assert w["penalty_s"][2:] == pytest.approx([0.02, 0.02], abs=0.006)
     assert ProfiledPerfModel(Profile(prefill=section, decode=decode_section(noise=0.0, seed=1))
-                             ).wake_up_s(float("inf")) == pytest.approx(0.02, abs=0.004)
+                             ).wake_up_s(float("inf")) == pytest.approx(0.02, abs=0.006)
 
 
 def test_wake_up_entry_interpolates_round_trips_and_is_validated(tmp_path):
