@@ -63,17 +63,15 @@ def run(args) -> int:
                                args.num_warmup_requests,
                                args.fixed_request_generator_decode_tokens, args.seed).validate()
     fit = fit_settings(args)
+    probe_length = args.batching_probe_length or default_probe_length(settings.prompt_lengths)
     probe = None
     if not args.no_batching_probe:
-        length = args.batching_probe_length or default_probe_length(settings.prompt_lengths)
-        probe = BatchingSettings(length, args.batching_probe_prompts,
+        probe = BatchingSettings(probe_length, args.batching_probe_prompts,
                                  max(2, args.num_repetitions - 1)).validate()
     idle = None
     if not args.no_idle_probe:
-        length = (args.idle_probe_length or args.batching_probe_length
-                  or default_probe_length(settings.prompt_lengths))
-        idle = WakeUpSettings(length, tuple(args.idle_probe_gaps), args.idle_probe_repetitions,
-                              args.seed).validate()
+        idle = WakeUpSettings(args.idle_probe_length or probe_length, tuple(args.idle_probe_gaps),
+                              args.idle_probe_repetitions, args.seed).validate()
     out = output_dir(args)
     with ExitStack() as stack:
         session = open_session(args, stack, PROG)

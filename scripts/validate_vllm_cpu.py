@@ -35,6 +35,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from etalon.launchers.base import pids_in_group  # noqa: E402
 from etalon.launchers.vllm_cpu import VllmCpuServer  # noqa: E402
 
 PREFILL_LENGTHS = (1, 4, 16, 32, 64, 96, 128, 192, 256, 384)  # 1..4 measure the fixed cost
@@ -213,18 +214,6 @@ def mean_in_flight(requests: Path) -> float:
     return sum(r.completed_at - r.sent_at for r in recs) / (end - start)
 
 
-def _group_pids(pgid: int) -> list[str]:
-    out = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/stat") as fh:
-                if int(fh.read().rsplit(")", 1)[1].split()[2]) == pgid:
-                    out.append(pid)
-        except (OSError, IndexError, ValueError):
-            continue
-    return out
-
-
 def _ticks(pid: int | str) -> int:
     """CPU clock ticks a process has used (its own, plus its waited-for children's)."""
     try:
@@ -250,7 +239,7 @@ class CpuMeter:
         busy = sum(f) - f[3] - f[4]  # all but idle and iowait
         ours = _ticks("self")
         if self.server is not None and self.server.pgid:
-            ours += sum(_ticks(pid) for pid in _group_pids(self.server.pgid))
+            ours += sum(_ticks(pid) for pid in pids_in_group(self.server.pgid))
         return time.monotonic(), busy, ours
 
     def foreign_cores(self) -> float:

@@ -165,7 +165,7 @@ def print_fit(section, prog: str) -> None:
     claim = (f"claimed up to {', '.join(f'{k} {v:g}' for k, v in e.limits.items())} "
              f"within {e.error:.1%}" if e.claimed else f"no extrapolation claimed ({e.reason})")
     print(f"  valid range: {ranges}; {claim}")
-    b = getattr(section, "batching", None)
+    b = section.batching
     if b:
         print(f"  several prompts in one step: {b['followers']} prompts of {b['prompt_tokens']} cost "
               f"{b['measured_extra_s'] * 1e3:.1f} ms more than one (alone: "
@@ -173,7 +173,7 @@ def print_fit(section, prog: str) -> None:
               f"{b['per_cross_pair']:.3g} s"
               + ("" if b.get("cross_pair_fraction") is None
                  else f" ({b['cross_pair_fraction']:.2f} of an attention pair)"))
-    w = getattr(section, "wake_up", None)
+    w = section.wake_up
     if w:
         steps = ", ".join(f"{g:.2g} s: +{p * 1e3:.0f} ms" for g, p in zip(w["gaps_s"], w["penalty_s"]))
         print(f"  first step after a pause: {steps}")

@@ -105,7 +105,8 @@ def process_group_alive(pgid: int) -> bool:
     return True
 
 
-def _pids_in_group(pgid: int) -> list[int]:
+def pids_in_group(pgid: int) -> list[int]:
+    """The live (not zombie) processes of group ``pgid`` (Linux /proc; empty elsewhere)."""
     pids = []
     for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
         if not entry.isdigit():
@@ -130,7 +131,7 @@ def process_group_memory(pgid: int) -> dict[str, int]:
     pages split between their users: what the group really costs); ``processes``: how many.
     """
     rss = pss = n = 0
-    for pid in _pids_in_group(pgid):
+    for pid in pids_in_group(pgid):
         try:
             with open(f"/proc/{pid}/smaps_rollup") as f:
                 fields = {}
@@ -166,7 +167,7 @@ def stop_process_group(pgid: int, *, grace: float = 20.0, proc: subprocess.Popen
             return False
         if os.path.isdir("/proc"):
             # Zombies of processes we did not start are reaped by init; ignore them.
-            return not _pids_in_group(pgid)
+            return not pids_in_group(pgid)
         return not process_group_alive(pgid)
 
     if group_gone():

@@ -7,8 +7,8 @@ exactly ``StepBatch``'s aggregates, so any step is priced from them:
 - prefill part ``a_p + β · prefill_tokens + γ · prefill_attention``. For an isolated prompt of
   ``n`` tokens the attention term is ``n (n + 1) / 2``, which is the feature the prefill curve
   was fitted on, so ``prefill_time(n)`` equals the fitted curve exactly; a chunk after ``ctx``
-  cached tokens pays for its ``c · ctx`` extra pairs through the same ``γ``;
-  The step's cross-prompt token pairs (``StepBatch.prefill_cross_pairs``) cost what the
+  cached tokens pays for its ``c · ctx`` extra pairs through the same ``γ``. The step's
+  cross-prompt token pairs (``StepBatch.prefill_cross_pairs``) cost what the
   profile's batching probe measured per pair (``prefill.batching.per_cross_pair``; 0 when not
   measured, about ``γ`` on vLLM-CPU, where several prompts cost nearly what one prompt of their
   total length does);
@@ -20,9 +20,10 @@ exactly ``StepBatch``'s aggregates, so any step is priced from them:
   tokenization, queueing: ``a_p - a_d``, reported as ``request_path_s``), which no engine step
   pays: charging it on every mixed step made a chunked-prefill engine look ~20 % slower at high
   load. The simulator charges it once per request instead, before the request reaches the
-  engine (``request_path_s``). So a prefill-only step costs ``a_d + β · tokens + γ · attention`` and a mixed step adds
-  the decode part's variable terms; an isolated prefill step is shorter than the profiled TTFT by
-  exactly the request path. Without a decode section, ``a_p`` is the fixed cost.
+  engine (``request_path_s``). So a prefill-only step costs ``a_d + β · tokens + γ · attention``
+  and a mixed step adds the decode part's variable terms; an isolated prefill step is shorter
+  than the profiled TTFT by exactly the request path. Without a decode section, ``a_p`` is the
+  fixed cost.
 
 When the profile chose a flexible predictor for a section (it won cross-validation clearly), the
 part is scaled by ``chosen / physical`` at the step's token count (prefill) or shape (decode)

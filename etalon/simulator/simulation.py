@@ -42,7 +42,7 @@ class Simulation:
     def __init__(self, serve: list[Replica] | None = None, *, router: Router,
                  prefill: list[Replica] | None = None, decode: list[Replica] | None = None,
                  decode_router: Router | None = None, link: Link | None = None,
-                 kv_bytes_per_token: float = 0.0, request_path_s: float | None = None):
+                 kv_bytes_per_token: float = 0.0):
         self.disaggregated = bool(prefill)
         if self.disaggregated and not (decode and link is not None):
             raise ValueError("a disaggregated simulation needs prefill and decode replicas and a link")
@@ -57,8 +57,7 @@ class Simulation:
         self.replicas = (prefill or []) + (decode or []) + (serve or [])
         # Time from a request's arrival to its entry into a front replica's engine: the front
         # end a live server has (HTTP, tokenization), as the front pool's perf model measured it.
-        self.request_path_s = (self.front[0].engine.perf.request_path_s if request_path_s is None
-                               else request_path_s)
+        self.request_path_s = self.front[0].engine.perf.request_path_s
         self._heap: list = []
         self._seq = itertools.count()
         self._requests: dict[int, Request] = {}
