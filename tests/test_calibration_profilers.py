@@ -16,10 +16,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
+from etalon.anchor_profile import main as anchor_main
 from etalon.calibration import load_profile
 from etalon.calibration.measure import Target, send
 from etalon.client import ClientConfig
@@ -122,6 +124,39 @@ def test_served_profile_reproduces_the_profiled_timings(profiled):
     assert ttft == pytest.approx(profile.prefill_time(2048) + profiled["path_s"], rel=0.05)
     gaps = np.concatenate([np.diff(r.chunk_times) for r in records])
     assert np.median(gaps) == pytest.approx(profile.decode_step_time(1, 2048 + 12), rel=0.05)
+
+
+def _scaled(model: ParametricPerfModel, factor: float) -> ParametricPerfModel:
+    """The same engine, every step ``factor`` times as long."""
+    return replace(model, **{f: factor * getattr(model, f) for f in
+                             ("step_overhead", "per_prefill_token", "per_attention_pair",
+                              "per_decode_seq", "per_context_token")})
+
+
+@pytest.mark.parametrize("factor", [1.3, 0.8])
+def test_anchoring_finds_how_much_the_server_changed_speed(profiled, tmp_path, factor):
+    # The profiled server comes back `factor` times as slow; a few probe requests must say so.
+    # Worked through: at the probe's 2176 tokens TRUTH's TTFT is ~99 ms, the request path
+    # (~1-5 ms) is the same in profile and probe, so the prefill ratio lands within ~4 % of the
+    # factor toward 1. The decode step (~7 ms) carries the server's own work per step, which
+    # does not scale, and the fast server's streaming loop shows it (0.768-0.853 measured for
+    # 0.8 in four runs): 10 % there, still far from the 1.0 an anchor-blind profile would keep.
+    truth_file = tmp_path / "scaled.json"
+    truth_file.write_text(json.dumps(_scaled(TRUTH, factor).describe()))
+    out = tmp_path / "now.json"
+    with LocalServer(["--perf-model-file", str(truth_file), "--model", MODEL]) as srv:
+        assert anchor_main(["--profile", str(profiled["both"]), "--server", srv.base_url,
+                            "--model", MODEL, "--output", str(out), "--output-tokens", "65"]) == 0
+        records = _ttfts(srv.base_url, 1024, 3, 40_000, output=24)
+    now = load_profile(out)
+    assert now.prefill.anchor["prompt_tokens"] == 2176
+    assert now.prefill.scale == pytest.approx(factor, rel=0.05)
+    assert now.decode.scale == pytest.approx(factor, rel=0.10)
+    # the anchored profile predicts the changed server (a length the probe did not use)
+    ttft = np.median([r.ttft for r in records])
+    assert now.prefill_time(1024) == pytest.approx(ttft, rel=0.06)
+    gaps = np.concatenate([np.diff(r.chunk_times) for r in records])
+    assert now.decode_step_time(1, 1024 + 12) == pytest.approx(np.median(gaps), rel=0.10)
 
 
 @pytest.mark.parametrize("module", ["etalon.prefill_profiler", "etalon.decode_profiler"])

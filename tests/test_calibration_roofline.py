@@ -53,6 +53,20 @@ def test_fit_recovers_mfu_mbu_and_overheads():
     assert fit.to_dict()["model"]["mfu"] == pytest.approx(fit.mfu)
 
 
+def test_fit_to_a_re_anchored_profile_is_the_engine_at_its_new_speed():
+    # every time 1.5x: the roofline's efficiencies / 1.5, its overheads x 1.5
+    from etalon.calibration.anchor import anchored
+
+    truth = roofline.RooflinePerfModel("llama-3.1-8b", "h100-sxm", mfu=0.42, mbu=0.63,
+                                       step_overhead=0.002)
+    slow = anchored(synthetic_profile(truth, request_overhead=0.003, noise=0.0, seed=1),
+                    {"prefill": {"scale": 1.5}, "decode": {"scale": 1.5}})
+    fit = fit_roofline(roofline.RooflinePerfModel("llama-3.1-8b", "h100-sxm"), slow)
+    assert fit.mfu == pytest.approx(0.28, rel=0.02) and fit.mbu == pytest.approx(0.42, rel=0.02)
+    assert fit.step_overhead == pytest.approx(0.003, abs=5e-4)
+    assert fit.request_overhead == pytest.approx(0.0045, abs=1e-3)
+
+
 def test_cli_prints_the_fit_and_rejects_unknown_hardware(tmp_path, capsys):
     from etalon.calibration.profile import save_profile
 

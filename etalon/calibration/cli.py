@@ -28,6 +28,12 @@ from etalon.server.process import EMBEDDED_MODEL  # noqa: E402  (re-exported)
 
 
 def add_common_args(p: argparse.ArgumentParser, *, decode_tokens: int, repetitions: int) -> None:
+    add_server_args(p)
+    _add_measurement_args(p, decode_tokens=decode_tokens, repetitions=repetitions)
+
+
+def add_server_args(p: argparse.ArgumentParser) -> None:
+    """How to reach the server, and what to record about it (every tool that sends to one)."""
     g = p.add_argument_group("server and client")
     g.add_argument("--model", default=None,
                    help="model name sent in each request (default: the embedded server's)")
@@ -50,6 +56,17 @@ def add_common_args(p: argparse.ArgumentParser, *, decode_tokens: int, repetitio
     g.add_argument("--hardware", default=None,
                    help="what the server runs on, recorded in the profile (e.g. h100-80gb)")
     g.add_argument("--seed", type=int, default=0, help="seed of prompts and send order")
+
+
+def check_server_args(args) -> None:
+    for flag in ("timeout", "request_timeout"):
+        if getattr(args, flag) <= 0:
+            raise UserError(f"--{flag.replace('_', '-')} must be > 0")
+    if args.tokenizer and not Path(args.tokenizer).exists():
+        raise UserError(f"--tokenizer {args.tokenizer}: no such file or folder")
+
+
+def _add_measurement_args(p: argparse.ArgumentParser, *, decode_tokens: int, repetitions: int) -> None:
     m = p.add_argument_group("measurement")
     m.add_argument("--fixed-request-generator-decode-tokens", type=int, default=decode_tokens,
                    help="output tokens of every profiling request")
@@ -80,11 +97,7 @@ def fit_settings(args) -> FitSettings:
 
 
 def check_common(args) -> None:
-    for flag in ("timeout", "request_timeout"):
-        if getattr(args, flag) <= 0:
-            raise UserError(f"--{flag.replace('_', '-')} must be > 0")
-    if args.tokenizer and not Path(args.tokenizer).exists():
-        raise UserError(f"--tokenizer {args.tokenizer}: no such file or folder")
+    check_server_args(args)
     if args.merge_into and not args.merge_into.endswith(".json"):
         raise UserError(f"--merge-into {args.merge_into}: profiles are .json files")
 

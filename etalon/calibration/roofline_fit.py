@@ -14,7 +14,8 @@ decode is memory-bound, so its step times pin down ``mbu``. The fit minimises th
 - alternated a few times, since each phase sees a little of the other factor.
 
 Prefill points are the median TTFT of each profiled length (a stray slow repetition must not
-drag ``mfu``); decode points are the profile's steady-state bins. The search runs on each
+drag ``mfu``); decode points are the profile's steady-state bins; both times the section's
+re-anchoring ``scale``, so a re-anchored profile's roofline is the engine's speed now. The search runs on each
 point's unscaled compute, memory and communication seconds (read once from
 ``RooflinePerfModel.breakdown`` at the base model); the errors reported come from the fitted
 ``RooflinePerfModel`` itself.
@@ -118,7 +119,7 @@ def _prefill_points(model, profile: Profile) -> _Points | None:
     m = profile.prefill.measurements
     n, ttft = np.asarray(m["prompt_tokens"], dtype=int), np.asarray(m["ttft_s"], float)
     lengths = np.unique(n)  # one point per length: the median repetition, robust to a stray one
-    y = np.array([np.median(ttft[n == k]) for k in lengths])
+    y = np.array([np.median(ttft[n == k]) for k in lengths]) * profile.prefill.scale
     return _Points(model, [StepBatch.prefill(int(k)) for k in lengths], y)
 
 
@@ -128,7 +129,7 @@ def _decode_points(model, profile: Profile) -> _Points | None:
     m = profile.decode.measurements
     batches = [StepBatch.decode(int(b), int(round(c)))
                for b, c in zip(m["decode_batch"], m["decode_context"])]
-    return _Points(model, batches, np.asarray(m["step_time_s"], float))
+    return _Points(model, batches, np.asarray(m["step_time_s"], float) * profile.decode.scale)
 
 
 def fit_roofline(base, profile: Profile, *, fit_overheads: bool = True,

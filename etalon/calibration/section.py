@@ -7,6 +7,8 @@ Prediction rule (the one place it lives):
   chosen predictor answers — the physical one, or a flexible one that won cross-validation by a
   clear margin;
 - outside it, only the physical predictor answers (a polynomial must never extrapolate);
+- every answer is multiplied by the section's ``scale`` (1 unless the profile was re-anchored
+  to the machine's current speed, ``etalon.calibration.anchor``);
 - beyond the claimed extrapolation limit (``extrapolation.limits``: twice the profiled maximum
   when a held-out extrapolation test passed at fit time, else the profiled maximum itself)
   ``predict`` refuses with ``OutOfRangeError`` unless ``strict=False``. The error stated for
@@ -81,6 +83,15 @@ class Section:
     #: prefill only: the first step after a pause costs more; ``{"gaps_s": [...],
     #: "penalty_s": [...], ...evidence}`` (``etalon.calibration.wake_up``); empty: none measured.
     wake_up: dict = field(default_factory=dict)
+    #: a later, quick measurement of how fast the engine runs now against this fit:
+    #: ``{"scale": measured / predicted, ...evidence}`` (``etalon.calibration.anchor``); every
+    #: time the section predicts is multiplied by the scale. Empty: the fit as measured.
+    anchor: dict = field(default_factory=dict)
+
+    @property
+    def scale(self) -> float:
+        """How much slower (> 1) or faster the engine runs now than when it was profiled."""
+        return float(self.anchor.get("scale", 1.0))
 
     def wake_up_s(self, idle_s: float) -> float:
         """Measured extra seconds of the first step after ``idle_s`` idle seconds: linear
@@ -94,7 +105,7 @@ class Section:
         """Seconds per pair of prompt tokens from different sequences in one step (0 for an
         engine that attends per sequence, ``γ`` for one whose prefill cost curves with the
         step's total tokens)."""
-        return float(self.batching.get("per_cross_pair", 0.0))
+        return float(self.batching.get("per_cross_pair", 0.0)) * self.scale
 
     @property
     def inputs(self) -> tuple[str, ...]:
@@ -116,8 +127,10 @@ class Section:
             raise OutOfRangeError(self._refusal(x, beyond))
         physical = self.physical.predict(x)
         if self.predictor is self.physical or inside.all():
-            return self.predictor.predict(x) if inside.all() else physical
-        return np.where(inside, self.predictor.predict(x), physical)
+            out = self.predictor.predict(x) if inside.all() else physical
+        else:
+            out = np.where(inside, self.predictor.predict(x), physical)
+        return out * self.scale
 
     def _refusal(self, x: dict[str, np.ndarray], beyond: np.ndarray) -> str:
         parts = []
@@ -148,13 +161,14 @@ class Section:
             "settings": self.settings, "measurements": self.measurements,
             **({"batching": self.batching} if self.batching else {}),
             **({"wake_up": self.wake_up} if self.wake_up else {}),
+            **({"anchor": self.anchor} if self.anchor else {}),
         }
 
     @classmethod
     def from_dict(cls, name: str, data: object, where: str) -> "Section":
         f = Fields(data, where)
         f.only({"inputs", "target", "predictor", "physical", "chosen", "fit", "valid_range",
-                "extrapolation", "settings", "measurements", "batching", "wake_up"})
+                "extrapolation", "settings", "measurements", "batching", "wake_up", "anchor"})
         inputs = INPUTS[name]
         if tuple(f.strings("inputs")) != inputs:
             raise ValueError(f"{f.at('inputs')}: expected {list(inputs)}")
@@ -205,9 +219,15 @@ class Section:
             wake_up.numbers("penalty_s", length=len(gaps), minimum=0)
             if not gaps or any(b <= a for a, b in zip(gaps, gaps[1:])):
                 raise ValueError(f"{wake_up.at('gaps_s')}: expected increasing idle gaps")
+        anchor = f.obj("anchor", required=False)
+        if anchor is not None:
+            if not 0.1 <= anchor.num("scale") <= 10:
+                raise ValueError(f"{anchor.at('scale')}: expected a factor between 0.1 and 10 "
+                                 "(the engine's speed now against the fit's)")
         return cls(name=name, predictor=predictor, physical=physical,
                    chosen=f.str("chosen"), quality=quality.data, valid_range=valid,
                    extrapolation=extrap, measurements=meas,
                    settings=settings.data if settings is not None else {},
                    batching=batching.data if batching is not None else {},
-                   wake_up=wake_up.data if wake_up is not None else {})
+                   wake_up=wake_up.data if wake_up is not None else {},
+                   anchor=anchor.data if anchor is not None else {})

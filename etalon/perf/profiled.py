@@ -15,6 +15,8 @@ exactly ``StepBatch``'s aggregates, so any step is priced from them:
 - decode part ``a_d + b_d · decode_batch + c_d · decode_context``;
 - the first step after a pause adds the profile's measured wake-up cost (``prefill.wake_up``,
   ``etalon.calibration.wake_up``), interpolated at the idle time;
+- a profile re-anchored to the engine's speed now (``etalon.calibration.anchor``) scales every
+  prefill term by the prefill section's ``scale`` and every decode term by the decode one's;
 - one fixed cost per step. With a decode section that is ``a_d``, which is measured from the
   gaps between steps alone. ``a_p`` comes from TTFTs, so it also holds the request path (HTTP,
   tokenization, queueing: ``a_p - a_d``, reported as ``request_path_s``), which no engine step
@@ -60,12 +62,13 @@ class ProfiledPerfModel(PerfModel):
     def __post_init__(self) -> None:
         prefill, decode = self.profile.section("prefill"), self.profile.section("decode")
         p, d = prefill.physical, decode.physical
-        self._a_p = p.intercept
-        self._beta = p.coefficient("prompt_tokens")
-        self._gamma = p.coefficient("attention_pairs")
-        self._a_d = d.intercept
-        self._b_d = d.coefficient("decode_batch")
-        self._c_d = d.coefficient("decode_context")
+        sp, sd = prefill.scale, decode.scale  # re-anchored to the engine's speed now (else 1)
+        self._a_p = sp * p.intercept
+        self._beta = sp * p.coefficient("prompt_tokens")
+        self._gamma = sp * p.coefficient("attention_pairs")
+        self._a_d = sd * d.intercept
+        self._b_d = sd * d.coefficient("decode_batch")
+        self._c_d = sd * d.coefficient("decode_context")
         self._request_path = max(0.0, self._a_p - self._a_d)
         self._cross = prefill.cross_pair_cost
         self._prefill_flex = prefill.predictor is not prefill.physical
@@ -150,6 +153,8 @@ class ProfiledPerfModel(PerfModel):
                         if self.profile.prefill.wake_up else None},
             "decode": {"intercept": self._a_d, "per_decode_seq": self._b_d,
                        "per_context_token": self._c_d, "chosen": self.profile.decode.chosen},
+            "speed_scale": {"prefill": self.profile.prefill.scale,
+                            "decode": self.profile.decode.scale},
             "request_path_s": self._request_path,
             "mixed_step": "decode intercept + prefill and decode variable terms",
             "extrapolated_steps": self.extrapolated_steps,

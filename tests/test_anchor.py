@@ -1,0 +1,106 @@
+"""Re-anchoring a profile to the engine's speed now: the probe's arithmetic, what an anchored
+section and perf model predict (worked by hand from the truth's coefficients), the file format,
+and the CLI's bad input. The probe against a live server is in test_calibration_profilers."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from etalon.anchor_profile import main as anchor_main
+from etalon.calibration import Profile, load_profile, save_profile
+from etalon.calibration.anchor import AnchorSettings, anchored, default_prompt_tokens, judge, plan
+from etalon.calibration.prefill import fit_prefill
+from etalon.perf import StepBatch
+from etalon.perf.profiled import ProfiledPerfModel
+from etalon.records import RequestRecord
+
+from test_calibration_fit import TRUTH, decode_section, prefill_meas
+
+
+@pytest.fixture
+def profile() -> Profile:
+    """Noiseless fits of TRUTH: the prefill curve is TRUTH.prefill_time exactly."""
+    return Profile(source={"model": "m"}, prefill=fit_prefill(prefill_meas()), decode=decode_section())
+
+
+def _record(i: int, prompt: int, ttft: float, gap: float, tokens: int) -> RequestRecord:
+    sent = 10.0 * i
+    chunks = [sent + ttft + k * gap for k in range(tokens)]
+    return RequestRecord(i, sent, sent, chunks[-1], chunks, [1] * tokens, prompt, tokens, prompt,
+                         "usage", tokens, "usage")
+
+
+def test_judge_is_the_median_ratio_to_the_fit_and_drops_the_first_request(profile):
+    settings = AnchorSettings(prompt_tokens=1024, output_tokens=9, requests=4)
+    ttft, gap = TRUTH.prefill_time(1024), TRUTH.step_time(StepBatch.decode(1, 1024 + 4))
+    slow = [1.30, 1.20, 1.25]  # measured / fit for the three kept requests
+    records = [_record(0, 1024, 5 * ttft, 5 * gap, 9)]  # after an unknown pause: ignored
+    records += [_record(i + 1, 1024, s * ttft, 0.9 * gap, 9) for i, s in enumerate(slow)]
+    entries = judge(records, profile, settings)
+    assert entries["prefill"]["scale"] == pytest.approx(1.25, rel=1e-6)
+    assert entries["prefill"]["predicted_s"] == pytest.approx(ttft, rel=1e-6)
+    # the gap is priced at batch 1 and the request's mid-generation context, 1024 + 9/2
+    expected_gap = TRUTH.step_time(StepBatch.decode(1, 1024 + 4.5))
+    assert entries["decode"]["scale"] == pytest.approx(0.9 * gap / expected_gap, rel=1e-6)
+    assert entries["decode"]["requests"] == 3 and entries["prefill"]["prompt_tokens"] == 1024
+    # anchoring an anchored profile replaces the scale, it does not compound
+    again = judge(records, anchored(profile, entries), settings)
+    assert again["prefill"]["scale"] == pytest.approx(1.25, rel=1e-6)
+
+
+def test_plan_and_defaults(profile):
+    assert default_prompt_tokens(profile) == (256 + 4096) // 2
+    reqs = plan(AnchorSettings(300, 17, 4).validate())
+    assert [(r.arrival_time, r.prompt_tokens, r.output_tokens) for r in reqs] == [(0.0, 300, 17)] * 4
+    with pytest.raises(ValueError, match="--num-requests"):
+        AnchorSettings(300, 17, 1).validate()
+
+
+def test_anchored_profile_and_perf_model_scale_prefill_and_decode_apart(profile, tmp_path):
+    base = ProfiledPerfModel(profile)
+    fast = anchored(profile, {"prefill": {"scale": 1.2}, "decode": {"scale": 0.9}})
+    model = ProfiledPerfModel(fast)
+    a_p = a_d = TRUTH.step_overhead  # both fits recover it exactly
+    # the section answers 1.2 x its fit; the original is untouched
+    assert fast.prefill_time(2048) == pytest.approx(1.2 * TRUTH.prefill_time(2048), rel=1e-9)
+    assert profile.prefill_time(2048) == pytest.approx(TRUTH.prefill_time(2048), rel=1e-9)
+    assert fast.decode_step_time(8, 4000) == pytest.approx(
+        0.9 * TRUTH.step_time(StepBatch.decode(8, 4000)), rel=1e-9)
+    # perf model: decode steps 0.9 x; an isolated prompt's TTFT (request path + its step) 1.2 x
+    d = StepBatch.decode(8, 4000)
+    assert model.step_time(d) == pytest.approx(0.9 * base.step_time(d), rel=1e-9)
+    ttft = model.request_path_s + model.prefill_time(2048)
+    assert ttft == pytest.approx(1.2 * TRUTH.prefill_time(2048), rel=1e-9)
+    assert model.request_path_s == pytest.approx(1.2 * a_p - 0.9 * a_d, abs=1e-12)
+    # a mixed step: one fixed cost (decode's, 0.9 x), prefill terms 1.2 x, decode terms 0.9 x
+    mixed = StepBatch(512, StepBatch.attention_pairs(512, 0), 1, 8, 4000)
+    by_hand = (0.9 * a_d + 1.2 * (TRUTH.prefill_time(512) - a_p)
+               + 0.9 * (TRUTH.step_time(d) - a_d))
+    assert model.step_time(mixed) == pytest.approx(by_hand, rel=1e-9)
+    assert model.describe()["speed_scale"] == {"prefill": 1.2, "decode": 0.9}
+    # the file keeps the anchor; loading validates it
+    path = save_profile(fast, tmp_path / "p.json")
+    assert load_profile(path).prefill.scale == 1.2 and load_profile(path).decode.scale == 0.9
+    data = json.loads(path.read_text())
+    data["decode"]["anchor"]["scale"] = 0.0
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"p\.json.*decode.*anchor.*scale.*between 0\.1 and 10"):
+        load_profile(path)
+
+
+def test_cli_bad_input_is_one_line(tmp_path, capsys, profile):
+    assert anchor_main(["--profile", str(tmp_path / "missing.json"), "--server", "http://127.0.0.1:9/v1",
+                        "--model", "m"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "missing.json" in err and "cannot read profile" in err
+    good = save_profile(profile, tmp_path / "p.json")
+    assert anchor_main(["--profile", str(good), "--server", "http://127.0.0.1:9/v1", "--model", "m"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "127.0.0.1:9" in err
+    assert anchor_main(["--profile", str(good), "--server", "http://127.0.0.1:9/v1", "--model", "m",
+                        "--num-requests", "1"]) == 2
+    assert "--num-requests must be >= 2" in capsys.readouterr().err
+    assert not (tmp_path / "p.anchored.json").exists()
