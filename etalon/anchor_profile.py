@@ -73,8 +73,9 @@ def run(args) -> int:
     save_profile(anchored(profile, entries), dest)
     for name, e in entries.items():
         what = "TTFT" if name == "prefill" else "inter-token gap"
-        print(f"{name}: engine {_speed(e['scale'])} than profiled ({what} {e['measured_s'] * 1e3:.1f} "
-              f"ms measured, {e['predicted_s'] * 1e3:.1f} ms fitted); scale {e['scale']:.3f}")
+        print(f"{name}: engine {_speed(e['scale'])} than when profiled ({what} {e['measured_s'] * 1e3:.1f} "
+              f"ms now, {e['predicted_s'] * 1e3:.1f} ms fitted, where the profile measured "
+              f"{e['profiled_ratio']:.3f} x the fit); scale {e['scale']:.3f}")
     print(f"{PROG}: re-anchored profile written to {dest}", file=sys.stderr)
     return 0
 

@@ -46,7 +46,7 @@ PREFILL_REPETITIONS = 5  # the fit's level is the median residual: 5 outvote a d
 #: if they cost like attention pairs, far above the steps' jitter (the profiled lengths'
 #: middle, 64, would give ~5 ms)
 BATCHING_PROBE_LENGTH, BATCHING_PROBE_PROMPTS = 256, 3
-DECODE_BATCHES = (1, 2, 4, 8)  # claimed to 2x; the 60 % run touches batch ~11
+DECODE_BATCHES = (1, 2, 4, 8)  # the 60 % runs reach batch 9-11: see docs/real_engine.md
 DECODE_PROMPTS = (64, 256)
 DECODE_TOKENS = 32
 DECODE_REPETITIONS = 3  # each (level, bin) is the median of 3: one disturbed level is outvoted

@@ -51,6 +51,24 @@ def test_judge_is_the_median_ratio_to_the_fit_and_drops_the_first_request(profil
     assert again["prefill"]["scale"] == pytest.approx(1.25, rel=1e-6)
 
 
+def test_scale_is_the_change_since_profiling_not_the_fits_residual(profile):
+    # The profile's own measurements at 1024 tokens sat 3 % above its fit, and its batch-1
+    # decode levels 2 % below: an engine doing exactly that again has not changed speed.
+    m = profile.prefill.measurements
+    m["ttft_s"] = [t * 1.03 if n == 1024 else t for n, t in zip(m["prompt_tokens"], m["ttft_s"])]
+    d = profile.decode.measurements
+    d["step_time_s"] = [t * 0.98 if b == 1 else t for b, t in zip(d["decode_batch"], d["step_time_s"])]
+    settings = AnchorSettings(prompt_tokens=1000, output_tokens=9, requests=3)
+    ttft, gap = TRUTH.prefill_time(1000), TRUTH.step_time(StepBatch.decode(1, 1000 + 4.5))
+    for change in (1.0, 1.1):
+        records = [_record(i, 1000, change * 1.03 * ttft, change * 0.98 * gap, 9) for i in range(3)]
+        entries = judge(records, profile, settings)  # 1000 tokens: 1024 is the nearest profiled
+        assert entries["prefill"]["profiled_ratio"] == pytest.approx(1.03, rel=1e-6)
+        assert entries["prefill"]["scale"] == pytest.approx(change, rel=1e-6)
+        assert entries["decode"]["profiled_ratio"] == pytest.approx(0.98, rel=1e-6)
+        assert entries["decode"]["scale"] == pytest.approx(change, rel=1e-6)
+
+
 def test_plan_and_defaults(profile):
     assert default_prompt_tokens(profile) == (256 + 4096) // 2
     reqs = plan(AnchorSettings(300, 17, 4).validate())

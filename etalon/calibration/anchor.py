@@ -9,8 +9,13 @@ right about the *shape* (docs/real_engine.md). Re-profiling takes minutes; this 
 The probe sends a few isolated requests back to back (one in flight; the first is dropped, it
 follows an unknown pause), all of one prompt length and one output length. Per request, its
 TTFT over the prefill fit's prediction and its median gap between tokens over the decode fit's
-prediction (batch 1, the request's mid-generation context) give two ratios; each section's
-``scale`` is their median. The section then predicts ``scale`` times its fit
+prediction (batch 1, the request's mid-generation context) give two ratios, and their medians
+say how far the engine now sits from the fit. Part of that is the fit's own residual there (a
+line through a curve misses some points by a few %): the same ratio over the profile's own
+measurements nearest the probe (the profiled prompt length closest to the probe's; the decode
+levels at the smallest batch) is what the engine did *then*, and each section's ``scale`` is
+now over then — the machine's change, not the model's error, which the validation must still
+see. The section then predicts ``scale`` times its fit
 (``Section.predict``, ``ProfiledPerfModel``, the roofline fit), and keeps the evidence in its
 ``anchor`` entry. The fitted coefficients and measurements are untouched, so anchoring again
 replaces the scale rather than compounding it.
@@ -64,6 +69,31 @@ def _base(section, values: dict) -> np.ndarray:
     return np.asarray(section.predict(values, strict=False), dtype=float) / section.scale
 
 
+def _ratio_then_prefill(section, prompt_tokens: float) -> float:
+    """Measured over fitted TTFT at the profiled length closest to ``prompt_tokens`` (median
+    over its repetitions); 1 when the profile kept no measurements."""
+    m = section.measurements
+    if not m.get("prompt_tokens"):
+        return 1.0
+    n = np.asarray(m["prompt_tokens"], dtype=float)
+    keep = n == n[np.argmin(np.abs(np.log(np.maximum(n, 1.0) / max(prompt_tokens, 1.0))))]
+    fit = _base(section, {"prompt_tokens": n[keep]})
+    return float(np.median(np.asarray(m["ttft_s"], dtype=float)[keep] / fit))
+
+
+def _ratio_then_decode(section) -> float:
+    """Measured over fitted step time at the smallest profiled batch (the probe's is 1),
+    median over its contexts; 1 when the profile kept no measurements."""
+    m = section.measurements
+    if not m.get("decode_batch"):
+        return 1.0
+    b = np.asarray(m["decode_batch"], dtype=float)
+    keep = b == b.min()
+    fit = _base(section, {"decode_batch": b[keep],
+                          "decode_context": np.asarray(m["decode_context"], dtype=float)[keep]})
+    return float(np.median(np.asarray(m["step_time_s"], dtype=float)[keep] / fit))
+
+
 def judge(records: list[RequestRecord], profile: Profile, settings: AnchorSettings) -> dict[str, dict]:
     """``{section name: anchor entry}`` for each section the probe could measure."""
     recs = [r for r in sorted(records, key=lambda r: r.request_id)[1:] if r.ok and r.chunk_times]
@@ -76,18 +106,21 @@ def judge(records: list[RequestRecord], profile: Profile, settings: AnchorSettin
     if profile.prefill is not None:
         measured = np.array([r.ttft for r in recs])
         predicted = _base(profile.prefill, {"prompt_tokens": prompt})
-        out["prefill"] = {"scale": float(np.median(measured / predicted)),
+        then = _ratio_then_prefill(profile.prefill, float(np.median(prompt)))
+        out["prefill"] = {"scale": float(np.median(measured / predicted)) / then,
                           "measured_s": float(np.median(measured)),
-                          "predicted_s": float(np.median(predicted)), **common}
+                          "predicted_s": float(np.median(predicted)), "profiled_ratio": then,
+                          **common}
     decoding = [r for r in recs if len(r.chunk_times) >= 3]
     if profile.decode is not None and decoding:
         gaps = np.array([np.median(np.diff(r.chunk_times)) for r in decoding])
         context = np.array([r.num_prompt_tokens + len(r.chunk_times) / 2 for r in decoding])
         predicted = _base(profile.decode, {"decode_batch": np.ones_like(context),
                                            "decode_context": context})
-        out["decode"] = {"scale": float(np.median(gaps / predicted)),
+        then = _ratio_then_decode(profile.decode)
+        out["decode"] = {"scale": float(np.median(gaps / predicted)) / then,
                          "measured_s": float(np.median(gaps)),
-                         "predicted_s": float(np.median(predicted)), **common,
+                         "predicted_s": float(np.median(predicted)), "profiled_ratio": then, **common,
                          "requests": len(decoding), "output_tokens": settings.output_tokens}
     return out
 
