@@ -383,8 +383,9 @@ def render(result: dict) -> str:
             lines.append(f"| {rows[0]['metric']} p{rows[0]['percentile']} | "
                          f"{_ms(rows[0]['measured_s'])} | {cells} |")
         lines.append("")
-    lines += [f"Largest |error| over TTFT and TBT p50/p90 (the test holds the anchored profile to "
-              f"{TOLERANCE:.0%} on each; [real_engine.md](real_engine.md#validation)):", ""]
+    lines += [f"Largest |error| over TTFT and TBT p50/p90. The test holds the anchored profile to "
+              f"{TOLERANCE:.0%} on each, except TTFT and TBT p90 at 60 % load, a known gap where a "
+              "miss is an expected failure ([real_engine.md](real_engine.md#validation)):", ""]
     for run in result["runs"]:
         worst = {name.replace("_", " "): worst_error(rows) for name, rows in run["report"]["models"].items()}
         lines.append(f"* {run['load']:.0%} load: " + ", ".join(f"{k} {v:.1%}" for k, v in worst.items()))
