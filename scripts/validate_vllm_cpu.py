@@ -32,8 +32,6 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -338,8 +336,9 @@ def render(result: dict) -> str:
         f"* {_wake_up_line(prof['prefill'].get('wake_up'))}",
         f"* decode step: {_fit_line(prof['decode'])}",
         f"* roofline `{ROOFLINE['model']}` on `{ROOFLINE['hardware']}` ({ROOFLINE['dtype']}) fitted "
-        f"to it, as anchored before the first live run: MFU {roof['mfu']:.3f}, MBU {roof['mbu']:.3f}, step overhead "
-        f"{roof['step_overhead'] * 1e3:.1f} ms, request overhead {roof['request_overhead'] * 1e3:.1f} ms; "
+        f"to it, as anchored before the first live run: MFU {roof['mfu']:.3f}, MBU {roof['mbu']:.3f}, "
+        f"step overhead {roof['step_overhead'] * 1e3:.1f} ms, request overhead "
+        f"{roof['request_overhead'] * 1e3:.1f} ms; "
         f"its own error on the profile: prefill MAPE {roof['prefill_mape']:.1%}, "
         f"decode MAPE {roof['decode_mape']:.1%}"
         + (f"; at the search bound: {', '.join(roof['at_bound'])}" if roof["at_bound"] else ""),
@@ -485,23 +484,23 @@ def main(argv: list[str] | None = None) -> int:
         capacity = capacity_rps(profile, engine, out / "capacity")
         with phase("anchor before the live runs"):
             anchored = anchor(server, profile, out / "anchor_before")
-        first = scales(anchored)
+        before = scales(anchored)
         runs = []
         for load in args.loads:
             qps = load * capacity
             with phase(f"live run at {load:.0%} load"):
                 requests = live_run(server, out / f"live_{load:.2f}", qps, args.num_requests)
             with phase(f"anchor after {load:.0%} load"):
-                after = anchor(server, profile, out / f"anchor_after_{load:.2f}")
+                anchored_after = anchor(server, profile, out / f"anchor_after_{load:.2f}")
+            after = scales(anchored_after)
             with phase(f"validate {load:.0%} load"):
                 report = compare_models(requests, profile, anchored, engine,
                                         out / f"validation_{load:.2f}")
             summary = json.loads((requests.parent / "summary.json").read_text())
             runs.append({"load": load, "qps": qps, "report": report, "in_flight": mean_in_flight(requests),
                          "throughput_rps": summary["throughput"]["requests_per_s"],
-                         "anchor": scales(anchored), "after": scales(after),
-                         "drift": drift(scales(anchored), scales(after))})
-            anchored = after  # the freshest measurement before the next run
+                         "anchor": before, "after": after, "drift": drift(before, after)})
+            anchored, before = anchored_after, after  # the freshest measurement before the next run
         result = {
             "command": shlex.join(["python", "scripts/validate_vllm_cpu.py",
                                    *(sys.argv[1:] if argv is None else argv)]),
@@ -512,7 +511,6 @@ def main(argv: list[str] | None = None) -> int:
             "profile_origin": origin, "profile": json.loads(profile.read_text()),
             "roofline_fit": runs[0]["report"]["roofline_fit"], "capacity_rps": capacity,
             "num_requests": args.num_requests, "runs": runs,
-            "anchor_before": first,
         }
     finally:
         with phase("vLLM stop", metered=False):

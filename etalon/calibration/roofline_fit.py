@@ -15,8 +15,8 @@ decode is memory-bound, so its step times pin down ``mbu``. The fit minimises th
 
 Prefill points are the median TTFT of each profiled length (a stray slow repetition must not
 drag ``mfu``); decode points are the profile's steady-state bins; both times the section's
-re-anchoring ``scale``, so a re-anchored profile's roofline is the engine's speed now. The search runs on each
-point's unscaled compute, memory and communication seconds (read once from
+re-anchoring ``scale``, so a re-anchored profile's roofline is the engine's speed now. The
+search runs on each point's unscaled compute, memory and communication seconds (read once from
 ``RooflinePerfModel.breakdown`` at the base model); the errors reported come from the fitted
 ``RooflinePerfModel`` itself.
 

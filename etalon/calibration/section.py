@@ -83,9 +83,10 @@ class Section:
     #: prefill only: the first step after a pause costs more; ``{"gaps_s": [...],
     #: "penalty_s": [...], ...evidence}`` (``etalon.calibration.wake_up``); empty: none measured.
     wake_up: dict = field(default_factory=dict)
-    #: a later, quick measurement of how fast the engine runs now against this fit:
-    #: ``{"scale": measured / predicted, ...evidence}`` (``etalon.calibration.anchor``); every
-    #: time the section predicts is multiplied by the scale. Empty: the fit as measured.
+    #: a later, quick measurement of how fast the engine runs now against when it was profiled:
+    #: ``{"scale": now / then, ...evidence}`` (``etalon.calibration.anchor``); every time the
+    #: section predicts (``predict``, ``cross_pair_cost``) is multiplied by the scale; the
+    #: measured wake-up penalty is not. Empty: the fit as measured.
     anchor: dict = field(default_factory=dict)
 
     @property
