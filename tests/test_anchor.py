@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
 from etalon.anchor_profile import main as anchor_main
@@ -122,3 +121,16 @@ def test_cli_bad_input_is_one_line(tmp_path, capsys, profile):
                         "--num-requests", "1"]) == 2
     assert "--num-requests must be >= 2" in capsys.readouterr().err
     assert not (tmp_path / "p.anchored.json").exists()
+
+
+def test_cli_failing_stream_is_one_line_and_writes_nothing(tmp_path, capsys, profile, programmed_server):
+    good = save_profile(profile, tmp_path / "p.json")
+    before = good.read_text()
+    for fault, code in (("cut", "stream_cut"), ("http500", "http_500")):
+        out = tmp_path / f"now_{fault}.json"
+        assert anchor_main(["--profile", str(good), "--server", programmed_server.fault_url(fault),
+                            "--model", "m", "--prompt-tokens", "64", "--output-tokens", "8",
+                            "--num-requests", "2", "--output", str(out)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert err.startswith("etalon.anchor_profile: error: no probe request") and code in err, err
+        assert not out.exists() and good.read_text() == before
