@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from etalon.anchor_profile import main as anchor_main
@@ -33,21 +34,44 @@ def _record(i: int, prompt: int, ttft: float, gap: float, tokens: int) -> Reques
 
 
 def test_judge_is_the_median_ratio_to_the_fit_and_drops_the_first_request(profile):
-    settings = AnchorSettings(prompt_tokens=1024, output_tokens=9, requests=4)
+    settings = AnchorSettings(prompt_tokens=1024, output_tokens=10, requests=4)
     ttft, gap = TRUTH.prefill_time(1024), TRUTH.step_time(StepBatch.decode(1, 1024 + 4))
     slow = [1.30, 1.20, 1.25]  # measured / fit for the three kept requests
-    records = [_record(0, 1024, 5 * ttft, 5 * gap, 9)]  # after an unknown pause: ignored
-    records += [_record(i + 1, 1024, s * ttft, 0.9 * gap, 9) for i, s in enumerate(slow)]
+    records = [_record(0, 1024, 5 * ttft, 5 * gap, 10)]  # after an unknown pause: ignored
+    records += [_record(i + 1, 1024, s * ttft, 0.9 * gap, 10) for i, s in enumerate(slow)]
     entries = judge(records, profile, settings)
     assert entries["prefill"]["scale"] == pytest.approx(1.25, rel=1e-6)
     assert entries["prefill"]["predicted_s"] == pytest.approx(ttft, rel=1e-6)
-    # the gap is priced at batch 1 and the request's mid-generation context, 1024 + 9/2
-    expected_gap = TRUTH.step_time(StepBatch.decode(1, 1024 + 4.5))
+    # the step is priced at batch 1 and the context at the stream's midpoint, when 5 of the
+    # 10 tokens had arrived
+    expected_gap = TRUTH.step_time(StepBatch.decode(1, 1024 + 5))
     assert entries["decode"]["scale"] == pytest.approx(0.9 * gap / expected_gap, rel=1e-6)
     assert entries["decode"]["requests"] == 3 and entries["prefill"]["prompt_tokens"] == 1024
     # anchoring an anchored profile replaces the scale, it does not compound
     again = judge(records, anchored(profile, entries), settings)
     assert again["prefill"]["scale"] == pytest.approx(1.25, rel=1e-6)
+
+
+def test_step_time_is_the_streams_duration_over_its_tokens(profile):
+    # Wake-up jitter bunches chunks: here every third gap is twice the step and the two after it
+    # half of it (and the last chunk carries two tokens). The step is still duration over tokens
+    # after the first; the median single gap (half a step) would say the engine got 2x faster.
+    settings = AnchorSettings(prompt_tokens=1024, output_tokens=14, requests=2)
+    step = TRUTH.step_time(StepBatch.decode(1, 1024 + 7))
+    gaps = [2.0, 0.5, 0.5] * 4 + [1.0]  # 13 chunks after the first: 13 steps ...
+    tokens = [1] * 13 + [2]              # ... but the last chunk carries two tokens
+    gaps[-1] = 2.0                       # and so took two steps
+    records = []
+    for i in range(2):
+        sent = 10.0 * i
+        chunks = list(sent + TRUTH.prefill_time(1024) + step * np.concatenate([[0.0], np.cumsum(gaps)]))
+        records.append(RequestRecord(i, sent, sent, chunks[-1], chunks, tokens, 1024, 15, 1024,
+                                     "usage", 15, "usage"))
+    entry = judge(records, profile, settings)["decode"]
+    assert entry["measured_s"] == pytest.approx(step, rel=1e-9)
+    # priced at the midpoint's context (step 7): 7 chunks of one token had arrived by then
+    assert entry["predicted_s"] == pytest.approx(
+        profile.decode_step_time(1, 1024 + 7) / profile.decode.scale, rel=1e-6)
 
 
 def test_scale_is_the_change_since_profiling_not_the_fits_residual(profile):
@@ -57,10 +81,10 @@ def test_scale_is_the_change_since_profiling_not_the_fits_residual(profile):
     m["ttft_s"] = [t * 1.03 if n == 1024 else t for n, t in zip(m["prompt_tokens"], m["ttft_s"])]
     d = profile.decode.measurements
     d["step_time_s"] = [t * 0.98 if b == 1 else t for b, t in zip(d["decode_batch"], d["step_time_s"])]
-    settings = AnchorSettings(prompt_tokens=1000, output_tokens=9, requests=3)
-    ttft, gap = TRUTH.prefill_time(1000), TRUTH.step_time(StepBatch.decode(1, 1000 + 4.5))
+    settings = AnchorSettings(prompt_tokens=1000, output_tokens=10, requests=3)
+    ttft, gap = TRUTH.prefill_time(1000), TRUTH.step_time(StepBatch.decode(1, 1000 + 5))
     for change in (1.0, 1.1):
-        records = [_record(i, 1000, change * 1.03 * ttft, change * 0.98 * gap, 9) for i in range(3)]
+        records = [_record(i, 1000, change * 1.03 * ttft, change * 0.98 * gap, 10) for i in range(3)]
         entries = judge(records, profile, settings)  # 1000 tokens: 1024 is the nearest profiled
         assert entries["prefill"]["profiled_ratio"] == pytest.approx(1.03, rel=1e-6)
         assert entries["prefill"]["scale"] == pytest.approx(change, rel=1e-6)

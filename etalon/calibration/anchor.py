@@ -8,8 +8,9 @@ right about the *shape* (docs/real_engine.md). Re-profiling takes minutes; this 
 
 The probe sends a few isolated requests back to back (one in flight; the first is dropped, it
 follows an unknown pause), all of one prompt length and one output length. Per request, its
-TTFT over the prefill fit's prediction and its median gap between tokens over the decode fit's
-prediction (batch 1, the request's mid-generation context) give two ratios, and their medians
+TTFT over the prefill fit's prediction and its step time (the stream's duration over the tokens
+it delivered, as the decode profiler measures it) over the decode fit's prediction (batch 1,
+the request's mid-generation context) give two ratios, and their medians
 say how far the engine now sits from the fit. Part of that is the fit's own residual there (a
 line through a curve misses some points by a few %): the same ratio over the profile's own
 measurements nearest the probe (the profiled prompt length closest to the probe's; the decode
@@ -29,6 +30,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
+from etalon.calibration.decode import steady_points
 from etalon.calibration.profile import Profile
 from etalon.records import RequestRecord
 from etalon.workload.request import Request
@@ -113,8 +115,11 @@ def judge(records: list[RequestRecord], profile: Profile, settings: AnchorSettin
                           **common}
     decoding = [r for r in recs if len(r.chunk_times) >= 3]
     if profile.decode is not None and decoding:
-        gaps = np.array([np.median(np.diff(r.chunk_times)) for r in decoding])
-        context = np.array([r.num_prompt_tokens + len(r.chunk_times) / 2 for r in decoding])
+        # the decode profiler's own measure: a stream's duration over the tokens it delivered
+        # (one segment), so a late chunk moves one end instead of skewing the gaps around it
+        points = [steady_points([r], 1, r.num_prompt_tokens, bins=1) for r in decoding]
+        gaps = np.array([p.step_time_s[0] for p in points])
+        context = np.array([p.context[0] for p in points])
         predicted = _base(profile.decode, {"decode_batch": np.ones_like(context),
                                            "decode_context": context})
         then = _ratio_then_decode(profile.decode)
