@@ -2,7 +2,8 @@
 
 Sends isolated requests (one in flight, warm-up first, a few repetitions per length) to an
 OpenAI-compatible server or the embedded one, fits ``prefill_time(prompt_tokens)``, then probes
-how a step with several prompts is priced (``etalon.calibration.batching``), and writes a
+what a prompt joining decoding sequences adds to their step (``etalon.calibration.join``), how a
+step with several prompts is priced (``etalon.calibration.batching``), and writes a
 profile (JSON), the raw records (``prefill_requests.jsonl``) and a plot of measured vs fitted.
 """
 
@@ -23,6 +24,7 @@ from etalon.calibration.cli import (
     write_records,
 )
 from etalon.calibration.batching import BatchingSettings, default_probe_length, probe_batching
+from etalon.calibration.join import JoinSettings, probe_join
 from etalon.calibration.prefill import DEFAULT_LENGTHS, PrefillSettings, fit_prefill, measure_prefill
 from etalon.calibration.wake_up import DEFAULT_GAPS, WakeUpSettings, probe_wake_up
 from etalon.calibration.profile import Profile
@@ -45,6 +47,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="prompts sharing the probed step")
     b.add_argument("--no-batching-probe", action="store_true",
                    help="skip the probe; the profile then prices each prompt's attention alone")
+    j = p.add_argument_group("join probe (what a prompt adds to the step of sequences decoding)")
+    j.add_argument("--join-probe-length", type=int, default=None,
+                   help="prompt length of the joining prompts (default: the batching probe's)")
+    j.add_argument("--join-probe-decoders", type=int, default=4,
+                   help="sequences decoding when a prompt joins (0 skips the probe; the "
+                        "profile then charges a prompt's fixed work to its request path)")
+    j.add_argument("--join-probe-decode-tokens", type=int, default=64,
+                   help="tokens each decoder generates; raise it for an engine whose decode "
+                        "steps are much shorter than its prefills")
     w = p.add_argument_group("idle probe (the first step after a pause)")
     w.add_argument("--idle-probe-gaps", type=float, nargs="+", default=list(DEFAULT_GAPS),
                    help="idle seconds before the probe's requests (0 = back to back)")
@@ -68,6 +79,11 @@ def run(args) -> int:
     if not args.no_batching_probe:
         probe = BatchingSettings(probe_length, args.batching_probe_prompts,
                                  max(2, args.num_repetitions - 1)).validate()
+    join = None
+    if args.join_probe_decoders:
+        join = JoinSettings(args.join_probe_length or probe_length, args.join_probe_decoders,
+                            args.join_probe_decode_tokens,
+                            repetitions=max(2, args.num_repetitions - 1)).validate()
     idle = None
     if not args.no_idle_probe:
         idle = WakeUpSettings(args.idle_probe_length or probe_length, tuple(args.idle_probe_gaps),
@@ -80,6 +96,16 @@ def run(args) -> int:
         records, meas = measure_prefill(session.target, settings, PROG)
         write_records(records, out / "prefill_requests.jsonl")
         section = fit_prefill(meas, fit, settings)
+        if join is not None:  # first: the batching probe takes its per-prompt cost out
+            print(f"{PROG}: join probe, {join.repetitions} x {join.joins} prompts of "
+                  f"{join.prompt_tokens} tokens joining {join.decoders} decoding sequences",
+                  file=sys.stderr)
+            section.join = probe_join(session.target, join, section)
+            if not section.join:
+                print(f"{PROG}: join probe inconclusive (no prompt's first token came with a "
+                      f"decoder's; did the decoders finish first? raise "
+                      f"--join-probe-decode-tokens); the request path keeps the prompt's "
+                      f"fixed work", file=sys.stderr)
         if probe is not None:
             print(f"{PROG}: batching probe, {probe.repetitions} x 2 groups of "
                   f"{probe.prompt_tokens}-token prompts", file=sys.stderr)

@@ -44,6 +44,9 @@ PREFILL_REPETITIONS = 5  # the fit's level is the median residual: 5 outvote a d
 #: if they cost like attention pairs, far above the steps' jitter (the profiled lengths'
 #: middle, 64, would give ~5 ms)
 BATCHING_PROBE_LENGTH, BATCHING_PROBE_PROMPTS = 256, 3
+#: the join probe: prompts of the live runs' middle length (96..192) joining 4 decoders; at
+#: 256 tokens the prefill fit's own error (a few % of ~0.5 s) hid the ~8 ms being measured
+JOIN_PROBE_LENGTH = 128
 DECODE_BATCHES = (1, 2, 4, 8)  # the 60 % runs reach batch 9-11: see docs/real_engine.md
 DECODE_PROMPTS = (64, 256)
 DECODE_TOKENS = 32
@@ -123,7 +126,8 @@ def profile_prefill(server: VllmCpuServer, out: Path, profile: Path) -> dict:
            "--prefill-lengths", *map(str, PREFILL_LENGTHS),
            "--num-repetitions", str(PREFILL_REPETITIONS),
            "--batching-probe-length", str(BATCHING_PROBE_LENGTH),
-           "--batching-probe-prompts", str(BATCHING_PROBE_PROMPTS), cpus=client_cpus(server))
+           "--batching-probe-prompts", str(BATCHING_PROBE_PROMPTS),
+           "--join-probe-length", str(JOIN_PROBE_LENGTH), cpus=client_cpus(server))
     return json.loads((out / "prefill_profile.json").read_text())["prefill"]
 
 
@@ -304,6 +308,14 @@ def _batching_line(b: dict | None) -> str:
             f"{b['per_cross_pair']:.3g} s, {b['cross_pair_fraction']:.2f} of an attention pair")
 
 
+def _join_line(j: dict | None) -> str:
+    if not j:
+        return "join probe: not run or inconclusive (a prompt's fixed work priced in its request path)"
+    return (f"join probe: a prompt of {j['prompt_tokens']} joining {j['decoders']} decoding sequences "
+            f"adds {j['per_join_s'] * 1e3:.1f} ms of engine work to their steps beyond its tokens "
+            f"(median of {len(j['extras_s'])}; their own step {j['decode_step_s'] * 1e3:.0f} ms)")
+
+
 def _wake_up_line(w: dict | None) -> str:
     if not w:
         return "idle probe: not run"
@@ -333,6 +345,7 @@ def render(result: dict) -> str:
         "",
         f"* prefill TTFT: {_fit_line(prof['prefill'])}",
         f"* {_batching_line(prof['prefill'].get('batching'))}",
+        f"* {_join_line(prof['prefill'].get('join'))}",
         f"* {_wake_up_line(prof['prefill'].get('wake_up'))}",
         f"* decode step: {_fit_line(prof['decode'])}",
         f"* roofline `{ROOFLINE['model']}` on `{ROOFLINE['hardware']}` ({ROOFLINE['dtype']}) fitted "

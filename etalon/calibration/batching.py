@@ -13,9 +13,10 @@ right after the leader's, so that step's duration is the gap between the leader'
 and theirs — back to back, with no request path in it. Groups with one follower measure the
 same gap for one prompt; the difference cancels the step's fixed cost:
 
-    d_k − d_1 = β (k−1) n + γ (k−1) n(n+1)/2 + c_x · cross_pairs(k × n)
+    d_k − d_1 = (k−1) (j + β n + γ n(n+1)/2) + c_x · cross_pairs(k × n)
 
-with β and γ from the fitted prefill curve (at ``n``, inside the profiled range). The probe
+with β and γ from the fitted prefill curve (at ``n``, inside the profiled range) and ``j`` the
+engine's work per prompt in a step (``etalon.calibration.join``; 0 when not probed). The probe
 solves for ``c_x``, the cost of one cross-prompt pair (clipped at 0), and reports it also as a
 fraction of ``γ``: about 0 for per-sequence attention, about 1 when several prompts cost what
 one prompt of their total length does. Every request asks for one output token, so no decode
@@ -125,7 +126,7 @@ def judge(gaps: list[GroupGap], section: Section, settings: BatchingSettings,
         return {}
     phys = section.physical
     beta, gamma = phys.coefficient("prompt_tokens"), phys.coefficient("attention_pairs")
-    alone = beta * (k - 1) * n + gamma * (k - 1) * StepBatch.attention_pairs(n, 0)
+    alone = (k - 1) * (section.join_cost + beta * n + gamma * StepBatch.attention_pairs(n, 0))
     pairs = StepBatch.cross_pairs([n] * k)
     measured = float(np.median(many) - np.median(one))
     per_pair = max(measured - alone, 0.0) / pairs

@@ -186,6 +186,11 @@ def print_fit(section, prog: str) -> None:
               f"{b['per_cross_pair']:.3g} s"
               + ("" if b.get("cross_pair_fraction") is None
                  else f" ({b['cross_pair_fraction']:.2f} of an attention pair)"))
+    j = section.join
+    if j:
+        print(f"  a prompt of {j['prompt_tokens']} joining {j['decoders']} decoding sequences: "
+              f"+{j['per_join_s'] * 1e3:.1f} ms of engine work beyond its tokens (median of "
+              f"{len(j['extras_s'])} joins; their own step {j['decode_step_s'] * 1e3:.1f} ms)")
     w = section.wake_up
     if w:
         steps = ", ".join(f"{g:.2g} s: +{p * 1e3:.0f} ms" for g, p in zip(w["gaps_s"], w["penalty_s"]))

@@ -80,6 +80,10 @@ class Section:
     #: prefill only: what a token pair across two prompts of one step costs, and the
     #: measurement behind it (``etalon.calibration.batching``); empty: never measured (0).
     batching: dict = field(default_factory=dict)
+    #: prefill only: what a prompt joining decoding sequences adds to their step beyond the
+    #: prefill fit's variable terms, and the measurement behind it (``etalon.calibration.join``);
+    #: empty: never measured (0).
+    join: dict = field(default_factory=dict)
     #: prefill only: the first step after a pause costs more; ``{"gaps_s": [...],
     #: "penalty_s": [...], ...evidence}`` (``etalon.calibration.wake_up``); empty: none measured.
     wake_up: dict = field(default_factory=dict)
@@ -107,6 +111,12 @@ class Section:
         engine that attends per sequence, ``γ`` for one whose prefill cost curves with the
         step's total tokens)."""
         return float(self.batching.get("per_cross_pair", 0.0)) * self.scale
+
+    @property
+    def join_cost(self) -> float:
+        """Seconds of engine work a new prompt adds to the step that runs it, beyond its tokens
+        and attention (0 when never measured)."""
+        return float(self.join.get("per_join_s", 0.0)) * self.scale
 
     @property
     def inputs(self) -> tuple[str, ...]:
@@ -161,6 +171,7 @@ class Section:
             "extrapolation": self.extrapolation.to_dict(),
             "settings": self.settings, "measurements": self.measurements,
             **({"batching": self.batching} if self.batching else {}),
+            **({"join": self.join} if self.join else {}),
             **({"wake_up": self.wake_up} if self.wake_up else {}),
             **({"anchor": self.anchor} if self.anchor else {}),
         }
@@ -169,7 +180,8 @@ class Section:
     def from_dict(cls, name: str, data: object, where: str) -> "Section":
         f = Fields(data, where)
         f.only({"inputs", "target", "predictor", "physical", "chosen", "fit", "valid_range",
-                "extrapolation", "settings", "measurements", "batching", "wake_up", "anchor"})
+                "extrapolation", "settings", "measurements", "batching", "join", "wake_up",
+                "anchor"})
         inputs = INPUTS[name]
         if tuple(f.strings("inputs")) != inputs:
             raise ValueError(f"{f.at('inputs')}: expected {list(inputs)}")
@@ -212,6 +224,11 @@ class Section:
             if name != "prefill":
                 raise ValueError(f"{f.at('batching')}: only a prefill section has one")
             batching.num("per_cross_pair", minimum=0)
+        join = f.obj("join", required=False)
+        if join is not None:
+            if name != "prefill":
+                raise ValueError(f"{f.at('join')}: only a prefill section has one")
+            join.num("per_join_s", minimum=0)
         wake_up = f.obj("wake_up", required=False)
         if wake_up is not None:
             if name != "prefill":
@@ -230,5 +247,6 @@ class Section:
                    extrapolation=extrap, measurements=meas,
                    settings=settings.data if settings is not None else {},
                    batching=batching.data if batching is not None else {},
+                   join=join.data if join is not None else {},
                    wake_up=wake_up.data if wake_up is not None else {},
                    anchor=anchor.data if anchor is not None else {})

@@ -17,11 +17,12 @@ from etalon.perf.base import PerfModel, StepBatch
 @dataclass
 class ParametricPerfModel(PerfModel):
     """``t = overhead + a·prefill_tokens + b·attention_pairs + c·decode_batch + d·decode_context
-    + e·prefill_cross_pairs``.
+    + e·prefill_cross_pairs + f·prefill_seqs``.
 
     All coefficients are seconds per unit and must be non-negative. ``per_cross_pair`` is 0 for
     an engine that attends per sequence; set it to ``per_attention_pair`` to emulate one whose
-    prefill cost curves with the step's total prompt tokens (as vLLM-CPU's does). The first
+    prefill cost curves with the step's total prompt tokens (as vLLM-CPU's does).
+    ``per_prefill_seq`` is engine work per prompt (chunk) in a step, whatever its length. The first
     step after at least ``wake_up_after`` seconds without work takes ``wake_up`` longer.
     """
 
@@ -31,6 +32,7 @@ class ParametricPerfModel(PerfModel):
     per_decode_seq: float = 1e-4
     per_context_token: float = 2e-7
     per_cross_pair: float = 0.0
+    per_prefill_seq: float = 0.0
     wake_up: float = 0.0
     wake_up_after: float = 0.0
 
@@ -51,6 +53,7 @@ class ParametricPerfModel(PerfModel):
             + self.per_decode_seq * batch.decode_batch
             + self.per_context_token * batch.decode_context
             + self.per_cross_pair * batch.prefill_cross_pairs
+            + self.per_prefill_seq * batch.num_prefill_seqs
         )
 
     def wake_up_s(self, idle_s: float) -> float:

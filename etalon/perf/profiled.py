@@ -13,6 +13,10 @@ exactly ``StepBatch``'s aggregates, so any step is priced from them:
   measured, about ``γ`` on vLLM-CPU, where several prompts cost nearly what one prompt of their
   total length does);
 - decode part ``a_d + b_d · decode_batch + c_d · decode_context``;
+- each prompt (chunk) in a step adds the engine work the profile's join probe measured
+  (``prefill.join.per_join_s``, ``etalon.calibration.join``; 0 when not measured): a new
+  request's scheduling and input preparation, on a CPU server the frontend taking cores from the
+  running step. It is part of every isolated TTFT, so it comes out of the request path below;
 - the first step after a pause adds the profile's measured wake-up cost (``prefill.wake_up``,
   ``etalon.calibration.wake_up``), interpolated at the idle time;
 - a profile re-anchored to the engine's speed now (``etalon.calibration.anchor``) scales every
@@ -22,10 +26,10 @@ exactly ``StepBatch``'s aggregates, so any step is priced from them:
   tokenization, queueing: ``a_p - a_d``, reported as ``request_path_s``), which no engine step
   pays: charging it on every mixed step made a chunked-prefill engine look ~20 % slower at high
   load. The simulator charges it once per request instead, before the request reaches the
-  engine (``request_path_s``). So a prefill-only step costs ``a_d + β · tokens + γ · attention``
-  and a mixed step adds the decode part's variable terms; an isolated prefill step is shorter
-  than the profiled TTFT by exactly the request path. Without a decode section, ``a_p`` is the
-  fixed cost.
+  engine (``request_path_s`` = ``a_p - a_d - per_join_s``). So a prefill-only step costs
+  ``a_d + per_join_s · prompts + β · tokens + γ · attention`` and a mixed step adds the decode
+  part's variable terms; an isolated prefill step is shorter than the profiled TTFT by exactly
+  the request path. Without a decode section, ``a_p`` is the fixed cost.
 
 When the profile chose a flexible predictor for a section (it won cross-validation clearly), the
 part is scaled by ``chosen / physical`` at the step's token count (prefill) or shape (decode)
@@ -69,7 +73,8 @@ class ProfiledPerfModel(PerfModel):
         self._a_d = sd * d.intercept
         self._b_d = sd * d.coefficient("decode_batch")
         self._c_d = sd * d.coefficient("decode_context")
-        self._request_path = max(0.0, self._a_p - self._a_d)
+        self._join = prefill.join_cost
+        self._request_path = max(0.0, self._a_p - self._a_d - self._join)
         self._cross = prefill.cross_pair_cost
         self._prefill_flex = prefill.predictor is not prefill.physical
         self._decode_flex = decode.predictor is not decode.physical
@@ -83,8 +88,8 @@ class ProfiledPerfModel(PerfModel):
     # -- parts -------------------------------------------------------------------------------
 
     def _prefill_part(self, batch: StepBatch) -> float:
-        t = (self._a_d + self._beta * batch.prefill_tokens + self._gamma * batch.prefill_attention
-             + self._cross * batch.prefill_cross_pairs)
+        t = (self._a_d + self._join * batch.num_prefill_seqs + self._beta * batch.prefill_tokens
+             + self._gamma * batch.prefill_attention + self._cross * batch.prefill_cross_pairs)
         if batch.prefill_tokens > self._max_tokens or batch.prefill_attention > self._max_attention:
             self._flag("prefill", f"{batch.prefill_tokens} prefill tokens")
         elif self._prefill_flex:
@@ -147,7 +152,7 @@ class ProfiledPerfModel(PerfModel):
             "model": self.profile.source.get("model"),
             "prefill": {"intercept": self._a_p, "per_prefill_token": self._beta,
                         "per_attention_pair": self._gamma, "chosen": self.profile.prefill.chosen,
-                        "per_cross_pair": self._cross,
+                        "per_cross_pair": self._cross, "per_join": self._join,
                         "wake_up": {k: self.profile.prefill.wake_up.get(k)
                                     for k in ("gaps_s", "penalty_s")}
                         if self.profile.prefill.wake_up else None},
@@ -156,7 +161,7 @@ class ProfiledPerfModel(PerfModel):
             "speed_scale": {"prefill": self.profile.prefill.scale,
                             "decode": self.profile.decode.scale},
             "request_path_s": self._request_path,
-            "mixed_step": "decode intercept + prefill and decode variable terms",
+            "mixed_step": "decode intercept + per-join cost + prefill and decode variable terms",
             "extrapolated_steps": self.extrapolated_steps,
         }
 
