@@ -84,6 +84,11 @@ def test_profiled_model_charges_the_join_in_the_step_not_the_path(profile):
     assert joined.step_time(mixed) == pytest.approx(plain.step_time(mixed) + 0.006)
     two = StepBatch(512, 2 * StepBatch.attention_pairs(256, 0), 2, 8, 8 * 600)
     assert joined.step_time(two) == pytest.approx(plain.step_time(two) + 0.012)
+    # a join measured above the whole of a_p - a_d is capped there: no path is left, and an
+    # isolated prompt still takes the fitted TTFT
+    over = ProfiledPerfModel(_with_join(profile, 0.020))
+    assert over.request_path_s == 0.0 and over.describe()["prefill"]["per_join"] == pytest.approx(PATH_S)
+    assert over.step_time(StepBatch.prefill(2000)) == pytest.approx(profile.prefill_time(2000))
     # decode-only steps pay nothing; an engine anchored 1.5x slower pays 1.5x the join
     assert joined.step_time(StepBatch.decode(8, 4800)) == plain.step_time(StepBatch.decode(8, 4800))
     slow = _with_join(profile, 0.006)

@@ -16,7 +16,8 @@ exactly ``StepBatch``'s aggregates, so any step is priced from them:
 - each prompt (chunk) in a step adds the engine work the profile's join probe measured
   (``prefill.join.per_join_s``, ``etalon.calibration.join``; 0 when not measured): a new
   request's scheduling and input preparation, on a CPU server the frontend taking cores from the
-  running step. It is part of every isolated TTFT, so it comes out of the request path below;
+  running step. It is part of every isolated TTFT, so it comes out of the request path below
+  (and is capped at ``a_p - a_d``, all of it);
 - the first step after a pause adds the profile's measured wake-up cost (``prefill.wake_up``,
   ``etalon.calibration.wake_up``), interpolated at the idle time;
 - a profile re-anchored to the engine's speed now (``etalon.calibration.anchor``) scales every
@@ -73,7 +74,10 @@ class ProfiledPerfModel(PerfModel):
         self._a_d = sd * d.intercept
         self._b_d = sd * d.coefficient("decode_batch")
         self._c_d = sd * d.coefficient("decode_context")
-        self._join = prefill.join_cost
+        # the join is the part of a_p - a_d that runs inside steps, so it cannot exceed it: a
+        # larger measured join (probe noise on a fast engine) would push isolated TTFTs above
+        # the fitted curve
+        self._join = min(prefill.join_cost, max(0.0, self._a_p - self._a_d))
         self._request_path = max(0.0, self._a_p - self._a_d - self._join)
         self._cross = prefill.cross_pair_cost
         self._prefill_flex = prefill.predictor is not prefill.physical

@@ -97,6 +97,12 @@ def test_prefill_profile_fits_vllm(profiled):
     batching = section["batching"]
     assert batching["prompt_tokens"] == vv.BATCHING_PROBE_LENGTH, batching
     assert batching["groups_left_out"] == 0 and batching["per_cross_pair"] > 0, batching
+    # the join probe: the prompts' first tokens came with the decoders' (vLLM mixes them into
+    # one step), and each cost the decoders more than its tokens (14.7 and 18.2 ms in two runs,
+    # of a 15-20 ms request path the profile would otherwise charge outside the engine)
+    join = section["join"]
+    assert join["prompt_tokens"] == vv.JOIN_PROBE_LENGTH and join["joins_left_out"] <= 2, join
+    assert 0 < join["per_join_s"] < 0.05, join
     # the idle probe: a penalty table over the measured pauses, never negative
     wake = section["wake_up"]
     assert len(wake["gaps_s"]) >= 2 and min(wake["penalty_s"]) >= 0, wake
