@@ -5,9 +5,10 @@ An isolated TTFT is ``request path + step`` and cannot say where the engine's ow
 request sits: in the step (scheduling it, preparing its inputs, and on a CPU server the
 frontend's tokenizing, which takes cores from the running step), or outside every step. The
 difference shows only when others are decoding: work in the step delays every decoder; work
-outside it does not. On vLLM-CPU a 128-token prompt joining 1-8 decoders stretched their step by
-7-10 ms more than the prefill fit's variable terms (~3 % of the step), and the simulator, which
-charged the whole ``a_p - a_d`` as a path outside the engine, ran mixed steps that much short.
+outside it does not. On vLLM-CPU a 128-token prompt joining 1-8 decoders stretched the step that
+ran it by 3-10 ms more than the prefill fit's variable terms, and the step it arrived during
+too; this probe, counting both, measured 15-18 ms of a 19.5 ms ``a_p - a_d``, which the
+simulator had charged as a path outside the engine.
 
 Each group starts ``decoders`` short requests that decode ``decode_tokens`` tokens and, once
 they stream, ``joins`` prompts of ``prompt_tokens`` tokens (one output token), spaced so each
