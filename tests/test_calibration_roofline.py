@@ -67,6 +67,35 @@ def test_fit_to_a_re_anchored_profile_is_the_engine_at_its_new_speed():
     assert fit.request_overhead == pytest.approx(0.0045, abs=1e-3)
 
 
+def test_a_measured_join_moves_out_of_the_request_path_into_the_steps():
+    # 3 ms outside the engine per request; the profile's join probe says 2 ms of it runs in the
+    # step with the prompt: an isolated TTFT is unchanged, two prompts in a step cost 4 ms more
+    truth = roofline.RooflinePerfModel("llama-3.1-8b", "h100-sxm", mfu=0.42, mbu=0.63,
+                                       step_overhead=0.002)
+    profile = synthetic_profile(truth, request_overhead=0.003, noise=0.0, seed=1)
+    start = roofline.RooflinePerfModel("llama-3.1-8b", "h100-sxm")
+    plain = fit_roofline(start, profile)
+    profile.prefill.join = {"per_join_s": 0.002}
+    joined = fit_roofline(start, profile)
+    assert joined.request_overhead == pytest.approx(plain.request_overhead)
+    assert joined.per_prefill_seq == pytest.approx(0.002) and plain.per_prefill_seq == 0.0
+    assert joined.model.request_path == pytest.approx(plain.request_overhead - 0.002)
+    assert joined.prefill_mape == pytest.approx(plain.prefill_mape)
+    one = StepBatch.prefill(1024)
+    assert (joined.model.request_path + joined.model.step_time(one)
+            == pytest.approx(plain.model.request_path + plain.model.step_time(one)))
+    two = StepBatch(1024, 2 * StepBatch.attention_pairs(512, 0), 2, 8, 8 * 600)
+    assert joined.model.step_time(two) == pytest.approx(plain.model.step_time(two) + 0.004)
+    decode = StepBatch.decode(8, 4800)
+    assert joined.model.step_time(decode) == pytest.approx(plain.model.step_time(decode))
+    assert joined.model.describe()["per_prefill_seq"] == pytest.approx(0.002)
+    # a join above the whole request overhead is capped there, as the profiled model caps it
+    profile.prefill.join = {"per_join_s": 0.010}
+    over = fit_roofline(start, profile)
+    assert over.per_prefill_seq == pytest.approx(plain.request_overhead)
+    assert over.model.request_path == 0.0
+
+
 def test_cli_prints_the_fit_and_rejects_unknown_hardware(tmp_path, capsys):
     from etalon.calibration.profile import save_profile
 

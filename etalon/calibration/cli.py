@@ -24,8 +24,6 @@ from etalon.cli_errors import UserError
 from etalon.client import CLIENTS, ClientConfig
 from etalon.records import RecordWriter, RequestRecord
 
-from etalon.server.process import EMBEDDED_MODEL  # noqa: E402  (re-exported)
-
 
 def add_common_args(p: argparse.ArgumentParser, *, decode_tokens: int, repetitions: int) -> None:
     add_server_args(p)

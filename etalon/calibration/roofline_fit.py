@@ -11,7 +11,11 @@ decode is memory-bound, so its step times pin down ``mbu``. The fit minimises th
 - ``mfu`` by the same search on the prefill points, with the decode-fitted overhead plus a
   closed-form non-negative ``request_overhead``: a TTFT also contains the request path (HTTP,
   tokenization, queueing) that no engine step has;
-- alternated a few times, since each phase sees a little of the other factor.
+- alternated a few times, since each phase sees a little of the other factor;
+- when the profile measured a join cost (``prefill.join``: what a prompt adds to the step
+  that runs it, whatever its length), that much of ``request_overhead`` moves into the steps as
+  ``per_prefill_seq`` (capped at it, as ``ProfiledPerfModel`` caps it): an isolated TTFT is
+  unchanged, but prompts admitted together now lengthen the step the decoders wait on.
 
 Prefill points are the median TTFT of each profiled length (a stray slow repetition must not
 drag ``mfu``); decode points are the profile's steady-state bins; both times the section's
@@ -49,6 +53,7 @@ class RooflineFit:
     mbu: float
     step_overhead: float
     request_overhead: float
+    per_prefill_seq: float
     prefill_mape: float | None
     decode_mape: float | None
     prefill_points: int
@@ -132,10 +137,16 @@ def _decode_points(model, profile: Profile) -> _Points | None:
     return _Points(model, batches, np.asarray(m["step_time_s"], float) * profile.decode.scale)
 
 
+def _join_cost(profile: Profile) -> float:
+    """The profile's measured per-prompt step cost (re-anchored), 0 when it has none."""
+    return profile.prefill.join_cost if profile.prefill is not None else 0.0
+
+
 def fit_roofline(base, profile: Profile, *, fit_overheads: bool = True,
                  rounds: int = 4) -> RooflineFit:
     """Fits ``base``'s (a ``RooflinePerfModel``) ``mfu``, ``mbu`` and, with ``fit_overheads``,
-    its ``step_overhead`` plus a per-request overhead to ``profile``'s raw measurements."""
+    its ``step_overhead`` plus a per-request overhead to ``profile``'s raw measurements (part of
+    which becomes ``per_prefill_seq`` when the profile measured a join cost)."""
     unit = replace(base, mfu=1.0, mbu=1.0, step_overhead=0.0)
     pre, dec = _prefill_points(unit, profile), _decode_points(unit, profile)
     if pre is None and dec is None:
@@ -159,7 +170,9 @@ def fit_roofline(base, profile: Profile, *, fit_overheads: bool = True,
             mfu = minimise_1d(prefill_obj)
             if fit_overheads:
                 r = _offset(pre.y, pre.roof(mfu, mbu) + o)
-    fitted = replace(base, mfu=mfu, mbu=mbu, step_overhead=o, request_path=r)
+    join = min(_join_cost(profile), r) if fit_overheads else 0.0
+    fitted = replace(base, mfu=mfu, mbu=mbu, step_overhead=o, request_path=r - join,
+                     per_prefill_seq=join)
     pre_mape = dec_mape = None
     if pre is not None:
         pred = np.array([fitted.step_time(b) for b in pre.batches]) + fitted.request_path
@@ -168,7 +181,7 @@ def fit_roofline(base, profile: Profile, *, fit_overheads: bool = True,
         pred = np.array([fitted.step_time(b) for b in dec.batches])
         dec_mape = float(np.mean(np.abs(pred - dec.y) / dec.y))
     at_bound = [name for name, v in (("mfu", mfu), ("mbu", mbu)) if v >= 0.999 or v <= 1.001 * LOW]
-    return RooflineFit(mfu, mbu, o, r, pre_mape, dec_mape, len(pre or []), len(dec or []),
+    return RooflineFit(mfu, mbu, o, r, join, pre_mape, dec_mape, len(pre or []), len(dec or []),
                        at_bound, fitted)
 
 

@@ -71,7 +71,10 @@ class RooflinePerfModel(PerfModel):
     achieved fractions of peak FLOP/s and memory bandwidth, ``comm_efficiency`` that of link
     bandwidth, ``step_overhead`` fixed seconds per step (scheduling, kernel launches),
     ``request_path`` seconds each request spends outside the engine before its first step
-    (HTTP, tokenization; fitted by ``etalon.calibration.roofline_fit``, charged by the simulator).
+    (HTTP, tokenization; fitted by ``etalon.calibration.roofline_fit``, charged by the simulator),
+    ``per_prefill_seq`` seconds each prompt (chunk) adds to the step that runs it whatever its
+    length (admission, sampling setup: a profile's join probe measures it, and the fit moves it
+    out of ``request_path``).
     """
 
     model: ModelSpec | str
@@ -85,6 +88,7 @@ class RooflinePerfModel(PerfModel):
     step_overhead: float = 0.0005
     comm_efficiency: float = 1.0
     request_path: float = 0.0
+    per_prefill_seq: float = 0.0
 
     name = "roofline"
 
@@ -95,7 +99,7 @@ class RooflinePerfModel(PerfModel):
             value = getattr(self, key)
             if not 0 < value <= 1:
                 raise EstimatorError(f"roofline: {key} must be in (0, 1], got {value}")
-        for key in ("step_overhead", "request_path"):
+        for key in ("step_overhead", "request_path", "per_prefill_seq"):
             if getattr(self, key) < 0:
                 raise EstimatorError(f"roofline: {key} must be >= 0, got {getattr(self, key)}")
         validate_layout(self.model, ParallelConfig(tp=self.tp, pp=self.pp))
@@ -183,8 +187,9 @@ class RooflinePerfModel(PerfModel):
             compute_s, memory_s, flops, nbytes = compute_s + c, memory_s + m, flops + f, nbytes + b
         comm = float(self._comm(batch.prefill_tokens + batch.decode_batch))
         bound = "compute" if compute_s / self.mfu >= memory_s / self.mbu else "memory"
-        total += comm + self.step_overhead
-        return StepBreakdown(compute_s, memory_s, comm, self.step_overhead, total, bound, flops, nbytes)
+        overhead = self.step_overhead + self.per_prefill_seq * batch.num_prefill_seqs
+        total += comm + overhead
+        return StepBreakdown(compute_s, memory_s, comm, overhead, total, bound, flops, nbytes)
 
     def step_time(self, batch: StepBatch) -> float:
         return self.breakdown(batch).total_s
@@ -219,4 +224,5 @@ class RooflinePerfModel(PerfModel):
             "step_overhead": self.step_overhead,
             "comm_efficiency": self.comm_efficiency,
             "request_path": self.request_path,
+            "per_prefill_seq": self.per_prefill_seq,
         }

@@ -15,9 +15,11 @@ cores during the profiling or the live run, or when the engine's speed changed d
 the same probe right after the run differs from the one right before by more than
 ``DRIFT_LIMIT`` (seen: 10-20 % over minutes with nothing else visible on the machine).
 
-Where the model is known to miss here, and why, is spelled out in ``KNOWN_GAPS`` (the 60 %
-p90 tails): a miss there is an expected failure with the table, a pass passes. Every other
-check is a hard assertion: at 30 % load all four, at 60 % load TTFT and TBT p50.
+Every check is a hard assertion, the 60 % p90 tails included. Those are queueing tails (they grow
+like 1/(1 - load)), and they were a known gap until the join probe: six runs before it missed
+them by up to -19.6 %, all low, because a prompt costs the decoding sequences 10-18 ms that the
+model charged outside the engine. Eight runs since held them (TTFT p90 -8.9 to +9.4 %, TBT p90
+-8.8 to +3.0 %); docs/real_engine.md has the table.
 """
 
 from __future__ import annotations
@@ -36,17 +38,6 @@ pytestmark = pytest.mark.real_engine
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "validate_vllm_cpu.py"
 BUSY_LIMIT = 0.5  # cores other processes may take while we time vLLM
 DRIFT_LIMIT = 0.10  # how much the engine's speed may change during a live run
-LOAD_GAP = (
-    "at 60 % load the p90s are queueing tails, which grow like 1/(1-load): a few % of engine "
-    "speed, or of step cost, moves them by 10-20 %. Anchored right before the run, TTFT p90 came "
-    "out -19.6 to +3.0 % and TBT p90 -13.5 to +1.2 % in six runs before the join probe, all "
-    "misses low (prompts joining decoders cost them 15-18 ms the model charged outside the "
-    "engine); with it -8.9 and +9.4 %, -4.7 and +1.1 % in two. vLLM-CPU's decode step is flat to "
-    "batch 4 and then adds ~4 ms per sequence, which the profile's line smooths over "
-    "(docs/real_engine.md)")
-#: (load, metric, percentile) -> why the model may miss it here; a miss there is an expected
-#: failure (xfail, with the table), a pass passes. Every other check is a hard assertion.
-KNOWN_GAPS = {(0.6, "ttft", 90): LOAD_GAP, (0.6, "tbt", 90): LOAD_GAP}
 
 
 def _load_script():
@@ -167,9 +158,4 @@ def test_simulator_predicts_live_run(vllm_server, profiled, load):
     checked = vv.checked_rows(models["anchored"])
     assert len(checked) == 4
     misses = [r for r in checked if not abs(r["relative_error"]) <= TOLERANCE]
-    known = {(load, r["metric"], r["percentile"]) for r in misses} & set(KNOWN_GAPS)
-    hard = [r for r in misses if (load, r["metric"], r["percentile"]) not in known]
-    assert not hard, f"anchored profile off by more than {TOLERANCE:.0%}: {hard}{table}"
-    if misses:
-        missed = ", ".join(f"{r['metric']} p{r['percentile']} {r['relative_error']:+.1%}" for r in misses)
-        pytest.xfail(f"known gap ({missed}): {'; '.join(sorted({KNOWN_GAPS[k] for k in known}))}{table}")
+    assert not misses, f"anchored profile off by more than {TOLERANCE:.0%}: {misses}{table}"
