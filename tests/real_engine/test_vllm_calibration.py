@@ -18,7 +18,7 @@ the same probe right after the run differs from the one right before by more tha
 Every check is a hard assertion, the 60 % p90 tails included. Those are queueing tails (they grow
 like 1/(1 - load)), and they were a known gap until the join probe: six runs before it missed
 them by up to -19.6 %, all low, because a prompt costs the decoding sequences 10-21 ms that the
-model charged outside the engine. Nine runs since held them (TTFT p90 -8.9 to +9.4 %, TBT p90
+model charged outside the engine. Ten runs since held them (TTFT p90 -9.3 to +9.4 %, TBT p90
 -8.8 to +3.0 %); docs/real_engine.md has the table.
 """
 
