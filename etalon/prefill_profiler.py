@@ -75,15 +75,15 @@ def run(args) -> int:
                                args.fixed_request_generator_decode_tokens, args.seed).validate()
     fit = fit_settings(args)
     probe_length = args.batching_probe_length or default_probe_length(settings.prompt_lengths)
+    probe_repetitions = max(2, args.num_repetitions - 1)  # the batching and join probes' groups
     probe = None
     if not args.no_batching_probe:
         probe = BatchingSettings(probe_length, args.batching_probe_prompts,
-                                 max(2, args.num_repetitions - 1)).validate()
+                                 probe_repetitions).validate()
     join = None
     if args.join_probe_decoders:
         join = JoinSettings(args.join_probe_length or probe_length, args.join_probe_decoders,
-                            args.join_probe_decode_tokens,
-                            repetitions=max(2, args.num_repetitions - 1)).validate()
+                            args.join_probe_decode_tokens, repetitions=probe_repetitions).validate()
     idle = None
     if not args.no_idle_probe:
         idle = WakeUpSettings(args.idle_probe_length or probe_length, tuple(args.idle_probe_gaps),

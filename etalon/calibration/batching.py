@@ -124,9 +124,8 @@ def judge(gaps: list[GroupGap], section: Section, settings: BatchingSettings,
     many = [g.gap_s for g in gaps if g.followers == k]
     if not one or not many:
         return {}
-    phys = section.physical
-    beta, gamma = phys.coefficient("prompt_tokens"), phys.coefficient("attention_pairs")
-    alone = (k - 1) * (section.join_cost + beta * n + gamma * StepBatch.attention_pairs(n, 0))
+    gamma = section.physical.coefficient("attention_pairs")
+    alone = (k - 1) * (section.join_cost + section.prompt_variable_s(n))
     pairs = StepBatch.cross_pairs([n] * k)
     measured = float(np.median(many) - np.median(one))
     per_pair = max(measured - alone, 0.0) / pairs

@@ -35,7 +35,6 @@ import numpy as np
 
 from etalon.calibration.measure import Target, send
 from etalon.calibration.section import Section
-from etalon.perf.base import StepBatch
 from etalon.records import RequestRecord
 from etalon.workload.request import Request
 
@@ -92,8 +91,6 @@ def join_extras(records: list[RequestRecord], group: Group, section: Section) ->
     """Per usable join: what it added to the decoders' steps beyond the prefill fit's variable
     terms, and the decoders' own step before it; and how many joins were left out."""
     by_id = {r.request_id: r for r in records if r.ok and r.chunk_times}
-    phys = section.physical
-    beta, gamma = phys.coefficient("prompt_tokens"), phys.coefficient("attention_pairs")
     extras, steps, skipped = [], [], 0
     for jid in group.joins:
         joiner = by_id.get(jid)
@@ -101,7 +98,7 @@ def join_extras(records: list[RequestRecord], group: Group, section: Section) ->
             skipped += 1
             continue
         tj, n = joiner.chunk_times[0], joiner.num_prompt_tokens or joiner.requested_prompt_tokens
-        variable = beta * n + gamma * StepBatch.attention_pairs(n, 0)
+        variable = section.prompt_variable_s(n)
         per_decoder, before_steps = [], []
         for did in group.decoders:
             dec = by_id.get(did)

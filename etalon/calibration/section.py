@@ -30,6 +30,7 @@ from etalon.calibration.predictors import (
     predictor_from_dict,
 )
 from etalon.calibration.schema import Fields
+from etalon.perf.base import StepBatch
 
 TARGETS = {"prefill": "ttft_s", "decode": "step_time_s"}
 
@@ -111,6 +112,14 @@ class Section:
         engine that attends per sequence, ``γ`` for one whose prefill cost curves with the
         step's total tokens)."""
         return float(self.batching.get("per_cross_pair", 0.0)) * self.scale
+
+    def prompt_variable_s(self, prompt_tokens: int) -> float:
+        """One prompt's variable terms by the physical fit, ``β n + γ n(n+1)/2``: what it costs a
+        step beyond any fixed work (the probes subtract it from what they measure)."""
+        phys = self.physical
+        return (phys.coefficient("prompt_tokens") * prompt_tokens
+                + phys.coefficient("attention_pairs") * StepBatch.attention_pairs(prompt_tokens, 0)
+                ) * self.scale
 
     @property
     def join_cost(self) -> float:
