@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_TRACES = REPO.parent / "shared" / "traces"
+PUBLIC_TRACES = REPO / "data" / "processed_traces"  # shipped with the repository
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
@@ -16,9 +16,8 @@ os.environ.setdefault("WANDB_SILENT", "true")
 
 @pytest.fixture(scope="session")
 def shared_traces() -> Path:
-    if not SHARED_TRACES.is_dir():
-        pytest.skip(f"public traces not found at {SHARED_TRACES} (../shared/traces beside the repo)")
-    return SHARED_TRACES
+    assert PUBLIC_TRACES.is_dir(), f"{PUBLIC_TRACES} should ship with the repository"
+    return PUBLIC_TRACES
 
 
 @pytest.fixture(scope="session")

@@ -20,13 +20,12 @@ from etalon.workload import (
     zipf_pmf,
 )
 
-SHARED_TRACES = Path(__file__).resolve().parents[1].parent / "shared" / "traces"
+from conftest import PUBLIC_TRACES
 
 
 def shared_trace(name: str) -> Path:
-    path = SHARED_TRACES / name
-    if not path.is_file():
-        pytest.skip(f"public trace {path} not present (expected ../shared/traces beside the repo)")
+    path = PUBLIC_TRACES / name
+    assert path.is_file(), f"{path} should ship with the repository"
     return path
 
 

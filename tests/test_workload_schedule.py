@@ -16,7 +16,7 @@ import pytest
 from etalon.workload import Request, WorkloadConfig, add_workload_args, build_requests
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_TRACES = REPO.parent / "shared" / "traces"
+from conftest import PUBLIC_TRACES
 
 FLAGS = """
 --request-interval-generator-provider --poisson-request-interval-generator-qps
@@ -36,9 +36,8 @@ FLAGS = """
 
 
 def shared_trace(name: str) -> Path:
-    path = SHARED_TRACES / name
-    if not path.is_file():
-        pytest.skip(f"public trace {path} not present (expected ../shared/traces beside the repo)")
+    path = PUBLIC_TRACES / name
+    assert path.is_file(), f"{path} should ship with the repository"
     return path
 
 

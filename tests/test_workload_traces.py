@@ -10,7 +10,7 @@ import pytest
 
 from etalon.workload import read_arrival_times, read_length_trace
 
-SHARED_TRACES = Path(__file__).resolve().parents[1].parent / "shared" / "traces"
+from conftest import PUBLIC_TRACES
 PROJECT_TRACES = Path(__file__).resolve().parents[1] / "traces"
 
 
@@ -39,9 +39,7 @@ def one_line_error(call, *args) -> str:
     ],
 )
 def test_public_traces_load(name, rows, has_arrivals):
-    path = SHARED_TRACES / name
-    if not path.is_file():
-        pytest.skip(f"public trace {path} not present (expected ../shared/traces beside the repo)")
+    path = PUBLIC_TRACES / name
     trace = read_length_trace(path)
     assert len(trace) == rows
     assert trace.prefill.dtype == np.int64 and trace.prefill.min() >= 0
