@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from etalon.cli_errors import UserError
+
 import json
 from pathlib import Path
 
@@ -14,13 +16,13 @@ def load_mapping(path: str | Path, what: str) -> dict:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ValueError(f"{path}: cannot read {what} ({exc.strerror})") from None
+        raise UserError(f"{path}: cannot read {what} ({exc.strerror})") from None
     is_json = path.suffix == ".json"
     try:
         data = json.loads(text) if is_json else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise ValueError(f"{path}: {what} is not valid {'JSON' if is_json else 'YAML'}: "
+        raise UserError(f"{path}: {what} is not valid {'JSON' if is_json else 'YAML'}: "
                          f"{str(exc).splitlines()[0]}") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: {what} must be a mapping")
+        raise UserError(f"{path}: {what} must be a mapping")
     return data

@@ -10,6 +10,8 @@ actor; the simulator writes its virtual clock directly.
 
 from __future__ import annotations
 
+from etalon.cli_errors import UserError
+
 import json
 import os
 from dataclasses import asdict, dataclass, field, fields
@@ -91,12 +93,12 @@ class RequestRecord:
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
-            raise ValueError(f"{where}: unknown field(s) {sorted(unknown)}")
+            raise UserError(f"{where}: unknown field(s) {sorted(unknown)}")
         if "request_id" not in data or "scheduled_at" not in data:
-            raise ValueError(f"{where}: missing 'request_id' or 'scheduled_at'")
+            raise UserError(f"{where}: missing 'request_id' or 'scheduled_at'")
         rec = cls(**data)
         if len(rec.chunk_times) != len(rec.chunk_tokens):
-            raise ValueError(f"{where}: chunk_times and chunk_tokens differ in length")
+            raise UserError(f"{where}: chunk_times and chunk_tokens differ in length")
         return rec
 
 
@@ -144,13 +146,13 @@ def iter_records(path: str | os.PathLike) -> Iterator[RequestRecord]:
             try:
                 data = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise ValueError(f"{where}: not valid JSON ({exc.msg})") from None
+                raise UserError(f"{where}: not valid JSON ({exc.msg})") from None
             if not isinstance(data, dict):
-                raise ValueError(f"{where}: expected a JSON object")
+                raise UserError(f"{where}: expected a JSON object")
             try:
                 yield RequestRecord.from_dict(data, where=where)
             except TypeError as exc:
-                raise ValueError(f"{where}: {exc}") from None
+                raise UserError(f"{where}: {exc}") from None
 
 
 def load_records(path: str | os.PathLike) -> list[RequestRecord]:

@@ -7,6 +7,8 @@ TTFT, TBT and E2E percentiles of both with their relative errors, as a table, CS
 
 from __future__ import annotations
 
+from etalon.cli_errors import UserError
+
 import argparse
 import json
 import sys
@@ -76,7 +78,7 @@ def validate(args) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     live = [r for r in load_records(args.requests) if r.ok]
     if not live:
-        raise ValueError(f"{args.requests}: no successful requests to compare with")
+        raise UserError(f"{args.requests}: no successful requests to compare with")
     measured = percentiles(live)
     models = {"profiled": _simulate(args, out, "profiled", profile=args.profile)}
     report: dict = {"requests": args.requests, "profile": args.profile, "num_requests": len(live),
@@ -87,7 +89,7 @@ def validate(args) -> dict:
         from etalon.perf.roofline import RooflinePerfModel
 
         if not args.roofline_hardware:
-            raise ValueError("--roofline-model needs --roofline-hardware")
+            raise UserError("--roofline-model needs --roofline-hardware")
         base = RooflinePerfModel(args.roofline_model, args.roofline_hardware, dtype=args.roofline_dtype)
         fit = fit_roofline(base, load_profile(args.profile))
         spec_path = out / "roofline_fitted.json"

@@ -6,6 +6,8 @@ existing cluster with ``--ray-address``), live ones one after another — they s
 
 from __future__ import annotations
 
+from etalon.cli_errors import UserError
+
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -42,29 +44,29 @@ def load_job(path: str | Path) -> Job:
     data = load_mapping(path, "capacity-search job")
     unknown = sorted(set(data) - TOP_KEYS)
     if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown}; valid: {sorted(TOP_KEYS)}")
+        raise UserError(f"{where}: unknown key(s) {unknown}; valid: {sorted(TOP_KEYS)}")
     if "slo" not in data or not data.get("deployments"):
-        raise ValueError(f"{where}: needs 'slo' and a non-empty 'deployments' list")
+        raise UserError(f"{where}: needs 'slo' and a non-empty 'deployments' list")
     search = data.get("search") or {}
     bad = sorted(set(search) - {f.name for f in fields(SearchSettings)})
     if bad:
-        raise ValueError(f"{where}: unknown search key(s) {bad}")
+        raise UserError(f"{where}: unknown search key(s) {bad}")
     deployments = []
     for i, d in enumerate(data["deployments"]):
         at = f"{where}: deployments[{i}]"
         if not isinstance(d, dict) or set(d) - DEPLOYMENT_KEYS or "name" not in d:
-            raise ValueError(f"{at}: expected name plus 'simulate' or 'benchmark_args' "
+            raise UserError(f"{at}: expected name plus 'simulate' or 'benchmark_args' "
                              f"(got {sorted(d) if isinstance(d, dict) else d!r})")
         if ("simulate" in d) == ("benchmark_args" in d):
-            raise ValueError(f"{at}: give exactly one of 'simulate' and 'benchmark_args'")
+            raise UserError(f"{at}: give exactly one of 'simulate' and 'benchmark_args'")
         deployments.append(Deployment(str(d["name"]), d.get("simulate"),
                                       [str(a) for a in d["benchmark_args"]] if "benchmark_args" in d else None))
     names = [d.name for d in deployments]
     if len(set(names)) != len(names):
-        raise ValueError(f"{where}: deployment names must be unique")
+        raise UserError(f"{where}: deployment names must be unique")
     num = int(data.get("num_requests", 500))
     if num < 10:
-        raise ValueError(f"{where}: num_requests must be >= 10")
+        raise UserError(f"{where}: num_requests must be >= 10")
     return Job(SLO.from_mapping(data["slo"], f"{where}: slo"), SearchSettings(**search).validate(where),
                num, deployments)
 

@@ -7,6 +7,8 @@ rate. Both read back the records they wrote, so the SLO is judged by the same co
 
 from __future__ import annotations
 
+from etalon.cli_errors import UserError
+
 import copy
 import json
 import subprocess
@@ -50,7 +52,7 @@ def live_probe(benchmark_args: list[str], slo: SLO, num_requests: int, out_dir: 
                 "--output-dir", "--max-num-completed-requests")
     clash = [a for a in benchmark_args if a.split("=")[0] in reserved]
     if clash:
-        raise ValueError(f"{where}: benchmark_args must not set {clash}: the search sets them")
+        raise UserError(f"{where}: benchmark_args must not set {clash}: the search sets them")
 
     def probe(qps: float) -> Probe:
         out = out_dir / f"qps_{qps:.4g}"
@@ -61,7 +63,7 @@ def live_probe(benchmark_args: list[str], slo: SLO, num_requests: int, out_dir: 
         res = subprocess.run(cmd, capture_output=True, text=True)
         if res.returncode != 0:
             last = (res.stderr.strip().splitlines() or ["no output"])[-1]
-            raise ValueError(f"{where}: the benchmark at {qps:g} req/s failed: {last}")
+            raise UserError(f"{where}: the benchmark at {qps:g} req/s failed: {last}")
         summary = json.loads((out / "summary.json").read_text())
         passed, observed = slo.check(load_records(out / "requests.jsonl"), summary["load"]["fell_behind"])
         return Probe(qps, passed, observed, str(out))

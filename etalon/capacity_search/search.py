@@ -6,6 +6,8 @@ It is generic over the probe, so live servers and the simulator share it.
 
 from __future__ import annotations
 
+from etalon.cli_errors import UserError
+
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
@@ -40,9 +42,9 @@ class SearchSettings:
 
     def validate(self, where: str = "search") -> "SearchSettings":
         if not 0 < self.min_qps <= self.start_qps <= self.max_qps:
-            raise ValueError(f"{where}: need 0 < min_qps <= start_qps <= max_qps")
+            raise UserError(f"{where}: need 0 < min_qps <= start_qps <= max_qps")
         if not 0 < self.tolerance < 1 or self.max_probes < 1:
-            raise ValueError(f"{where}: tolerance must be in (0, 1) and max_probes >= 1")
+            raise UserError(f"{where}: tolerance must be in (0, 1) and max_probes >= 1")
         return self
 
 

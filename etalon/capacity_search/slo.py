@@ -8,6 +8,8 @@ did not see the load it was asked to take.
 
 from __future__ import annotations
 
+from etalon.cli_errors import UserError
+
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
@@ -33,13 +35,13 @@ class SLO:
     def from_mapping(cls, data: dict, where: str) -> "SLO":
         unknown = sorted(set(data) - {f.name for f in fields(cls)})
         if unknown:
-            raise ValueError(f"{where}: unknown SLO key(s) {unknown}")
+            raise UserError(f"{where}: unknown SLO key(s) {unknown}")
         slo = cls(**data)
         if slo.ttft_max_s is None and slo.tbt_max_s is None and slo.tbt_deadline_s is None:
-            raise ValueError(f"{where}: the SLO sets no target (ttft_max_s, tbt_max_s or tbt_deadline_s)")
+            raise UserError(f"{where}: the SLO sets no target (ttft_max_s, tbt_max_s or tbt_deadline_s)")
         for name in ("ttft_percentile", "tbt_percentile", "fluidity_percentile"):
             if not 0 <= getattr(slo, name) <= 100:
-                raise ValueError(f"{where}: {name} must be within 0..100")
+                raise UserError(f"{where}: {name} must be within 0..100")
         return slo
 
     def to_dict(self) -> dict:

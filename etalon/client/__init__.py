@@ -1,10 +1,11 @@
 """Streaming clients, the client registry, the open-loop dispatcher and the Ray actor pool."""
 
-from etalon.client.base import CLIENTS, ClientConfig, Clock, LLMClient, make_client, register_client
+from etalon.client.base import ClientConfig, Clock, LLMClient, make_client
 from etalon.client.openai import OpenAIChatClient, OpenAICompletionsClient
+from etalon.registry import raw
 
-register_client("openai-chat", OpenAIChatClient)
-register_client("openai-completions", OpenAICompletionsClient)
+raw("client").register("openai-chat", OpenAIChatClient)
+raw("client").register("openai-completions", OpenAICompletionsClient)
 
-__all__ = ["CLIENTS", "ClientConfig", "Clock", "LLMClient", "make_client", "register_client",
+__all__ = ["ClientConfig", "Clock", "LLMClient", "make_client",
            "OpenAIChatClient", "OpenAICompletionsClient"]

@@ -3,7 +3,8 @@
 A backend sends one request and fills in its ``RequestRecord`` (sent time, content chunks with
 their arrival times and token counts, completion time, counts and their source, errors). The
 dispatcher, the Ray actors and the metrics know nothing else about it. To add a backend,
-subclass ``LLMClient`` and call ``register_client("name", cls)`` before the run starts.
+subclass ``LLMClient`` and register it: ``etalon.registry.register("client", "name", cls)``
+(from a plug-in module, see ``etalon.registry``); ``--llm-api name`` then selects it.
 """
 
 from __future__ import annotations
@@ -76,16 +77,8 @@ class LLMClient(ABC):
         the failure goes into ``record.error_type`` / ``record.error_message``."""
 
 
-CLIENTS: dict[str, Callable[[ClientConfig], LLMClient]] = {}
-
-
-def register_client(name: str, factory: Callable[[ClientConfig], LLMClient]) -> None:
-    if name in CLIENTS:
-        raise ValueError(f"client {name!r} is registered already")
-    CLIENTS[name] = factory
-
-
 def make_client(name: str, config: ClientConfig) -> LLMClient:
-    if name not in CLIENTS:
-        raise ValueError(f"unknown client {name!r}; valid: {', '.join(sorted(CLIENTS))}")
-    return CLIENTS[name](config)
+    """The ``client`` registry's factory for ``name``, applied to ``config``."""
+    from etalon.registry import registry
+
+    return registry("client").get(name)(config)

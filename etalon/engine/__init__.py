@@ -2,7 +2,7 @@
 
 from etalon.engine.config import EngineConfig
 from etalon.engine.engine import Engine, Step, StepOutcome
-from etalon.engine.schedulers import SCHEDULERS, StepPlan
+from etalon.engine.schedulers import StepPlan
 from etalon.engine.sequence import Sequence, SeqState
 
-__all__ = ["Engine", "EngineConfig", "Step", "StepOutcome", "StepPlan", "SCHEDULERS", "Sequence", "SeqState"]
+__all__ = ["Engine", "EngineConfig", "Step", "StepOutcome", "StepPlan", "Sequence", "SeqState"]

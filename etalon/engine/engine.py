@@ -8,6 +8,8 @@ changes decode steps are alike, so ``fast_forward`` advances many of them in one
 
 from __future__ import annotations
 
+from etalon.cli_errors import UserError
+
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -15,7 +17,8 @@ import numpy as np
 
 from etalon.engine.config import EngineConfig
 from etalon.engine.kv_cache import BlockPool, blocks_for
-from etalon.engine.schedulers import SCHEDULERS, StepPlan
+from etalon.engine.schedulers import StepPlan
+from etalon.registry import registry
 from etalon.engine.sequence import Sequence, SeqState
 from etalon.perf.base import PerfModel, StepBatch
 
@@ -45,8 +48,8 @@ class Engine:
     def __init__(self, config: EngineConfig, perf_model: PerfModel):
         self.config = config.validate()
         self.perf = perf_model
-        self.pool = BlockPool(config.num_kv_blocks, config.block_size)
-        self._plan = SCHEDULERS[config.scheduler]
+        self.pool = BlockPool(config.kv_blocks, config.block_size)
+        self._plan = registry("scheduler").get(config.scheduler)
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []
         self.num_preemptions = 0
@@ -59,7 +62,7 @@ class Engine:
     def add(self, seq: Sequence) -> None:
         max_tokens = seq.prompt_tokens + seq.output_tokens
         if blocks_for(max_tokens, self.pool.block_size) > self.pool.num_blocks:
-            raise ValueError(
+            raise UserError(
                 f"request {seq.request_id}: {max_tokens} tokens can never fit the KV cache "
                 f"({self.config.kv_capacity_tokens} tokens)"
             )

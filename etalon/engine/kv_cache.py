@@ -6,6 +6,8 @@ finish or preemption, and the peak, which the simulator reports.
 
 from __future__ import annotations
 
+from etalon.cli_errors import UserError
+
 
 def blocks_for(tokens: int, block_size: int) -> int:
     """Blocks needed to hold ``tokens`` KV entries (ceiling division)."""
@@ -17,7 +19,7 @@ class BlockPool:
 
     def __init__(self, num_blocks: int, block_size: int):
         if num_blocks < 1 or block_size < 1:
-            raise ValueError(
+            raise UserError(
                 f"KV cache needs num_blocks >= 1 and block_size >= 1, got {num_blocks}, {block_size}"
             )
         self.num_blocks = num_blocks

@@ -13,7 +13,9 @@ fast-forward relies on this.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
+
+from etalon.registry import raw
 
 if TYPE_CHECKING:
     from etalon.engine.engine import Engine
@@ -34,17 +36,9 @@ class StepPlan:
         return not self.prefill and bool(self.decode)
 
 
-PlanResult = "StepPlan | float | None"
-SCHEDULERS: dict[str, Callable[["Engine", float], "StepPlan | float | None"]] = {}
-
-
-def register(name: str):
-    def wrap(fn):
-        if name in SCHEDULERS:
-            raise ValueError(f"scheduler {name!r} registered twice")
-        SCHEDULERS[name] = fn
-        return fn
-    return wrap
+# A policy is ``plan(engine, now) -> StepPlan | float | None`` (a step, a time to wake, or
+# nothing to do), registered under the name ``--scheduler`` takes.
+register = raw("scheduler").register
 
 
 def _admit_ready(engine: "Engine") -> None:

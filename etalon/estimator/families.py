@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from etalon.estimator.errors import EstimatorError
+from etalon.registry import raw, registry
 
 
 @dataclass(frozen=True)
@@ -46,24 +47,21 @@ class Family:
 
 GENERIC = Family("generic")
 
-_FAMILIES: dict[str, Family] = {}
-
-
 def register_family(family: Family, *model_types: str) -> None:
-    """Register ``family`` for each model type; a duplicate model type is an error."""
+    """Registers ``family`` under each model type (``model_family`` registry); a duplicate
+    model type is an error."""
     for model_type in model_types or (family.name,):
-        if model_type in _FAMILIES:
-            raise ValueError(f"model family '{model_type}' registered twice")
-        _FAMILIES[model_type] = family
+        raw("model_family").register(model_type, family)
 
 
 def get_family(model_type: str) -> Family | None:
     """The registered family, or None for an unknown model type (callers fall back to GENERIC)."""
-    return _FAMILIES.get(model_type)
+    families = registry("model_family")
+    return families.get(model_type) if model_type in families else None
 
 
 def known_model_types() -> list[str]:
-    return sorted(_FAMILIES)
+    return list(registry("model_family").names())
 
 
 # Multimodal wrappers whose text model's config lacks its own model_type.

@@ -30,6 +30,8 @@ are accounted for by goodput and the error counts.
 
 from __future__ import annotations
 
+from etalon.cli_errors import UserError
+
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -53,7 +55,7 @@ def run_wide_ttft(value: float | str | None) -> float | None:
     if value == PER_REQUEST:
         return None
     if isinstance(value, str):
-        raise ValueError(f"ttft_deadline must be seconds, None or {PER_REQUEST!r}, got {value!r}")
+        raise UserError(f"ttft_deadline must be seconds, None or {PER_REQUEST!r}, got {value!r}")
     return value
 
 
@@ -148,7 +150,7 @@ class Timelines:
         own = (np.full(len(times), np.nan) if ttft_deadlines is None else
                np.array([np.nan if d is None else d for d in ttft_deadlines], dtype=float))
         if len(own) != len(times):
-            raise ValueError(f"{len(own)} TTFT deadlines for {len(times)} requests")
+            raise UserError(f"{len(own)} TTFT deadlines for {len(times)} requests")
         return cls(
             request_ids=np.asarray(request_ids, dtype=np.int64).reshape(-1)[order],
             t0=np.asarray(t0, dtype=float).reshape(-1)[order],
@@ -192,7 +194,7 @@ def evaluate_timelines(
     with neither has no first-token deadline (its first token is neither on time nor missed).
     """
     if tbt_deadline <= 0:
-        raise ValueError(f"tbt_deadline must be > 0 seconds, got {tbt_deadline}")
+        raise UserError(f"tbt_deadline must be > 0 seconds, got {tbt_deadline}")
     n = len(tl)
     on_time = np.zeros(n, dtype=np.int64)
     misses = np.zeros(n)  # float: exact for integers below 2**53, and no casts per step

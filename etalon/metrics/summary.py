@@ -7,6 +7,8 @@ deadlines and fluidity (:mod:`.deadlines`, :mod:`.fluid_rate`) and goodput (:mod
 
 from __future__ import annotations
 
+from etalon.cli_errors import UserError
+
 from collections import Counter
 from typing import Iterable, Sequence
 
@@ -50,7 +52,7 @@ def summarize(
     ttft_deadline = run_wide_ttft(ttft_deadline)
     for name, value in (("ttft_deadline", ttft_deadline), ("tbt_deadline", tbt_deadline)):
         if value is not None and value <= 0:
-            raise ValueError(f"{name} must be > 0 seconds, got {value}")
+            raise UserError(f"{name} must be > 0 seconds, got {value}")
     records = list(records)
     tput = throughput(records)
     load = check_load(records, target_qps=target_qps, lag_threshold_s=lag_threshold_s,

@@ -7,6 +7,8 @@ datacenter GPU (a few ms per decode step, ~20k prefill tokens/s).
 
 from __future__ import annotations
 
+from etalon.cli_errors import UserError
+
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
@@ -41,7 +43,7 @@ class ParametricPerfModel(PerfModel):
     def __post_init__(self) -> None:
         for key, value in asdict(self).items():
             if not (value >= 0):
-                raise ValueError(f"parametric perf model: {key} must be >= 0, got {value}")
+                raise UserError(f"parametric perf model: {key} must be >= 0, got {value}")
 
     def step_time(self, batch: StepBatch) -> float:
         if batch.empty:
@@ -72,5 +74,5 @@ class ParametricPerfModel(PerfModel):
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(spec) - known)
         if unknown:
-            raise ValueError(f"{where}: unknown key(s) {unknown}; valid: {sorted(known)}")
+            raise UserError(f"{where}: unknown key(s) {unknown}; valid: {sorted(known)}")
         return cls(**{k: float(v) for k, v in spec.items()})

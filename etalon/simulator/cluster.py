@@ -7,7 +7,9 @@ from typing import Callable
 
 import numpy as np
 
+from etalon.cli_errors import UserError
 from etalon.engine import Engine, Step
+from etalon.registry import raw, registry
 
 
 @dataclass
@@ -55,17 +57,14 @@ def _random(rng: np.random.Generator) -> Router:
     return route
 
 
-ROUTERS = {
-    "round_robin": lambda rng: _round_robin(),
-    "least_outstanding": lambda rng: _least_outstanding(),
-    "random": _random,
-}
+# A router factory takes the simulation's seeded stream and returns ``route(replicas)``.
+raw("router").register("round_robin", lambda rng: _round_robin())
+raw("router").register("least_outstanding", lambda rng: _least_outstanding())
+raw("router").register("random", _random)
 
 
 def make_router(name: str, rng: np.random.Generator) -> Router:
-    if name not in ROUTERS:
-        raise ValueError(f"unknown router {name!r}; valid: {', '.join(ROUTERS)}")
-    return ROUTERS[name](rng)
+    return registry("router").get(name)(rng)
 
 
 @dataclass
@@ -84,7 +83,7 @@ class Link:
 
     def __post_init__(self) -> None:
         if self.bandwidth <= 0 or self.latency < 0:
-            raise ValueError(f"transfer link needs bandwidth > 0 and latency >= 0, "
+            raise UserError(f"transfer link needs bandwidth > 0 and latency >= 0, "
                              f"got {self.bandwidth} B/s and {self.latency} s")
 
     def send(self, now: float, nbytes: float) -> float:

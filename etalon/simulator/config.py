@@ -7,6 +7,8 @@ silently falls back to a default.
 
 from __future__ import annotations
 
+from etalon.cli_errors import UserError
+
 import argparse
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
@@ -75,13 +77,13 @@ class SimConfig:
     def validate(self) -> "SimConfig":
         for name in ("tp", "pp", "num_replicas", "prefill_replicas", "decode_replicas"):
             if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+                raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if self.transfer_bandwidth <= 0 or self.transfer_latency < 0:
-            raise ValueError("--transfer-bandwidth must be > 0 and --transfer-latency >= 0")
+            raise UserError("--transfer-bandwidth must be > 0 and --transfer-latency >= 0")
         if self.warm_up < 0 or (self.duration is not None and self.duration <= self.warm_up):
-            raise ValueError("--duration must be greater than --warm-up (>= 0)")
+            raise UserError("--duration must be greater than --warm-up (>= 0)")
         if self.profile and self.perf_model_file:
-            raise ValueError("give --profile or --perf-model-file, not both")
+            raise UserError("give --profile or --perf-model-file, not both")
         self.engine_config(self.num_kv_blocks or 1)
         if not self.replay:
             self.workload.validate()
@@ -119,12 +121,12 @@ def config_from_mapping(data: dict, *, where: str) -> SimConfig:
     known = {f.name for f in SIM_FIELDS}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown}")
+        raise UserError(f"{where}: unknown key(s) {unknown}")
     if not isinstance(workload, dict):
-        raise ValueError(f"{where}: 'workload' must be a mapping")
+        raise UserError(f"{where}: 'workload' must be a mapping")
     workload = {k.replace("-", "_"): v for k, v in workload.items()}
     wl_known = {f.name for f in fields(WorkloadConfig)}
     wl_unknown = sorted(set(workload) - wl_known)
     if wl_unknown:
-        raise ValueError(f"{where}: unknown workload key(s) {wl_unknown}")
+        raise UserError(f"{where}: unknown workload key(s) {wl_unknown}")
     return SimConfig(**data, workload=WorkloadConfig(**workload))

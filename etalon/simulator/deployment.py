@@ -7,6 +7,8 @@ sizes it (``etalon.estimator.memory.kv_cache_capacity``) unless ``--num-kv-block
 
 from __future__ import annotations
 
+from etalon.cli_errors import UserError
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,7 +44,7 @@ def perf_model_for(cfg: SimConfig, hardware: str | None, tp: int) -> PerfModel:
         return RooflinePerfModel(cfg.model, hardware, tp=tp, pp=cfg.pp, dtype=cfg.dtype,
                                  kv_dtype=cfg.kv_dtype, **extra)
     if cfg.model or hardware:
-        raise ValueError("roofline timing needs both --model and --hardware "
+        raise UserError("roofline timing needs both --model and --hardware "
                          "(or give --profile / --perf-model-file)")
     return build_perf_model({"kind": "parametric"})
 
@@ -60,7 +62,7 @@ def kv_blocks_for(cfg: SimConfig, hardware: str | None, tp: int) -> tuple[int, d
     plan = plan_memory(cfg.model, hardware, ParallelConfig(tp=tp, pp=cfg.pp), cfg.dtype,
                        cfg.kv_dtype, serving, context_len=1)
     if plan.num_blocks < 1 and not cfg.num_kv_blocks:
-        raise ValueError(f"{cfg.model} does not fit {hardware} at tp={tp}, pp={cfg.pp}: "
+        raise UserError(f"{cfg.model} does not fit {hardware} at tp={tp}, pp={cfg.pp}: "
                          "no memory left for the KV cache")
     memory = {"device_memory_bytes": plan.device_memory_gib * GiB,
               "weights_bytes": plan.weights_gib * GiB, "activation_bytes": plan.activation_gib * GiB,
@@ -77,7 +79,7 @@ def kv_bytes_per_token(cfg: SimConfig) -> float:
         from etalon.estimator.models import load_model
 
         return float(per_token(load_model(cfg.model), cfg.kv_dtype))
-    raise ValueError("disaggregated serving needs --model (for KV bytes per token) "
+    raise UserError("disaggregated serving needs --model (for KV bytes per token) "
                      "or --kv-bytes-per-token")
 
 
@@ -106,7 +108,7 @@ def build_simulation(cfg: SimConfig, plans: list[PoolPlan] | None = None) -> Sim
     for plan in plans:
         blocks = plan.num_kv_blocks // cfg.pp
         if blocks < 1:
-            raise ValueError(f"{plan.num_kv_blocks} KV blocks cannot be split over pp={cfg.pp} "
+            raise UserError(f"{plan.num_kv_blocks} KV blocks cannot be split over pp={cfg.pp} "
                              "virtual engines")
         engine_cfg = cfg.engine_config(blocks)
         pools[plan.name] = []

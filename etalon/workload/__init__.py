@@ -1,13 +1,12 @@
 """The request workload: arrival schedules, request lengths, trace files and prompts.
 
 ``run_benchmark``, the simulator and capacity search all build their requests here, from the
-same flags (``add_workload_args``), so a live run and a simulated one see the same workload.
+same typed config (``WorkloadConfig``), so a live run and a simulated one see the same workload.
 """
 
-from .config import WorkloadConfig, add_workload_args
+from .config import WorkloadConfig
 from .corpus import load_corpus
 from .intervals import (
-    INTERVAL_GENERATORS,
     GammaIntervals,
     IntervalGenerator,
     PoissonIntervals,
@@ -16,7 +15,6 @@ from .intervals import (
     make_interval_generator,
 )
 from .lengths import (
-    LENGTH_GENERATORS,
     FixedLengths,
     LengthGenerator,
     TraceLengths,
@@ -28,7 +26,6 @@ from .lengths import (
     zipf_pmf,
 )
 from .prompts import PromptBuilder
-from .registry import Registry
 from .request import Request
 from .schedule import arrival_times, build_requests, workload_streams
 from .tokenizer import ApproxTokenizer, HFTokenizer, Tokenizer, load_tokenizer
@@ -39,14 +36,11 @@ __all__ = [
     "FixedLengths",
     "GammaIntervals",
     "HFTokenizer",
-    "INTERVAL_GENERATORS",
     "IntervalGenerator",
-    "LENGTH_GENERATORS",
     "LengthGenerator",
     "LengthTrace",
     "PoissonIntervals",
     "PromptBuilder",
-    "Registry",
     "Request",
     "StaticIntervals",
     "Tokenizer",
@@ -55,7 +49,6 @@ __all__ = [
     "UniformLengths",
     "WorkloadConfig",
     "ZipfLengths",
-    "add_workload_args",
     "arrival_times",
     "build_requests",
     "clip_total_tokens",

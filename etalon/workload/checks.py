@@ -2,36 +2,38 @@
 
 from __future__ import annotations
 
+from etalon.cli_errors import UserError
+
 import math
 
 
 def require_positive(value: float, flag: str) -> float:
     """``value`` must be a finite number > 0."""
     if not _is_finite_number(value) or value <= 0:
-        raise ValueError(f"{flag} must be > 0, got {value}")
+        raise UserError(f"{flag} must be > 0, got {value}")
     return float(value)
 
 
 def require_non_negative(value: float, flag: str) -> float:
     if not _is_finite_number(value) or value < 0:
-        raise ValueError(f"{flag} must be >= 0, got {value}")
+        raise UserError(f"{flag} must be >= 0, got {value}")
     return float(value)
 
 
 def require_int_at_least(value: int, minimum: int, flag: str) -> int:
     """``value`` must be an integer (not a bool or a fractional float) >= ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{flag} must be an integer >= {minimum}, got {value!r}")
+        raise UserError(f"{flag} must be an integer >= {minimum}, got {value!r}")
     if isinstance(value, float) and not value.is_integer():
-        raise ValueError(f"{flag} must be an integer >= {minimum}, got {value}")
+        raise UserError(f"{flag} must be an integer >= {minimum}, got {value}")
     if value < minimum:
-        raise ValueError(f"{flag} must be >= {minimum}, got {value}")
+        raise UserError(f"{flag} must be >= {minimum}, got {value}")
     return int(value)
 
 
 def require_ordered(low: int, high: int, low_flag: str, high_flag: str) -> None:
     if low > high:
-        raise ValueError(f"{low_flag} ({low}) must be <= {high_flag} ({high})")
+        raise UserError(f"{low_flag} ({low}) must be <= {high_flag} ({high})")
 
 
 def _is_finite_number(value: object) -> bool:

@@ -7,13 +7,18 @@ requests need ``n - 1`` gaps. A trace generator returns fewer gaps when its rows
 
 from __future__ import annotations
 
+from etalon.cli_errors import UserError
+
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from etalon.options import option
+from etalon.registry import raw
+
 from .checks import require_int_at_least, require_positive
-from .registry import Registry
 from .traces import read_arrival_times
 
 if TYPE_CHECKING:
@@ -21,7 +26,14 @@ if TYPE_CHECKING:
 
 
 class IntervalGenerator(ABC):
-    """Produces inter-arrival gaps (seconds, >= 0)."""
+    """Produces inter-arrival gaps (seconds, >= 0).
+
+    A generator declares its settings as a ``params`` config class; they become the flags
+    ``--<params_prefix><field>`` (and the same keys in files) of every command with a workload.
+    """
+
+    params: ClassVar[type | None] = None
+    params_prefix: ClassVar[str] = ""
 
     @abstractmethod
     def intervals(self, n: int) -> np.ndarray:
@@ -29,20 +41,29 @@ class IntervalGenerator(ABC):
 
     @classmethod
     @abstractmethod
-    def from_config(cls, cfg: WorkloadConfig, rng: np.random.Generator) -> IntervalGenerator:
-        """Builds the generator from the shared workload flags."""
+    def from_config(cls, params: Any, cfg: WorkloadConfig,
+                    rng: np.random.Generator) -> IntervalGenerator:
+        """Builds the generator from its own ``params`` (None without) and the workload."""
 
 
-INTERVAL_GENERATORS: Registry[IntervalGenerator] = Registry("request interval generator")
+register = raw("interval_generator").register
 
 
 def _count(n: int) -> int:
     return require_int_at_least(n, 0, "number of intervals")
 
 
-@INTERVAL_GENERATORS.register("poisson")
+@dataclass(frozen=True)
+class PoissonParams:
+    qps: float = option(1.0, "Mean request rate (requests/s) of the Poisson arrivals.")
+
+
+@register("poisson")
 class PoissonIntervals(IntervalGenerator):
     """Exponential gaps with mean ``1/qps``: a Poisson arrival process, uncapped."""
+
+    params = PoissonParams
+    params_prefix = "poisson_request_interval_generator_"
 
     def __init__(self, qps: float, rng: np.random.Generator) -> None:
         self.qps = require_positive(qps, "--poisson-request-interval-generator-qps")
@@ -52,17 +73,28 @@ class PoissonIntervals(IntervalGenerator):
         return self.rng.exponential(1.0 / self.qps, size=_count(n))
 
     @classmethod
-    def from_config(cls, cfg: WorkloadConfig, rng: np.random.Generator) -> PoissonIntervals:
-        return cls(cfg.poisson_request_interval_generator_qps, rng)
+    def from_config(cls, params: PoissonParams, cfg: WorkloadConfig,
+                    rng: np.random.Generator) -> PoissonIntervals:
+        return cls(params.qps, rng)
 
 
-@INTERVAL_GENERATORS.register("gamma")
+@dataclass(frozen=True)
+class GammaParams:
+    qps: float = option(1.0, "Mean request rate (requests/s) of the gamma arrivals.")
+    cv: float = option(0.5, "Coefficient of variation of the gamma inter-arrival gaps "
+                            "(1 = Poisson).")
+
+
+@register("gamma")
 class GammaIntervals(IntervalGenerator):
     """Gamma gaps with mean ``1/qps`` and coefficient of variation ``cv``.
 
     shape ``k = 1/cv^2`` and scale ``1/(qps k)``, so mean ``k * scale = 1/qps`` and
     std/mean ``= 1/sqrt(k) = cv``. ``cv = 1`` is Poisson; ``cv > 1`` is burstier.
     """
+
+    params = GammaParams
+    params_prefix = "gamma_request_interval_generator_"
 
     def __init__(self, qps: float, cv: float, rng: np.random.Generator) -> None:
         self.qps = require_positive(qps, "--gamma-request-interval-generator-qps")
@@ -75,15 +107,12 @@ class GammaIntervals(IntervalGenerator):
         return self.rng.gamma(self.shape, self.scale, size=_count(n))
 
     @classmethod
-    def from_config(cls, cfg: WorkloadConfig, rng: np.random.Generator) -> GammaIntervals:
-        return cls(
-            cfg.gamma_request_interval_generator_qps,
-            cfg.gamma_request_interval_generator_cv,
-            rng,
-        )
+    def from_config(cls, params: GammaParams, cfg: WorkloadConfig,
+                    rng: np.random.Generator) -> GammaIntervals:
+        return cls(params.qps, params.cv, rng)
 
 
-@INTERVAL_GENERATORS.register("static")
+@register("static")
 class StaticIntervals(IntervalGenerator):
     """All gaps zero: every request is due at ``t = 0`` (a burst, back to back)."""
 
@@ -91,11 +120,20 @@ class StaticIntervals(IntervalGenerator):
         return np.zeros(_count(n))
 
     @classmethod
-    def from_config(cls, cfg: WorkloadConfig, rng: np.random.Generator) -> StaticIntervals:
+    def from_config(cls, params: None, cfg: WorkloadConfig,
+                    rng: np.random.Generator) -> StaticIntervals:
         return cls()
 
 
-@INTERVAL_GENERATORS.register("trace")
+@dataclass(frozen=True)
+class TraceIntervalParams:
+    trace_file: str | None = option(None, "CSV with an arrival_time or arrived_at column "
+                                          "(seconds).", metavar="PATH")
+    time_scale_factor: float = option(1.0, "Multiplies the trace's gaps: 2.0 runs it at half "
+                                           "the rate, 0.5 at double.")
+
+
+@register("trace")
 class TraceIntervals(IntervalGenerator):
     """Replays the arrival times of a trace.
 
@@ -103,6 +141,9 @@ class TraceIntervals(IntervalGenerator):
     ``time_scale_factor``: 2.0 stretches time (half the request rate), 0.5 compresses it
     (double the rate). A trace of ``m`` rows gives ``m - 1`` gaps, i.e. ``m`` requests.
     """
+
+    params = TraceIntervalParams
+    params_prefix = "trace_request_interval_generator_"
 
     def __init__(self, trace_file: str, time_scale_factor: float = 1.0) -> None:
         self.time_scale_factor = require_positive(
@@ -120,18 +161,20 @@ class TraceIntervals(IntervalGenerator):
         return take
 
     @classmethod
-    def from_config(cls, cfg: WorkloadConfig, rng: np.random.Generator) -> TraceIntervals:
-        if not cfg.trace_request_interval_generator_trace_file:
-            raise ValueError(
+    def from_config(cls, params: TraceIntervalParams, cfg: WorkloadConfig,
+                    rng: np.random.Generator) -> TraceIntervals:
+        if not params.trace_file:
+            raise UserError(
                 "--trace-request-interval-generator-trace-file is required when "
                 "--request-interval-generator-provider is trace"
             )
-        return cls(
-            cfg.trace_request_interval_generator_trace_file,
-            cfg.trace_request_interval_generator_time_scale_factor,
-        )
+        return cls(params.trace_file, params.time_scale_factor)
 
 
 def make_interval_generator(cfg: WorkloadConfig, rng: np.random.Generator) -> IntervalGenerator:
     """The generator the config selects, its parameters checked."""
-    return INTERVAL_GENERATORS.get(cfg.request_interval_generator_provider).from_config(cfg, rng)
+    from etalon.registry import registry
+
+    name = cfg.request_interval_generator_provider
+    return registry("interval_generator").get(name).from_config(cfg.interval_params.get(name),
+                                                                cfg, rng)

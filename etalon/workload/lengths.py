@@ -7,11 +7,17 @@
 
 from __future__ import annotations
 
+from etalon.cli_errors import UserError
+
 import math
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
+
+from etalon.options import option
+from etalon.registry import raw
 
 from .checks import (
     require_int_at_least,
@@ -19,7 +25,6 @@ from .checks import (
     require_ordered,
     require_positive,
 )
-from .registry import Registry
 from .traces import read_length_trace
 
 if TYPE_CHECKING:
@@ -74,7 +79,14 @@ def zipf_pmf(theta: float, num_values: int) -> np.ndarray:
 
 
 class LengthGenerator(ABC):
-    """Produces ``(prefill, decode)`` token counts, capped at ``max_tokens`` in total."""
+    """Produces ``(prefill, decode)`` token counts, capped at ``max_tokens`` in total.
+
+    Like the interval generators, a length generator declares its settings as a ``params``
+    config class whose fields become ``--<params_prefix><field>`` flags and file keys.
+    """
+
+    params: ClassVar[type | None] = None
+    params_prefix: ClassVar[str] = ""
 
     def __init__(self, max_tokens: int) -> None:
         self.max_tokens = require_int_at_least(max_tokens, 2, MAX_TOKENS_FLAG)
@@ -90,11 +102,12 @@ class LengthGenerator(ABC):
 
     @classmethod
     @abstractmethod
-    def from_config(cls, cfg: WorkloadConfig, rng: np.random.Generator) -> LengthGenerator:
-        """Builds the generator from the shared workload flags."""
+    def from_config(cls, params: Any, cfg: WorkloadConfig,
+                    rng: np.random.Generator) -> LengthGenerator:
+        """Builds the generator from its own ``params`` and the workload (for the cap)."""
 
 
-LENGTH_GENERATORS: Registry[LengthGenerator] = Registry("request length generator")
+register = raw("length_generator").register
 
 
 def _check_range(min_tokens: int, max_tokens: int, prefix: str) -> tuple[int, int]:
@@ -104,9 +117,20 @@ def _check_range(min_tokens: int, max_tokens: int, prefix: str) -> tuple[int, in
     return low, high
 
 
-@LENGTH_GENERATORS.register("uniform")
+@dataclass(frozen=True)
+class UniformParams:
+    min_tokens: int = option(1024, "Smallest total (prompt + output) tokens of a request.")
+    max_tokens: int = option(4096, "Largest total (prompt + output) tokens of a request.")
+    prefill_to_decode_ratio: float = option(20.0, "Prompt tokens per output token when "
+                                                  "splitting the total.")
+
+
+@register("uniform")
 class UniformLengths(LengthGenerator):
     """Total tokens uniform on the integers ``[min_tokens, max_tokens]``, split by the ratio."""
+
+    params = UniformParams
+    params_prefix = "uniform_request_length_generator_"
 
     PREFIX = "uniform-request-length-generator"
 
@@ -130,17 +154,26 @@ class UniformLengths(LengthGenerator):
         return split_by_ratio(total, self.ratio)
 
     @classmethod
-    def from_config(cls, cfg: WorkloadConfig, rng: np.random.Generator) -> UniformLengths:
-        return cls(
-            cfg.uniform_request_length_generator_min_tokens,
-            cfg.uniform_request_length_generator_max_tokens,
-            cfg.uniform_request_length_generator_prefill_to_decode_ratio,
-            rng,
-            cap=cfg.request_generator_max_tokens,
-        )
+    def from_config(cls, params: UniformParams, cfg: WorkloadConfig,
+                    rng: np.random.Generator) -> UniformLengths:
+        return cls(params.min_tokens, params.max_tokens, params.prefill_to_decode_ratio, rng,
+                   cap=cfg.request_generator_max_tokens)
 
 
-@LENGTH_GENERATORS.register("zipf")
+@dataclass(frozen=True)
+class ZipfParams:
+    theta: float = option(0.6, "Zipf exponent: P(rank k) is proportional to 1/k^theta "
+                               "(0 = uniform).")
+    scramble: bool = option(False, "Map Zipf ranks to totals through a seeded permutation "
+                                   "instead of in order.")
+    min_tokens: int = option(1024, "Smallest total (prompt + output) tokens; rank 1 unless "
+                                   "scrambled.")
+    max_tokens: int = option(4096, "Largest total (prompt + output) tokens of a request.")
+    prefill_to_decode_ratio: float = option(20.0, "Prompt tokens per output token when "
+                                                  "splitting the total.")
+
+
+@register("zipf")
 class ZipfLengths(LengthGenerator):
     """Total tokens from a bounded Zipf over ``[min_tokens, max_tokens]``, split by the ratio.
 
@@ -151,6 +184,8 @@ class ZipfLengths(LengthGenerator):
     """
 
     PREFIX = "zipf-request-length-generator"
+    params = ZipfParams
+    params_prefix = "zipf_request_length_generator_"
 
     def __init__(
         self,
@@ -182,21 +217,24 @@ class ZipfLengths(LengthGenerator):
         return split_by_ratio(self.values[ranks], self.ratio)
 
     @classmethod
-    def from_config(cls, cfg: WorkloadConfig, rng: np.random.Generator) -> ZipfLengths:
-        return cls(
-            cfg.zipf_request_length_generator_theta,
-            cfg.zipf_request_length_generator_scramble,
-            cfg.zipf_request_length_generator_min_tokens,
-            cfg.zipf_request_length_generator_max_tokens,
-            cfg.zipf_request_length_generator_prefill_to_decode_ratio,
-            rng,
-            cap=cfg.request_generator_max_tokens,
-        )
+    def from_config(cls, params: ZipfParams, cfg: WorkloadConfig,
+                    rng: np.random.Generator) -> ZipfLengths:
+        return cls(params.theta, params.scramble, params.min_tokens, params.max_tokens,
+                   params.prefill_to_decode_ratio, rng, cap=cfg.request_generator_max_tokens)
 
 
-@LENGTH_GENERATORS.register("fixed")
+@dataclass(frozen=True)
+class FixedParams:
+    prefill_tokens: int = option(256, "Prompt tokens of every request.")
+    decode_tokens: int = option(64, "Output tokens of every request.")
+
+
+@register("fixed")
 class FixedLengths(LengthGenerator):
     """Every request has the same prefill and decode token counts."""
+
+    params = FixedParams
+    params_prefix = "fixed_request_generator_"
 
     def __init__(self, prefill_tokens: int, decode_tokens: int, cap: int = 8192) -> None:
         super().__init__(cap)
@@ -214,21 +252,30 @@ class FixedLengths(LengthGenerator):
         )
 
     @classmethod
-    def from_config(cls, cfg: WorkloadConfig, rng: np.random.Generator) -> FixedLengths:
-        return cls(
-            cfg.fixed_request_generator_prefill_tokens,
-            cfg.fixed_request_generator_decode_tokens,
-            cap=cfg.request_generator_max_tokens,
-        )
+    def from_config(cls, params: FixedParams, cfg: WorkloadConfig,
+                    rng: np.random.Generator) -> FixedLengths:
+        return cls(params.prefill_tokens, params.decode_tokens,
+                   cap=cfg.request_generator_max_tokens)
 
 
-@LENGTH_GENERATORS.register("trace")
+@dataclass(frozen=True)
+class TraceLengthParams:
+    trace_file: str | None = option(None, "CSV with num_prefill_tokens and num_decode_tokens "
+                                          "columns.", metavar="PATH")
+    prefill_scale_factor: float = option(1.0, "Multiplies the trace's prompt token counts.")
+    decode_scale_factor: float = option(1.0, "Multiplies the trace's output token counts.")
+
+
+@register("trace")
 class TraceLengths(LengthGenerator):
     """Replays a trace's token counts in file order, scaled; no cycling.
 
     ``p' = max(1, floor(p * prefill_scale_factor + 1/2))``, likewise for decode. Successive
     calls continue where the previous stopped; when rows run out, fewer are returned.
     """
+
+    params = TraceLengthParams
+    params_prefix = "trace_request_length_generator_"
 
     def __init__(
         self,
@@ -260,18 +307,15 @@ class TraceLengths(LengthGenerator):
         return prefill, decode
 
     @classmethod
-    def from_config(cls, cfg: WorkloadConfig, rng: np.random.Generator) -> TraceLengths:
-        if not cfg.trace_request_length_generator_trace_file:
-            raise ValueError(
+    def from_config(cls, params: TraceLengthParams, cfg: WorkloadConfig,
+                    rng: np.random.Generator) -> TraceLengths:
+        if not params.trace_file:
+            raise UserError(
                 "--trace-request-length-generator-trace-file is required when "
                 "--request-length-generator-provider is trace"
             )
-        return cls(
-            cfg.trace_request_length_generator_trace_file,
-            cfg.trace_request_length_generator_prefill_scale_factor,
-            cfg.trace_request_length_generator_decode_scale_factor,
-            cap=cfg.request_generator_max_tokens,
-        )
+        return cls(params.trace_file, params.prefill_scale_factor, params.decode_scale_factor,
+                   cap=cfg.request_generator_max_tokens)
 
 
 def _scale(tokens: np.ndarray, factor: float) -> np.ndarray:
@@ -280,4 +324,8 @@ def _scale(tokens: np.ndarray, factor: float) -> np.ndarray:
 
 def make_length_generator(cfg: WorkloadConfig, rng: np.random.Generator) -> LengthGenerator:
     """The generator the config selects, its parameters checked."""
-    return LENGTH_GENERATORS.get(cfg.request_length_generator_provider).from_config(cfg, rng)
+    from etalon.registry import registry
+
+    name = cfg.request_length_generator_provider
+    return registry("length_generator").get(name).from_config(cfg.length_params.get(name),
+                                                              cfg, rng)

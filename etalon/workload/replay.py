@@ -6,6 +6,8 @@ server saw), falling back to what was requested.
 
 from __future__ import annotations
 
+from etalon.cli_errors import UserError
+
 from pathlib import Path
 
 from etalon.records import iter_records
@@ -19,10 +21,10 @@ def requests_from_records(path: str | Path) -> list[Request]:
         output = (rec.num_output_tokens if rec.ok and rec.num_output_tokens
                   else rec.requested_output_tokens)
         if prompt < 1 or output < 1:
-            raise ValueError(f"{path}: request {rec.request_id} has no usable token counts")
+            raise UserError(f"{path}: request {rec.request_id} has no usable token counts")
         out.append(Request(rec.request_id, rec.scheduled_at, int(prompt), int(output)))
     if not out:
-        raise ValueError(f"{path}: no records to replay")
+        raise UserError(f"{path}: no records to replay")
     first = min(r.arrival_time for r in out)
     return sorted((Request(r.request_id, r.arrival_time - first, r.prompt_tokens, r.output_tokens)
                    for r in out), key=lambda r: (r.arrival_time, r.request_id))

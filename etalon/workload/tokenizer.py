@@ -7,6 +7,8 @@ A local Hugging Face tokenizer gives exact counts. Without one, ``ApproxTokenize
 
 from __future__ import annotations
 
+from etalon.cli_errors import UserError
+
 import threading
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -60,7 +62,7 @@ class ApproxTokenizer:
         try:
             return "".join(self._pieces[i] for i in ids)
         except (IndexError, TypeError):
-            raise ValueError(f"{self.name}: ids were not produced by this tokenizer") from None
+            raise UserError(f"{self.name}: ids were not produced by this tokenizer") from None
 
 
 class HFTokenizer:
@@ -101,7 +103,7 @@ def load_tokenizer(path: str | None) -> Tokenizer:
     try:
         import transformers
     except ImportError:
-        raise ValueError(
+        raise UserError(
             f"loading tokenizer '{path}' needs transformers: pip install 'etalon[tokenizers]'"
         ) from None
     local = Path(path).expanduser()
@@ -114,7 +116,7 @@ def load_tokenizer(path: str | None) -> Tokenizer:
             hf = transformers.AutoTokenizer.from_pretrained(str(local), local_files_only=True)
         except Exception as exc:  # noqa: BLE001 - transformers raises many types here
             if not (local / "tokenizer.json").is_file():
-                raise ValueError(
+                raise UserError(
                     f"cannot load a tokenizer from '{path}': {_first_line(exc)}"
                 ) from None
             # A bare tokenizer.json without tokenizer_config.json: load it directly.
@@ -123,7 +125,7 @@ def load_tokenizer(path: str | None) -> Tokenizer:
     try:
         hf = transformers.AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     except Exception:  # noqa: BLE001
-        raise ValueError(
+        raise UserError(
             f"tokenizer path '{path}' does not exist (and is not a model in the local "
             "Hugging Face cache)"
         ) from None
@@ -134,7 +136,7 @@ def _fast_from_file(transformers: Any, file: Path, shown: str) -> Any:
     try:
         return transformers.PreTrainedTokenizerFast(tokenizer_file=str(file))
     except Exception as exc:  # noqa: BLE001
-        raise ValueError(f"cannot load tokenizer file '{shown}': {_first_line(exc)}") from None
+        raise UserError(f"cannot load tokenizer file '{shown}': {_first_line(exc)}") from None
 
 
 def _first_line(exc: BaseException) -> str:

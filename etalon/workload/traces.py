@@ -10,6 +10,8 @@ first bad data row (1-based, header and comment lines not counted), because a us
 
 from __future__ import annotations
 
+from etalon.cli_errors import UserError
+
 import os
 from dataclasses import dataclass
 from functools import lru_cache
@@ -49,7 +51,7 @@ def read_arrival_times(path: str | os.PathLike) -> np.ndarray:
     for name in ARRIVAL_COLUMNS:
         if name in table.columns:
             return _numeric_column(table, name, path)
-    raise ValueError(
+    raise UserError(
         f"trace file '{path}' has no arrival-time column "
         f"{' or '.join(repr(c) for c in ARRIVAL_COLUMNS)} (columns found: {_columns(table)})"
     )
@@ -58,9 +60,9 @@ def read_arrival_times(path: str | os.PathLike) -> np.ndarray:
 def _load_table(path: str | os.PathLike) -> pd.DataFrame:
     p = Path(path)
     if not p.exists():
-        raise ValueError(f"trace file '{path}' does not exist")
+        raise UserError(f"trace file '{path}' does not exist")
     if not p.is_file():
-        raise ValueError(f"trace file '{path}' is not a file")
+        raise UserError(f"trace file '{path}' is not a file")
     stat = p.stat()
     # Keyed on size and mtime so an edited file is re-read; both generators and validate()
     # may read the same trace, which this makes cheap.
@@ -75,21 +77,21 @@ def _read_csv_cached(resolved: str, mtime_ns: int, size: int, shown: str) -> pd.
             resolved, comment="#", dtype=str, keep_default_na=False, skipinitialspace=True
         )
     except pd.errors.EmptyDataError:
-        raise ValueError(f"trace file '{shown}' is empty") from None
+        raise UserError(f"trace file '{shown}' is empty") from None
     except pd.errors.ParserError as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else "parse error"
-        raise ValueError(f"trace file '{shown}' is not a valid CSV: {first_line}") from None
+        raise UserError(f"trace file '{shown}' is not a valid CSV: {first_line}") from None
     except UnicodeDecodeError:
-        raise ValueError(f"trace file '{shown}' is not UTF-8 text") from None
+        raise UserError(f"trace file '{shown}' is not UTF-8 text") from None
     table.columns = [str(c).strip() for c in table.columns]
     if len(table) == 0:
-        raise ValueError(f"trace file '{shown}' has a header but no data rows")
+        raise UserError(f"trace file '{shown}' has a header but no data rows")
     return table
 
 
 def _numeric_column(table: pd.DataFrame, name: str, path: str | os.PathLike) -> np.ndarray:
     if name not in table.columns:
-        raise ValueError(
+        raise UserError(
             f"trace file '{path}' has no column '{name}' (columns found: {_columns(table)})"
         )
     text = table[name].str.strip()
@@ -99,12 +101,12 @@ def _numeric_column(table: pd.DataFrame, name: str, path: str | os.PathLike) -> 
         row = int(np.argmax(bad))
         raw = text.iloc[row]
         what = "is empty" if raw == "" else f"is not a finite number ({raw!r})"
-        raise ValueError(f"trace file '{path}': column '{name}' data row {row + 1} {what}")
+        raise UserError(f"trace file '{path}': column '{name}' data row {row + 1} {what}")
     negative = values < 0
     if negative.any():
         row = int(np.argmax(negative))
         where = f"trace file '{path}': column '{name}' data row {row + 1}"
-        raise ValueError(f"{where} is negative ({text.iloc[row]})")
+        raise UserError(f"{where} is negative ({text.iloc[row]})")
     return values
 
 
@@ -113,7 +115,7 @@ def _token_column(table: pd.DataFrame, name: str, path: str | os.PathLike) -> np
     fractional = values != np.floor(values)
     if fractional.any():
         row = int(np.argmax(fractional))
-        raise ValueError(
+        raise UserError(
             f"trace file '{path}': column '{name}' data row {row + 1} is not a whole number "
             f"({table[name].iloc[row].strip()})"
         )
