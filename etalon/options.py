@@ -51,11 +51,14 @@ def option(default: Any = MISSING, help: str = "", *, default_factory: Any = MIS
     return field(default=default, metadata=meta)
 
 
-def embed(cls: type, *, prefix: str = "", section: bool = False, help: str = "") -> Any:
+def embed(cls: type, *, prefix: str = "", section: bool = False, title: str | None = None,
+          defaults: Mapping[str, Any] | None = None) -> Any:
     """A nested config. ``prefix`` goes before each of its names (flags and file keys);
-    ``section=True`` makes it a sub-mapping named after the field in files."""
-    return field(default_factory=cls, metadata={"embed": True, "prefix": prefix,
-                                                "section": section, "help": help})
+    ``section=True`` makes it a sub-mapping named after the field in files; ``title`` heads its
+    flags' group in ``-h``; ``defaults`` overrides some of its defaults for this command."""
+    factory = (lambda: cls(**defaults)) if defaults else cls
+    return field(default_factory=factory, metadata={"embed": True, "prefix": prefix,
+                                                    "section": section, "title": title})
 
 
 def per_entry(kind: str, help: str = "") -> Any:
@@ -200,17 +203,13 @@ def flag_of(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _default_text(s: Setting) -> str:
-    f = s.field
-    if f.default is not MISSING:
-        value = f.default
-    elif f.default_factory is not MISSING:
-        value = f.default_factory()
-    else:
-        return "required"
+def _default_text(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return " ".join(str(v) for v in value) or "none"
     return "none" if value is None else str(value)
+
+
+_METAVARS: dict[Any, str] = {int: "N", float: "X", dict: "JSON"}
 
 
 def resolve_choices(choices: str | Sequence[str] | None) -> list[str] | None:
@@ -223,11 +222,37 @@ def resolve_choices(choices: str | Sequence[str] | None) -> list[str] | None:
     return list(choices)
 
 
-def add_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type, *,
-                title: str | None = None, exclude: Sequence[str] = ()) -> None:
-    """Adds one flag per setting of ``cls`` (an argument group when ``title`` is given)."""
-    group = parser.add_argument_group(title) if title else parser
+def _titles(cls: type, path: tuple[str, ...] = ()) -> dict[tuple[str, ...], str]:
+    """Paths of the embedded configs that head their own flag group."""
+    out = {}
+    hints = _hints(cls)
+    for f in fields(cls):
+        if f.metadata.get("embed"):
+            if f.metadata.get("title"):
+                out[path + (f.name,)] = f.metadata["title"]
+            out.update(_titles(_unwrap_optional(hints[f.name])[0], path + (f.name,)))
+    return out
+
+
+def add_options(parser: argparse.ArgumentParser, cls: type, *, title: str | None = None,
+                exclude: Sequence[str] = ()) -> None:
+    """Adds one flag per setting of ``cls``: settings of an embedded config with a ``title``
+    go into that argument group, the rest into ``title``'s group (or the parser's own)."""
+    defaults = cls()
+    titles = _titles(cls)
+    groups: dict[str, Any] = {}
+
+    def group_for(path: tuple[str, ...]) -> Any:
+        heading = next((titles[path[:i]] for i in range(len(path) - 1, 0, -1)
+                        if path[:i] in titles), title)
+        if heading is None:
+            return parser
+        if heading not in groups:
+            groups[heading] = parser.add_argument_group(heading)
+        return groups[heading]
+
     for s in settings_of(cls):
+        group = group_for(s.path)
         meta = s.field.metadata
         if s.name in exclude or not meta.get("flag", True):
             continue
@@ -235,7 +260,8 @@ def add_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: 
         item = _item_type(tp)
         help_text = (meta.get("help") or "").replace("%", "%%")
         kwargs: dict[str, Any] = {"dest": s.name, "default": argparse.SUPPRESS,
-                                  "help": f"{help_text} (default: {_default_text(s)})".strip()}
+                                  "help": f"{help_text} (default: "
+                                          f"{_default_text(_get_path(defaults, s.path))})"}
         choices = resolve_choices(meta.get("choices"))
         if tp is bool and meta.get("negatable"):
             kwargs["action"] = argparse.BooleanOptionalAction
@@ -250,8 +276,8 @@ def add_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: 
                 kwargs["nargs"] = "+"
             if choices is not None:
                 kwargs["choices"] = choices
-            if meta.get("metavar"):
-                kwargs["metavar"] = meta["metavar"]
+            if choices is None:
+                kwargs["metavar"] = meta.get("metavar") or _METAVARS.get(item or tp, "VALUE")
         group.add_argument(flag_of(s.name), *meta.get("aliases", ()), **kwargs)
 
 

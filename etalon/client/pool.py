@@ -78,7 +78,7 @@ def _make_handles(spec: PoolSpec) -> list[_Handle]:
 
 @dataclass
 class PoolResult:
-    anchors: list[dict] = field(default_factory=list)
+    clock_sync: list[dict] = field(default_factory=list)  # each generator's clock offsets
     interrupted: bool = False
     timed_out: bool = False
     not_dispatched: int = 0
@@ -97,7 +97,7 @@ def run_pool(spec: PoolSpec, requests: list[Request], on_record: Callable[[dict]
         handle.prepare(share)
     result = PoolResult()
     start_wall = time.time() + START_LEAD_S
-    result.anchors = [h.start(start_wall, time_limit) for h in handles]
+    result.clock_sync = [h.start(start_wall, time_limit) for h in handles]
     done = [False] * len(handles)
     dispatched = [0] * len(handles)
 

@@ -1,0 +1,118 @@
+"""The ``etalon`` command: one entry point whose subcommands are the module entry points.
+
+Each command module has ``PROG`` (its ``python -m`` name), ``DESCRIPTION``, ``configure(parser)``
+(adds its flags, generated from its typed config) and ``execute(namespace) -> int``. Both
+``etalon bench ...`` and ``python -m etalon.run_benchmark ...`` build their parser with the same
+``configure`` and run the same ``execute``, so the two can never drift apart. Modules are
+imported only when their subcommand runs, so ``etalon --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+from types import ModuleType
+
+from etalon.cli_errors import run_cli
+
+# subcommand -> (module, one-line help); a nested mapping is a command group.
+SUBCOMMANDS: dict[str, tuple[str, str] | dict[str, tuple[str, str]]] = {
+    "bench": ("etalon.run_benchmark", "benchmark a live OpenAI-compatible server (open loop)"),
+    "simulate": ("etalon.simulate", "simulate a serving deployment under a workload"),
+    "estimate": ("etalon.estimate", "model a deployment analytically: memory, latency, "
+                                    "layouts, distributed pipelines"),
+    "serve": ("etalon.serve", "the embedded OpenAI-compatible server (modelled step times)"),
+    "profile": {
+        "prefill": ("etalon.prefill_profiler", "measure TTFT against prompt length and fit it"),
+        "decode": ("etalon.decode_profiler", "measure decode steps against batch and context"),
+        "anchor": ("etalon.anchor_profile", "re-anchor a fitted profile to the engine's "
+                                            "speed now"),
+    },
+    "validate": ("etalon.validate", "replay a live run through the simulator: predicted vs "
+                                    "measured"),
+    "search": ("etalon.capacity_search.__main__", "capacity search: the highest request rate "
+                                                  "within the SLO"),
+}
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one stderr line and exit 2 (no usage dump)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def make_parser(prog: str, description: str) -> Parser:
+    return Parser(prog=prog, description=description)
+
+
+def build_parser(module: ModuleType, prog: str | None = None) -> Parser:
+    parser = make_parser(prog or f"python -m {module.PROG}", module.DESCRIPTION)
+    module.configure(parser)
+    return parser
+
+
+def run_module(module: ModuleType, argv: Sequence[str] | None, prog: str | None = None) -> int:
+    """Parses ``argv`` with the module's flags and runs it; user mistakes are one line."""
+    ns = build_parser(module, prog).parse_args(argv)
+    return run_cli(module.PROG, lambda: module.execute(ns))
+
+
+def entry_points(module_name: str) -> tuple[Callable[[], Parser], Callable[..., int]]:
+    """``build_parser()`` and ``main(argv)`` for a command module::
+
+        build_parser, main = entry_points(__name__)
+    """
+    def build() -> Parser:
+        return build_parser(sys.modules[module_name])
+
+    def main(argv: Sequence[str] | None = None) -> int:
+        return run_module(sys.modules[module_name], argv)
+
+    return build, main
+
+
+def _help(table: dict, prog: str) -> str:
+    width = max(len(name) for name in table) + 2
+    lines = [f"usage: {prog} <command> [flags]  ({prog} <command> -h for its flags)", "",
+             "commands:"]
+    for name, entry in table.items():
+        if isinstance(entry, dict):
+            lines.append(f"  {name:<{width}}{' | '.join(entry)}")
+            for sub, (_, text) in entry.items():
+                lines.append(f"  {'':<{width}}  {sub}: {text}")
+        else:
+            lines.append(f"  {name:<{width}}{entry[1]}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "etalon") -> int:
+    """``etalon <command> [subcommand] [flags]``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    table: dict = SUBCOMMANDS
+    while True:
+        if not args or args[0] in ("-h", "--help"):
+            print(_help(table, prog))
+            return 0 if args else 2
+        name, args = args[0], args[1:]
+        if name == "--version" and table is SUBCOMMANDS:
+            from etalon import __version__
+
+            print(f"etalon {__version__}")
+            return 0
+        if name not in table:
+            print(f"{prog}: error: unknown command {name!r}; commands: {', '.join(table)}",
+                  file=sys.stderr)
+            return 2
+        prog = f"{prog} {name}"
+        entry = table[name]
+        if isinstance(entry, dict):
+            table = entry
+            continue
+        return run_module(importlib.import_module(entry[0]), args, prog)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
