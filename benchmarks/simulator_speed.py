@@ -30,7 +30,7 @@ def main() -> None:
                             trace_request_length_generator_trace_file=str(TRACE),
                             poisson_request_interval_generator_qps=args.qps,
                             max_num_completed_requests=n)
-        cfg = SimConfig(model="llama-3-8b", hardware="h100-sxm", scheduler=args.scheduler,
+        cfg = SimConfig.of(model="llama-3-8b", hardware="h100-sxm", scheduler=args.scheduler,
                         workload=wl).validate()
         reqs = build_requests(wl)
         sim = build_simulation(cfg)

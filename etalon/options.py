@@ -312,7 +312,9 @@ def from_mapping(cls: type, data: Mapping, where: str, base: Any = None) -> Any:
     unknown = []
     for raw_key, value in data.items():
         key = str(raw_key).replace("-", "_")
-        if key in sections:
+        if key in sections and isinstance(value, sections[key][1]):
+            cfg = _set_path(cfg, sections[key][0], value)
+        elif key in sections:
             path, sub = sections[key]
             cfg = _set_path(cfg, path, from_mapping(sub, value or {}, f"{where}: {key}",
                                                     _get_path(cfg, path)))

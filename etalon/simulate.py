@@ -6,42 +6,28 @@ simulation's own section), so every metric, plot and report reads a simulated ru
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
-from dataclasses import fields
-from pathlib import Path
 
-from etalon.cli_errors import run_cli
+from etalon.commands import entry_points
+from etalon.options import add_options, config_from_args
 from etalon.records import RecordWriter
-from etalon.simulator.config import (SIM_FIELDS, SimConfig, add_sim_args, config_from_mapping,
-                                     load_config_file)
-from etalon.workload.config import WorkloadConfig, add_workload_args
+from etalon.simulator.config import SimConfig
 
 PROG = "etalon.simulate"
+DESCRIPTION = "Simulate a serving deployment under a workload."
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m etalon.simulate", description=__doc__.splitlines()[0])
-    p.add_argument("--config", default=None,
-                   help="YAML/JSON file with any of the fields below (workload options under "
-                        "'workload:'); flags given on the command line override it")
-    add_sim_args(p)
-    add_workload_args(p)
-    return p
+def configure(parser) -> None:
+    parser.add_argument("--config", default=None, metavar="FILE",
+                        help="YAML/JSON file with any of the settings below (workload ones "
+                             "under 'workload:'); flags given on the command line override it")
+    add_options(parser, SimConfig)
 
 
-def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> SimConfig:
-    cfg = (config_from_mapping(load_config_file(args.config), where=args.config)
-           if args.config else SimConfig())
-    for f in SIM_FIELDS:
-        if hasattr(args, f.name):
-            setattr(cfg, f.name, getattr(args, f.name))
-    for f in fields(WorkloadConfig):  # a workload flag overrides the file only when changed
-        value = getattr(args, f.name)
-        if value != parser.get_default(f.name):
-            setattr(cfg.workload, f.name, value)
-    return cfg.validate()
+def execute(ns) -> int:
+    simulate(config_from_args(SimConfig, ns, what="simulator config").validate())
+    return 0
 
 
 def simulate(cfg: SimConfig, *, quiet: bool = False) -> dict:
@@ -60,18 +46,17 @@ def simulate(cfg: SimConfig, *, quiet: bool = False) -> dict:
     started = time.perf_counter()
     result = sim.run(requests)
     wall = time.perf_counter() - started
-    out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "requests.jsonl").unlink(missing_ok=True)
+    out = cfg.outputs.prepare(fresh=("requests.jsonl",))
     with RecordWriter(out / "requests.jsonl") as writer:
         writer.write_all(result.records)
     measured = [r for r in result.records if r.scheduled_at >= cfg.warm_up]
-    summary = summarize(measured, ttft_deadline=cfg.ttft_deadline, tbt_deadline=cfg.tbt_deadline)
+    summary = summarize(measured, ttft_deadline=cfg.deadlines.ttft_deadline,
+                        tbt_deadline=cfg.deadlines.tbt_deadline)
     summary["simulation"] = {**simulation_summary(result), "wall_time_s": wall,
                              "num_requests": len(requests), "warm_up_s": cfg.warm_up}
     paths = write_run_outputs(out, measured, summary, {"simulation": cfg.to_dict()},
-                              plots=not cfg.no_plots)
-    if not cfg.no_plots:
+                              plots=not cfg.outputs.no_plots)
+    if not cfg.outputs.no_plots:
         paths.update(plot_timelines(result, out))
     if not quiet:
         from etalon.report.console import print_summary
@@ -82,11 +67,7 @@ def simulate(cfg: SimConfig, *, quiet: bool = False) -> dict:
     return summary
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    return run_cli(PROG, lambda: simulate(config_from_args(args, parser)) and 0)
-
+build_parser, main = entry_points(__name__)
 
 if __name__ == "__main__":
     sys.exit(main())

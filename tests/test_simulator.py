@@ -130,10 +130,10 @@ def test_pipeline_parallel_virtual_engines_and_device_memory(tmp_path):
     from etalon.simulator.config import SimConfig
     from etalon.workload.config import WorkloadConfig
 
-    wl = WorkloadConfig(max_num_completed_requests=100, poisson_request_interval_generator_qps=20)
+    wl = WorkloadConfig.of(max_num_completed_requests=100, poisson_request_interval_generator_qps=20)
     base = dict(model="llama-3.1-8b", hardware="h100-sxm", workload=wl, no_plots=True)
-    one = simulate(SimConfig(**base, output_dir=str(tmp_path / "pp1")).validate(), quiet=True)
-    two = simulate(SimConfig(**base, pp=2, output_dir=str(tmp_path / "pp2")).validate(), quiet=True)
+    one = simulate(SimConfig.of(**base, output_dir=str(tmp_path / "pp1")).validate(), quiet=True)
+    two = simulate(SimConfig.of(**base, pp=2, output_dir=str(tmp_path / "pp2")).validate(), quiet=True)
     r1, r2 = one["simulation"]["replicas"], two["simulation"]["replicas"]
     assert len(r1) == 1 and len(r2) == 2  # pp=2: two virtual engines, one micro-batch each
     # the per-device KV pool of a 2-stage layout is split between the two virtual engines

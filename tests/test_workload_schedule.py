@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from etalon.workload import Request, WorkloadConfig, add_workload_args, build_requests
+from etalon.options import add_options, apply_namespace, to_mapping
+from etalon.workload import Request, WorkloadConfig, build_requests
 
 REPO = Path(__file__).resolve().parents[1]
 from conftest import PUBLIC_TRACES
@@ -41,34 +42,39 @@ def shared_trace(name: str) -> Path:
     return path
 
 
+def workload_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser()
+    add_options(parser, WorkloadConfig, title="workload")
+    return parser
+
+
 def parse(*argv: str) -> WorkloadConfig:
-    parser = add_workload_args(argparse.ArgumentParser())
-    return WorkloadConfig.from_args(parser.parse_args(list(argv)))
+    return apply_namespace(WorkloadConfig(), workload_parser().parse_args(list(argv))).validate()
 
 
 def test_every_flag_exists_with_default_in_help():
-    parser = add_workload_args(argparse.ArgumentParser())
+    parser = workload_parser()
     actions = {opt: a for a in parser._actions for opt in a.option_strings}
     assert set(FLAGS) <= set(actions)
     for flag in FLAGS:
-        assert "(default: %(default)s)" in actions[flag].help
+        assert "(default: " in actions[flag].help
     text = parser.format_help()
     assert "(default: poisson)" in text and "(default: 8192)" in text
 
 
 def test_defaults_match_the_brief():
     cfg = parse()
-    assert cfg == WorkloadConfig()
+    assert cfg == WorkloadConfig.of()
     assert cfg.request_interval_generator_provider == "poisson"
-    assert cfg.poisson_request_interval_generator_qps == 1.0
+    assert cfg.interval_params["poisson"].qps == 1.0
     assert cfg.request_length_generator_provider == "fixed"
     assert (
-        cfg.fixed_request_generator_prefill_tokens,
-        cfg.fixed_request_generator_decode_tokens,
+        cfg.length_params["fixed"].prefill_tokens,
+        cfg.length_params["fixed"].decode_tokens,
     ) == (256, 64)
     assert cfg.request_generator_max_tokens == 8192
     assert cfg.seed == 42 and cfg.max_num_completed_requests == 100
-    assert cfg.trace_request_interval_generator_time_scale_factor == 1.0
+    assert cfg.interval_params["trace"].time_scale_factor == 1.0
 
 
 def test_flags_reach_the_config():
@@ -89,15 +95,11 @@ def test_flags_reach_the_config():
         "--max-num-completed-requests",
         "7",
     )
-    assert cfg.gamma_request_interval_generator_qps == 3.5
-    assert cfg.gamma_request_interval_generator_cv == 2.0
-    assert cfg.zipf_request_length_generator_scramble is True
-    assert cfg.zipf_request_length_generator_theta == 1.1
+    assert cfg.interval.qps == 3.5 and cfg.interval.cv == 2.0
+    assert cfg.lengths.scramble is True and cfg.lengths.theta == 1.1
     assert (cfg.seed, cfg.max_num_completed_requests) == (9, 7)
     assert (
-        parse(
-            "--zipf-request-length-generator-scramble", "false"
-        ).zipf_request_length_generator_scramble
+        parse("--zipf-request-length-generator-scramble", "false").length_params["zipf"].scramble
         is False
     )
 
@@ -112,11 +114,11 @@ def test_validation_names_the_flag():
     ):
         parse("--request-interval-generator-provider", "trace")
     with pytest.raises(ValueError, match="--trace-request-length-generator-trace-file is required"):
-        WorkloadConfig(request_length_generator_provider="trace").validate()
+        WorkloadConfig.of(request_length_generator_provider="trace").validate()
     with pytest.raises(ValueError, match="--max-num-completed-requests must be >= 1"):
-        WorkloadConfig(max_num_completed_requests=0).validate()
-    with pytest.raises(ValueError, match="valid: poisson, gamma, static, trace"):
-        WorkloadConfig(request_interval_generator_provider="burst").validate()
+        WorkloadConfig.of(max_num_completed_requests=0).validate()
+    with pytest.raises(ValueError, match="valid: gamma, poisson, static, trace"):
+        WorkloadConfig.of(request_interval_generator_provider="burst").validate()
     with pytest.raises(SystemExit):  # argparse rejects unknown choices itself
         parse("--request-interval-generator-provider", "burst")
 
@@ -125,7 +127,7 @@ def test_validation_reads_the_trace(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("arrived_at\n0\nsoon\n")
     with pytest.raises(ValueError, match="bad.csv': column 'arrived_at' data row 2"):
-        WorkloadConfig(
+        WorkloadConfig.of(
             request_interval_generator_provider="trace",
             trace_request_interval_generator_trace_file=str(bad),
         ).validate()
@@ -133,7 +135,7 @@ def test_validation_reads_the_trace(tmp_path):
 
 def test_schedule_shape_and_first_arrival_at_zero():
     reqs = build_requests(
-        WorkloadConfig(max_num_completed_requests=500, poisson_request_interval_generator_qps=10)
+        WorkloadConfig.of(max_num_completed_requests=500, poisson_request_interval_generator_qps=10)
     )
     assert len(reqs) == 500
     assert all(isinstance(r, Request) for r in reqs)
@@ -142,7 +144,7 @@ def test_schedule_shape_and_first_arrival_at_zero():
     assert times[0] == 0.0 and np.all(np.diff(times) > 0)
     assert all(r.prompt_tokens == 256 and r.output_tokens == 64 for r in reqs)
     static = build_requests(
-        WorkloadConfig(request_interval_generator_provider="static", max_num_completed_requests=5)
+        WorkloadConfig.of(request_interval_generator_provider="static", max_num_completed_requests=5)
     )
     assert [r.arrival_time for r in static] == [0.0] * 5
 
@@ -150,7 +152,7 @@ def test_schedule_shape_and_first_arrival_at_zero():
 def test_poisson_schedule_spans_expected_time():
     n, qps = 20_001, 5.0
     reqs = build_requests(
-        WorkloadConfig(max_num_completed_requests=n, poisson_request_interval_generator_qps=qps)
+        WorkloadConfig.of(max_num_completed_requests=n, poisson_request_interval_generator_qps=qps)
     )
     # The last arrival is a sum of n - 1 exponential gaps: mean (n-1)/qps, sd sqrt(n-1)/qps.
     assert abs(reqs[-1].arrival_time - (n - 1) / qps) < 4 * np.sqrt(n - 1) / qps
@@ -161,7 +163,7 @@ def _as_tuples(reqs: list[Request]) -> list[tuple]:
 
 
 def test_same_seed_same_requests_different_seed_differs():
-    cfg = WorkloadConfig(
+    cfg = WorkloadConfig.of(
         request_length_generator_provider="uniform", max_num_completed_requests=200
     )
     assert build_requests(cfg) == build_requests(replace(cfg))
@@ -172,7 +174,7 @@ def test_same_seed_same_requests_different_seed_differs():
 
 
 def test_length_provider_does_not_move_arrivals():
-    base = WorkloadConfig(max_num_completed_requests=100)
+    base = WorkloadConfig.of(max_num_completed_requests=100)
     a = build_requests(base)
     b = build_requests(replace(base, request_length_generator_provider="zipf"))
     assert [r.arrival_time for r in a] == [r.arrival_time for r in b]
@@ -185,7 +187,7 @@ def test_length_provider_does_not_move_arrivals():
 
 
 def test_schedule_reproducible_in_another_process():
-    cfg = WorkloadConfig(
+    cfg = WorkloadConfig.of(
         request_interval_generator_provider="gamma",
         request_length_generator_provider="zipf",
         zipf_request_length_generator_scramble=True,
@@ -195,7 +197,7 @@ def test_schedule_reproducible_in_another_process():
     code = (
         "import json; from dataclasses import asdict;"
         "from etalon.workload import WorkloadConfig, build_requests;"
-        f"cfg = WorkloadConfig(**json.loads({json.dumps(json.dumps(asdict(cfg)))}));"
+        f"cfg = WorkloadConfig.of(**json.loads({json.dumps(json.dumps(to_mapping(cfg)))}));"
         "print(json.dumps([list(asdict(r).values()) for r in build_requests(cfg)]))"
     )
     out = subprocess.run(
@@ -209,7 +211,7 @@ def test_trace_schedule_replays_splitwise_rows():
     path = shared_trace("splitwise_conv.csv")
     with open(path, newline="") as fh:
         rows = list(csv.DictReader(fh))
-    cfg = WorkloadConfig(
+    cfg = WorkloadConfig.of(
         request_interval_generator_provider="trace",
         trace_request_interval_generator_trace_file=str(path),
         trace_request_interval_generator_time_scale_factor=0.5,
@@ -235,7 +237,7 @@ def test_short_length_trace_limits_a_poisson_schedule(tmp_path):
     trace = tmp_path / "t.csv"
     trace.write_text("num_prefill_tokens,num_decode_tokens\n5,6\n7,8\n9,10\n")
     reqs = build_requests(
-        WorkloadConfig(
+        WorkloadConfig.of(
             request_length_generator_provider="trace",
             trace_request_length_generator_trace_file=str(trace),
             max_num_completed_requests=10,

@@ -15,12 +15,10 @@ import numpy as np
 
 from etalon.engine import Engine
 from etalon.perf.base import PerfModel
-from etalon.perf.registry import build_perf_model, load_perf_spec
 from etalon.simulator.cluster import Link, Replica, make_router
 from etalon.simulator.config import SimConfig
 from etalon.simulator.simulation import Simulation
 
-DEFAULT_KV_BLOCKS = 4096
 
 
 @dataclass
@@ -33,65 +31,57 @@ class PoolPlan:
 
 
 def perf_model_for(cfg: SimConfig, hardware: str | None, tp: int) -> PerfModel:
-    if cfg.profile:
-        return build_perf_model({"kind": "profiled", "path": cfg.profile}, where=cfg.profile)
-    if cfg.perf_model_file:
-        return build_perf_model(load_perf_spec(cfg.perf_model_file), where=cfg.perf_model_file)
-    if cfg.model and hardware:
-        from etalon.perf.roofline import RooflinePerfModel
-
-        extra = {k: getattr(cfg, k) for k in ("mfu", "mbu") if getattr(cfg, k) is not None}
-        return RooflinePerfModel(cfg.model, hardware, tp=tp, pp=cfg.pp, dtype=cfg.dtype,
-                                 kv_dtype=cfg.kv_dtype, **extra)
-    if cfg.model or hardware:
-        raise UserError("roofline timing needs both --model and --hardware "
-                         "(or give --profile / --perf-model-file)")
-    return build_perf_model({"kind": "parametric"})
+    d = cfg.deployment
+    return cfg.perf.build(model=d.model, hardware=hardware, tp=tp, pp=d.pp, dtype=d.dtype,
+                          kv_dtype=d.kv_dtype_or_none)
 
 
 def kv_blocks_for(cfg: SimConfig, hardware: str | None, tp: int) -> tuple[int, dict | None]:
     """KV blocks of one replica, and its per-device memory picture when the model is known."""
-    if not (cfg.model and hardware):
-        return cfg.num_kv_blocks or DEFAULT_KV_BLOCKS, None
+    d, e = cfg.deployment, cfg.engine
+    if not (d.model and hardware):
+        return e.kv_blocks, None
     from etalon.estimator.layout import ParallelConfig
     from etalon.estimator.memory import GiB, ServingConfig, plan_memory
 
-    serving = ServingConfig(gpu_memory_utilization=cfg.gpu_memory_utilization,
-                            block_size=cfg.block_size, max_num_batched_tokens=cfg.max_batched_tokens,
-                            max_num_seqs=cfg.max_batch_size)
-    plan = plan_memory(cfg.model, hardware, ParallelConfig(tp=tp, pp=cfg.pp), cfg.dtype,
-                       cfg.kv_dtype, serving, context_len=1)
-    if plan.num_blocks < 1 and not cfg.num_kv_blocks:
-        raise UserError(f"{cfg.model} does not fit {hardware} at tp={tp}, pp={cfg.pp}: "
-                         "no memory left for the KV cache")
+    serving = ServingConfig(gpu_memory_utilization=d.gpu_memory_utilization,
+                            block_size=e.block_size, max_num_batched_tokens=e.max_batched_tokens,
+                            max_num_seqs=e.max_batch_size)
+    plan = plan_memory(d.model, hardware, ParallelConfig(tp=tp, pp=d.pp), d.dtype,
+                       d.kv_dtype_or_none, serving, context_len=1)
+    if plan.num_blocks < 1 and not e.num_kv_blocks:
+        raise UserError(f"{d.model} does not fit {hardware} at tp={tp}, pp={d.pp}: "
+                        "no memory left for the KV cache")
     memory = {"device_memory_bytes": plan.device_memory_gib * GiB,
               "weights_bytes": plan.weights_gib * GiB, "activation_bytes": plan.activation_gib * GiB,
               "overhead_bytes": plan.overhead_gib * GiB,
-              "kv_bytes_per_block": plan.kv_bytes_per_token_per_device * cfg.block_size}
-    return cfg.num_kv_blocks or int(plan.num_blocks), memory
+              "kv_bytes_per_block": plan.kv_bytes_per_token_per_device * e.block_size}
+    return e.num_kv_blocks or int(plan.num_blocks), memory
 
 
 def kv_bytes_per_token(cfg: SimConfig) -> float:
     if cfg.kv_bytes_per_token is not None:
         return cfg.kv_bytes_per_token
-    if cfg.model:
+    d = cfg.deployment
+    if d.model:
         from etalon.estimator.memory import kv_bytes_per_token as per_token
         from etalon.estimator.models import load_model
 
-        return float(per_token(load_model(cfg.model), cfg.kv_dtype))
+        return float(per_token(load_model(d.model), d.kv_dtype_or_none))
     raise UserError("disaggregated serving needs --model (for KV bytes per token) "
-                     "or --kv-bytes-per-token")
+                    "or --kv-bytes-per-token")
 
 
 def pool_plans(cfg: SimConfig) -> list[PoolPlan]:
-    if not cfg.disaggregated:
-        blocks, memory = kv_blocks_for(cfg, cfg.hardware, cfg.tp)
-        return [PoolPlan("serve", perf_model_for(cfg, cfg.hardware, cfg.tp), blocks,
+    d, dis = cfg.deployment, cfg.disaggregation
+    if not dis.disaggregated:
+        blocks, memory = kv_blocks_for(cfg, d.hardware, d.tp)
+        return [PoolPlan("serve", perf_model_for(cfg, d.hardware, d.tp), blocks,
                          cfg.num_replicas, memory)]
     plans = []
-    for name, hw, tp, n in (("prefill", cfg.prefill_hardware, cfg.prefill_tp, cfg.prefill_replicas),
-                            ("decode", cfg.decode_hardware, cfg.decode_tp, cfg.decode_replicas)):
-        hw, tp = hw or cfg.hardware, tp or cfg.tp
+    for name, hw, tp, n in (("prefill", dis.prefill_hardware, dis.prefill_tp, dis.prefill_replicas),
+                            ("decode", dis.decode_hardware, dis.decode_tp, dis.decode_replicas)):
+        hw, tp = hw or d.hardware, tp or d.tp
         blocks, memory = kv_blocks_for(cfg, hw, tp)
         plans.append(PoolPlan(name, perf_model_for(cfg, hw, tp), blocks, n, memory))
     return plans
@@ -102,23 +92,27 @@ def build_simulation(cfg: SimConfig, plans: list[PoolPlan] | None = None) -> Sim
     rng = np.random.default_rng(np.random.SeedSequence(cfg.workload.seed).spawn(3)[2])
     pools: dict[str, list[Replica]] = {}
     next_id = 0
+    pp = cfg.deployment.pp
     # Pipeline parallelism: each replica runs ``pp`` virtual engines (vLLM's design), one
     # micro-batch each in flight across the stages; they split the KV cache, and each step of
     # one takes a full traversal of the stages (the roofline's PP step time).
     for plan in plans:
-        blocks = plan.num_kv_blocks // cfg.pp
+        blocks = plan.num_kv_blocks // pp
         if blocks < 1:
-            raise UserError(f"{plan.num_kv_blocks} KV blocks cannot be split over pp={cfg.pp} "
-                             "virtual engines")
-        engine_cfg = cfg.engine_config(blocks)
+            raise UserError(f"{plan.num_kv_blocks} KV blocks cannot be split over pp={pp} "
+                            "virtual engines")
+        engine_cfg = cfg.engine.with_kv_blocks(blocks)
         pools[plan.name] = []
-        for _ in range(plan.replicas * cfg.pp):
+        for _ in range(plan.replicas * pp):
             pools[plan.name].append(Replica(next_id, Engine(engine_cfg, plan.perf), pool=plan.name,
                                             memory=plan.memory))
             next_id += 1
-    if not cfg.disaggregated:
+    dis = cfg.disaggregation
+    if not dis.disaggregated:
         return Simulation(pools["serve"], router=make_router(cfg.router, rng))
-    link = Link(cfg.transfer_bandwidth * 1e9, cfg.transfer_latency * 1e-3)
+    link = Link(dis.transfer_bandwidth * 1e9, dis.transfer_latency * 1e-3)
     return Simulation(router=make_router(cfg.router, rng), prefill=pools["prefill"],
                       decode=pools["decode"], decode_router=make_router(cfg.router, rng),
                       link=link, kv_bytes_per_token=kv_bytes_per_token(cfg))
+
+
