@@ -7,37 +7,55 @@ TTFT, TBT and E2E percentiles of both with their relative errors, as a table, CS
 
 from __future__ import annotations
 
-from etalon.cli_errors import UserError
-
-import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from etalon.cli_errors import run_cli
-from etalon.engine.config import add_engine_args
+from etalon.cli_errors import UserError
+from etalon.commands import entry_points
+from etalon.engine.config import EngineConfig
 from etalon.metrics.latency import latency_series
+from etalon.options import add_options, apply_namespace, embed, option
 from etalon.records import load_records
 
 PROG = "etalon.validate"
+DESCRIPTION = "Does the model predict the live run? Predicted vs measured."
 METRICS = ("ttft", "tbt", "e2e_latency")
 PERCENTILES = (50, 90, 99)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m etalon.validate", description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--requests", required=True, help="a live run's requests.jsonl")
-    p.add_argument("--profile", required=True, help="fitted profile (JSON) that times the simulator")
-    p.add_argument("--roofline-model", default=None,
-                   help="also simulate with a roofline of this model, its MFU/MBU fitted to the profile")
-    p.add_argument("--roofline-hardware", default=None, help="hardware of that roofline")
-    p.add_argument("--roofline-dtype", default=None, help="weight dtype of that roofline")
-    p.add_argument("--output-dir", default="validation", help="where the comparison goes")
-    add_engine_args(p)
-    return p
+@dataclass
+class ValidateConfig:
+    requests: str | None = option(None, "a live run's requests.jsonl (required)", metavar="FILE")
+    profile: str | None = option(None, "fitted profile (JSON) that times the simulator "
+                                       "(required)", metavar="FILE")
+    roofline_model: str | None = option(None, "also simulate with a roofline of this model, its "
+                                              "MFU/MBU fitted to the profile")
+    roofline_hardware: str | None = option(None, "hardware of that roofline")
+    roofline_dtype: str | None = option(None, "weight dtype of that roofline")
+    output_dir: str = option("validation", "where the comparison goes", metavar="DIR")
+    engine: EngineConfig = embed(EngineConfig, title="engine (the live server's settings)")
+
+    def validate(self) -> ValidateConfig:
+        for name in ("requests", "profile"):
+            if not getattr(self, name):
+                raise UserError(f"--{name} is required")
+        if self.roofline_model and not self.roofline_hardware:
+            raise UserError("--roofline-model needs --roofline-hardware")
+        self.engine.validate()
+        return self
+
+
+def configure(parser) -> None:
+    add_options(parser, ValidateConfig)
+
+
+def execute(ns) -> int:
+    validate(apply_namespace(ValidateConfig(), ns).validate())
+    return 0
 
 
 def percentiles(records) -> dict[str, dict[int, float | None]]:
@@ -60,20 +78,19 @@ def compare(measured: dict, predicted: dict) -> list[dict]:
     return rows
 
 
-def _simulate(args, out: Path, name: str, **timing) -> list:
+def _simulate(args: ValidateConfig, out: Path, name: str, **timing) -> list:
+    from etalon.perf.config import PerfModelConfig
+    from etalon.report.outputs import OutputConfig
     from etalon.simulate import simulate
     from etalon.simulator.config import SimConfig
 
-    cfg = SimConfig(replay=args.requests, scheduler=args.scheduler, max_batch_size=args.max_batch_size,
-                    max_batched_tokens=args.max_batched_tokens, chunk_size=args.chunk_size,
-                    num_kv_blocks=args.num_kv_blocks, block_size=args.block_size,
-                    batch_window=args.batch_window, output_dir=str(out / name), no_plots=True,
-                    **timing).validate()
+    cfg = SimConfig(replay=args.requests, engine=args.engine, perf=PerfModelConfig(**timing),
+                    outputs=OutputConfig(output_dir=str(out / name), no_plots=True)).validate()
     simulate(cfg, quiet=True)
     return load_records(out / name / "requests.jsonl")
 
 
-def validate(args) -> dict:
+def validate(args: ValidateConfig) -> dict:
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     live = [r for r in load_records(args.requests) if r.ok]
@@ -88,8 +105,6 @@ def validate(args) -> dict:
         from etalon.calibration.roofline_fit import fit_roofline
         from etalon.perf.roofline import RooflinePerfModel
 
-        if not args.roofline_hardware:
-            raise UserError("--roofline-model needs --roofline-hardware")
         base = RooflinePerfModel(args.roofline_model, args.roofline_hardware, dtype=args.roofline_dtype)
         fit = fit_roofline(base, load_profile(args.profile))
         spec_path = out / "roofline_fitted.json"
@@ -149,10 +164,7 @@ def _plot(live, models: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return run_cli(PROG, lambda: validate(args) and 0)
-
+build_parser, main = entry_points(__name__)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -3,26 +3,40 @@ under the job's SLO and write ``capacity.json``, ``capacity.csv`` and a plot."""
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import sys
 from pathlib import Path
 
 from etalon.capacity_search.jobs import Job, load_job, run_deployment
-from etalon.cli_errors import run_cli
+from dataclasses import dataclass
+
+from etalon.cli_errors import UserError
+from etalon.commands import entry_points
+from etalon.options import add_options, apply_namespace, option
 
 PROG = "etalon.capacity_search"
+DESCRIPTION = "Capacity search: bisect each deployment's request rate under the job's SLO."
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m etalon.capacity_search", description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--config", required=True, help="job file (YAML/JSON); see capacity_search/README.md")
-    p.add_argument("--output-dir", default="capacity_search_output", help="where results go")
-    p.add_argument("--no-ray", action="store_true", help="search simulated deployments one by one here")
-    p.add_argument("--ray-address", default=None, help="spread simulated searches over this Ray cluster")
-    return p
+@dataclass
+class SearchCommandConfig:
+    config: str | None = option(None, "job file (YAML/JSON); see capacity_search/README.md "
+                                      "(required)", metavar="FILE")
+    output_dir: str = option("capacity_search_output", "where results go", metavar="DIR")
+    no_ray: bool = option(False, "search simulated deployments one by one here")
+    ray_address: str | None = option(None, "spread simulated searches over this Ray cluster")
+
+
+def configure(parser) -> None:
+    add_options(parser, SearchCommandConfig)
+
+
+def execute(ns) -> int:
+    cfg = apply_namespace(SearchCommandConfig(), ns)
+    if not cfg.config:
+        raise UserError("--config JOB.yaml is required (see capacity_search/README.md)")
+    return run(cfg)
 
 
 def _search_all(job: Job, out: Path, use_ray: bool, address: str | None) -> dict:
@@ -48,7 +62,7 @@ def _search_all(job: Job, out: Path, use_ray: bool, address: str | None) -> dict
     return results
 
 
-def run(args) -> int:
+def run(args: SearchCommandConfig) -> int:
     job = load_job(args.config)
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -91,10 +105,7 @@ def _plot(results: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return run_cli(PROG, lambda: run(args))
-
+build_parser, main = entry_points(__name__)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -23,9 +23,10 @@ from etalon.records import load_records
 def simulated_probe(sim_settings: dict, slo: SLO, num_requests: int, out_dir: Path, where: str):
     """A probe function over a simulator config mapping (the ``etalon.simulate`` file schema)."""
     from etalon.simulate import simulate
-    from etalon.simulator.config import config_from_mapping
+    from etalon.options import from_mapping
+    from etalon.simulator.config import SimConfig
 
-    config_from_mapping(copy.deepcopy(sim_settings), where=where).validate()  # fail before probing
+    from_mapping(SimConfig, copy.deepcopy(sim_settings), where).validate()  # fail before probing
 
     def probe(qps: float) -> Probe:
         data = copy.deepcopy(sim_settings)
@@ -35,7 +36,7 @@ def simulated_probe(sim_settings: dict, slo: SLO, num_requests: int, out_dir: Pa
                         max_num_completed_requests=num_requests)
         out = out_dir / f"qps_{qps:.4g}"
         data.update(output_dir=str(out), no_plots=True)
-        cfg = config_from_mapping(data, where=where).validate()
+        cfg = from_mapping(SimConfig, data, where).validate()
         summary = simulate(cfg, quiet=True)
         records = load_records(out / "requests.jsonl")
         warm = cfg.warm_up
