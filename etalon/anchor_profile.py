@@ -12,44 +12,58 @@ machine may have changed speed since it was profiled::
 
 from __future__ import annotations
 
-import argparse
 import sys
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 from etalon.calibration.anchor import AnchorSettings, anchored, default_prompt_tokens, judge, plan
-from etalon.calibration.cli import add_server_args, check_server_args, open_session, write_records
+from etalon.calibration.cli import ProfiledServer, open_session, write_records
 from etalon.calibration.measure import send
 from etalon.calibration.profile import load_profile, save_profile
-from etalon.cli_errors import UserError, run_cli
+from etalon.cli_errors import UserError
+from etalon.client.connection import ConnectionConfig
+from etalon.commands import entry_points
+from etalon.options import add_options, apply_namespace, embed, option
 
 PROG = "etalon.anchor_profile"
+DESCRIPTION = "Re-anchor a fitted profile to the engine's speed now."
+_D = AnchorSettings(prompt_tokens=0)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    d = AnchorSettings(prompt_tokens=0)
-    p = argparse.ArgumentParser(prog=f"python -m {PROG}", description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--profile", required=True, help="the fitted profile (JSON)")
-    p.add_argument("--output", default=None,
-                   help="where the re-anchored profile goes (PROFILE with .anchored.json when not given)")
-    p.add_argument("--prompt-tokens", type=int, default=None,
-                   help="prompt length of the probe (the middle of the profiled lengths when not given)")
-    p.add_argument("--output-tokens", type=int, default=d.output_tokens,
-                   help="output tokens of each probe request")
-    p.add_argument("--num-requests", type=int, default=d.requests,
-                   help="probe requests, one in flight (the first is dropped)")
-    p.add_argument("--records", default=None, help="also write the probe's records (JSONL) here")
-    add_server_args(p)
-    return p
+@dataclass
+class AnchorConfig:
+    profile: str | None = option(None, "the fitted profile (JSON) (required)", metavar="FILE")
+    output: str | None = option(None, "where the re-anchored profile goes (none: PROFILE with "
+                                      ".anchored.json)", metavar="FILE")
+    prompt_tokens: int | None = option(None, "prompt length of the probe (none: the middle of "
+                                             "the profiled lengths)")
+    output_tokens: int = option(_D.output_tokens, "output tokens of each probe request")
+    num_requests: int = option(_D.requests, "probe requests, one in flight (the first is "
+                                            "dropped)")
+    records: str | None = option(None, "also write the probe's records (JSONL) here",
+                                 metavar="FILE")
+    connection: ConnectionConfig = embed(ConnectionConfig, title="server and client",
+                                         defaults={"timeout": 3600.0})
+    server_info: ProfiledServer = embed(ProfiledServer, title="server and client")
+
+
+def configure(parser) -> None:
+    add_options(parser, AnchorConfig)
+
+
+def execute(ns) -> int:
+    return run(apply_namespace(AnchorConfig(), ns))
 
 
 def default_output(profile: Path) -> Path:
     return profile.with_name(profile.name.removesuffix(".json") + ".anchored.json")
 
 
-def run(args) -> int:
-    check_server_args(args)
+def run(args: AnchorConfig) -> int:
+    if not args.profile:
+        raise UserError("--profile FILE is required")
+    args.connection.validate()
     source = Path(args.profile)
     profile = load_profile(source)
     settings = AnchorSettings(args.prompt_tokens or default_prompt_tokens(profile),
@@ -58,7 +72,7 @@ def run(args) -> int:
     if dest.suffix != ".json":
         raise UserError(f"--output {dest}: profiles are .json files")
     with ExitStack() as stack:
-        session = open_session(args, stack, PROG)
+        session = open_session(args.connection, args.server_info, stack, PROG)
         print(f"{PROG}: {settings.requests} requests of {settings.prompt_tokens} prompt and "
               f"{settings.output_tokens} output tokens, one in flight", file=sys.stderr)
         records = send(session.target, plan(settings), concurrency=1)
@@ -84,10 +98,7 @@ def _speed(scale: float) -> str:
     return f"{abs(scale - 1):.1%} " + ("slower" if scale >= 1 else "faster")
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return run_cli(PROG, lambda: run(args))
-
+build_parser, main = entry_points(__name__)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -8,59 +8,61 @@ keeps the inter-token gaps of the window where every request of the level is dec
 
 from __future__ import annotations
 
-import argparse
 import sys
 from contextlib import ExitStack
+from dataclasses import dataclass
 
-from etalon.calibration.cli import (
-    add_common_args,
-    check_common,
-    fit_settings,
-    open_session,
-    output_dir,
-    print_fit,
-    save_outputs,
-    write_records,
-)
+from etalon.calibration.cli import Measurement, ProfilerConfig, open_session, print_fit, save_outputs, write_records
 from etalon.calibration.decode import DecodeSettings, fit_decode, measure_decode
 from etalon.calibration.profile import Profile
-from etalon.cli_errors import run_cli
+from etalon.commands import entry_points
+from etalon.options import add_options, apply_namespace, embed, option
 
 PROG = "etalon.decode_profiler"
+DESCRIPTION = "Measure decode step time against batch size and context."
+_D = DecodeSettings()
 
 
-def build_parser() -> argparse.ArgumentParser:
-    d = DecodeSettings()
-    p = argparse.ArgumentParser(prog=f"python -m {PROG}", description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--batch-sizes", type=int, nargs="+", default=list(d.batch_sizes),
-                   help="concurrency levels: requests sent at once")
-    p.add_argument("--prompt-lengths", type=int, nargs="+", default=list(d.prompt_lengths),
-                   help="prompt length of every request of a level (tokens)")
-    p.add_argument("--bins-per-level", type=int, default=d.bins_per_level,
-                   help="context bins each level's gaps are summarised into")
-    p.add_argument("--no-warmup", action="store_true", help="skip the warm-up level")
-    add_common_args(p, decode_tokens=d.decode_tokens, repetitions=d.num_repetitions)
-    return p
+@dataclass
+class DecodeProfilerConfig(ProfilerConfig):
+    batch_sizes: list[int] = option(default_factory=lambda: list(_D.batch_sizes),
+                                    help="concurrency levels: requests sent at once")
+    prompt_lengths: list[int] = option(default_factory=lambda: list(_D.prompt_lengths),
+                                       help="prompt length of every request of a level (tokens)")
+    bins_per_level: int = option(_D.bins_per_level, "context bins each level's gaps are "
+                                                    "summarised into")
+    no_warmup: bool = option(False, "skip the warm-up level")
+    measurement: Measurement = embed(Measurement, title="measurement", defaults={
+        "fixed_request_generator_decode_tokens": _D.decode_tokens,
+        "num_repetitions": _D.num_repetitions})
 
 
-def run(args) -> int:
-    check_common(args)
+def configure(parser) -> None:
+    add_options(parser, DecodeProfilerConfig)
+
+
+def execute(ns) -> int:
+    return run(apply_namespace(DecodeProfilerConfig(), ns))
+
+
+def run(args: DecodeProfilerConfig) -> int:
+    args.check()
+    m, seed = args.measurement, args.server_info.seed
     settings = DecodeSettings(tuple(args.batch_sizes), tuple(args.prompt_lengths),
-                              args.fixed_request_generator_decode_tokens, args.num_repetitions,
-                              args.bins_per_level, not args.no_warmup, args.seed).validate()
-    fit = fit_settings(args)
-    out = output_dir(args)
+                              m.fixed_request_generator_decode_tokens, m.num_repetitions,
+                              args.bins_per_level, not args.no_warmup, seed).validate()
+    fit = args.fit.settings(seed)
+    out = args.outputs.prepare()
     with ExitStack() as stack:
-        session = open_session(args, stack, PROG)
+        session = open_session(args.connection, args.server_info, stack, PROG)
         print(f"{PROG}: {len(settings.levels())} levels of "
               f"{settings.decode_tokens} output tokens", file=sys.stderr)
         records, points, summary = measure_decode(session.target, settings, PROG)
     write_records(records, out / "decode_requests.jsonl")
     section = fit_decode(points, fit, settings, summary)
     profile = Profile(source=session.source, decode=section)
-    save_outputs(profile, "decode", out, args, PROG)
-    if not args.no_plots:
+    save_outputs(profile, "decode", out, args.merge_into, PROG)
+    if not args.outputs.no_plots:
         from etalon.calibration.plots import plot_decode
 
         plot_decode(section, out / "decode_fit.png")
@@ -68,10 +70,7 @@ def run(args) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return run_cli(PROG, lambda: run(args))
-
+build_parser, main = entry_points(__name__)
 
 if __name__ == "__main__":
     sys.exit(main())

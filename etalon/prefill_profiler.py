@@ -9,73 +9,74 @@ profile (JSON), the raw records (``prefill_requests.jsonl``) and a plot of measu
 
 from __future__ import annotations
 
-import argparse
 import sys
 from contextlib import ExitStack
+from dataclasses import dataclass
 
+from etalon.calibration.batching import BatchingSettings, default_probe_length, probe_batching
 from etalon.calibration.cli import (
-    add_common_args,
-    check_common,
-    fit_settings,
+    ProfilerConfig,
     open_session,
-    output_dir,
     print_fit,
     save_outputs,
     write_records,
 )
-from etalon.calibration.batching import BatchingSettings, default_probe_length, probe_batching
 from etalon.calibration.join import JoinSettings, probe_join
 from etalon.calibration.prefill import DEFAULT_LENGTHS, PrefillSettings, fit_prefill, measure_prefill
-from etalon.calibration.wake_up import DEFAULT_GAPS, WakeUpSettings, probe_wake_up
 from etalon.calibration.profile import Profile
-from etalon.cli_errors import run_cli
+from etalon.calibration.wake_up import DEFAULT_GAPS, WakeUpSettings, probe_wake_up
+from etalon.commands import entry_points
+from etalon.options import add_options, apply_namespace, option
 
 PROG = "etalon.prefill_profiler"
+DESCRIPTION = "Measure TTFT against prompt length and fit a predictor."
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"python -m {PROG}", description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--prefill-lengths", type=int, nargs="+", default=list(DEFAULT_LENGTHS),
-                   help="prompt lengths to profile (tokens)")
-    p.add_argument("--num-warmup-requests", type=int, default=2,
-                   help="requests sent first and not measured")
-    b = p.add_argument_group("batching probe (how a step with several prompts is priced)")
-    b.add_argument("--batching-probe-length", type=int, default=None,
-                   help="prompt length of the probe (default: the middle profiled length)")
-    b.add_argument("--batching-probe-prompts", type=int, default=2,
-                   help="prompts sharing the probed step")
-    b.add_argument("--no-batching-probe", action="store_true",
-                   help="skip the probe; the profile then prices each prompt's attention alone")
-    j = p.add_argument_group("join probe (what a prompt adds to the step of sequences decoding)")
-    j.add_argument("--join-probe-length", type=int, default=None,
-                   help="prompt length of the joining prompts (default: the batching probe's)")
-    j.add_argument("--join-probe-decoders", type=int, default=4,
-                   help="sequences decoding when a prompt joins (0 skips the probe; the "
-                        "profile then charges a prompt's fixed work to its request path)")
-    j.add_argument("--join-probe-decode-tokens", type=int, default=64,
-                   help="tokens each decoder generates; raise it for an engine whose decode "
-                        "steps are much shorter than its prefills")
-    w = p.add_argument_group("idle probe (the first step after a pause)")
-    w.add_argument("--idle-probe-gaps", type=float, nargs="+", default=list(DEFAULT_GAPS),
-                   help="idle seconds before the probe's requests (0 = back to back)")
-    w.add_argument("--idle-probe-repetitions", type=int, default=3, help="requests per gap")
-    w.add_argument("--idle-probe-length", type=int, default=None,
-                   help="prompt length of the probe (default: the batching probe's)")
-    w.add_argument("--no-idle-probe", action="store_true",
-                   help="skip the probe; the profile then charges nothing for pauses")
-    add_common_args(p, decode_tokens=2, repetitions=3)
-    return p
+@dataclass
+class PrefillProfilerConfig(ProfilerConfig):
+    prefill_lengths: list[int] = option(default_factory=lambda: list(DEFAULT_LENGTHS),
+                                        help="prompt lengths to profile (tokens)")
+    num_warmup_requests: int = option(2, "requests sent first and not measured")
+    batching_probe_length: int | None = option(
+        None, "prompt length of the batching probe (none: the middle profiled length)")
+    batching_probe_prompts: int = option(2, "prompts sharing the probed step")
+    no_batching_probe: bool = option(False, "skip the batching probe; the profile then prices "
+                                            "each prompt's attention alone")
+    join_probe_length: int | None = option(None, "prompt length of the joining prompts (none: "
+                                                 "the batching probe's)")
+    join_probe_decoders: int = option(4, "sequences decoding when a prompt joins (0 skips the "
+                                         "probe; the profile then charges a prompt's fixed "
+                                         "work to its request path)")
+    join_probe_decode_tokens: int = option(64, "tokens each decoder generates; raise it for an "
+                                               "engine whose decode steps are much shorter than "
+                                               "its prefills")
+    idle_probe_gaps: list[float] = option(default_factory=lambda: list(DEFAULT_GAPS),
+                                          help="idle seconds before the idle probe's requests "
+                                               "(0 = back to back)")
+    idle_probe_repetitions: int = option(3, "idle-probe requests per gap")
+    idle_probe_length: int | None = option(None, "prompt length of the idle probe (none: the "
+                                                 "batching probe's)")
+    no_idle_probe: bool = option(False, "skip the idle probe; the profile then charges nothing "
+                                        "for pauses")
 
 
-def run(args) -> int:
-    check_common(args)
-    settings = PrefillSettings(tuple(args.prefill_lengths), args.num_repetitions,
+def configure(parser) -> None:
+    add_options(parser, PrefillProfilerConfig)
+
+
+def execute(ns) -> int:
+    return run(apply_namespace(PrefillProfilerConfig(), ns))
+
+
+def run(args: PrefillProfilerConfig) -> int:
+    args.check()
+    m, seed = args.measurement, args.server_info.seed
+    settings = PrefillSettings(tuple(args.prefill_lengths), m.num_repetitions,
                                args.num_warmup_requests,
-                               args.fixed_request_generator_decode_tokens, args.seed).validate()
-    fit = fit_settings(args)
+                               m.fixed_request_generator_decode_tokens, seed).validate()
+    fit = args.fit.settings(seed)
     probe_length = args.batching_probe_length or default_probe_length(settings.prompt_lengths)
-    probe_repetitions = max(2, args.num_repetitions - 1)  # the batching and join probes' groups
+    probe_repetitions = max(2, m.num_repetitions - 1)  # the batching and join probes' groups
     probe = None
     if not args.no_batching_probe:
         probe = BatchingSettings(probe_length, args.batching_probe_prompts,
@@ -87,10 +88,10 @@ def run(args) -> int:
     idle = None
     if not args.no_idle_probe:
         idle = WakeUpSettings(args.idle_probe_length or probe_length, tuple(args.idle_probe_gaps),
-                              args.idle_probe_repetitions, args.seed).validate()
-    out = output_dir(args)
+                              args.idle_probe_repetitions, seed).validate()
+    out = args.outputs.prepare()
     with ExitStack() as stack:
-        session = open_session(args, stack, PROG)
+        session = open_session(args.connection, args.server_info, stack, PROG)
         n = len(settings.prompt_lengths) * settings.num_repetitions + settings.num_warmup
         print(f"{PROG}: {n} isolated requests, one in flight", file=sys.stderr)
         records, meas = measure_prefill(session.target, settings, PROG)
@@ -120,8 +121,8 @@ def run(args) -> int:
                   f"{len(idle.gaps_s)} pauses", file=sys.stderr)
             section.wake_up = probe_wake_up(session.target, idle, section)
     profile = Profile(source=session.source, prefill=section)
-    save_outputs(profile, "prefill", out, args, PROG)
-    if not args.no_plots:
+    save_outputs(profile, "prefill", out, args.merge_into, PROG)
+    if not args.outputs.no_plots:
         from etalon.calibration.plots import plot_prefill
 
         plot_prefill(section, out / "prefill_fit.png")
@@ -129,10 +130,7 @@ def run(args) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return run_cli(PROG, lambda: run(args))
-
+build_parser, main = entry_points(__name__)
 
 if __name__ == "__main__":
     sys.exit(main())
