@@ -10,6 +10,10 @@ mapping in files, e.g. ``workload:``).
 Every generated flag's argparse default is suppressed, so the namespace holds only what the user
 typed; ``apply_namespace`` lays those values over a base config (the defaults, or a file's
 values). That is what lets a config file and command-line overrides mix without guessing.
+
+For the same reason argparse cannot enforce a required flag (a file may give the value). A root
+config lists the settings a command cannot run without in ``REQUIRED`` (a class attribute of flat
+setting names); their help says "required" and ``check_required(cfg)`` names the missing ones.
 """
 
 from __future__ import annotations
@@ -52,13 +56,18 @@ def option(default: Any = MISSING, help: str = "", *, default_factory: Any = MIS
 
 
 def embed(cls: type, *, prefix: str = "", section: bool = False, title: str | None = None,
-          defaults: Mapping[str, Any] | None = None) -> Any:
+          defaults: Mapping[str, Any] | None = None, exclude: Sequence[str] = ()) -> Any:
     """A nested config. ``prefix`` goes before each of its names (flags and file keys);
     ``section=True`` makes it a sub-mapping named after the field in files; ``title`` heads its
-    flags' group in ``-h``; ``defaults`` overrides some of its defaults for this command."""
+    flags' group in ``-h``; ``defaults`` overrides some of its defaults for this command;
+    ``exclude`` names fields of ``cls`` this embedding leaves out: they get no flag and no file
+    key, and keep their defaults (for a command that has no use for them)."""
+    if section and exclude:
+        raise TypeError("embed(): exclude applies to flat embeds, not sections")
     factory = (lambda: cls(**defaults)) if defaults else cls
     return field(default_factory=factory, metadata={"embed": True, "prefix": prefix,
-                                                    "section": section, "title": title})
+                                                    "section": section, "title": title,
+                                                    "exclude": frozenset(exclude)})
 
 
 def per_entry(kind: str, help: str = "") -> Any:
@@ -182,14 +191,17 @@ class Setting:
     type: Any
 
 
-def settings_of(cls: type, prefix: str = "", path: tuple[str, ...] = ()) -> list[Setting]:
-    """Every leaf setting of ``cls``, nested configs flattened."""
+def settings_of(cls: type, prefix: str = "", path: tuple[str, ...] = (),
+                skip: frozenset[str] = frozenset()) -> list[Setting]:
+    """Every leaf setting of ``cls``, nested configs flattened (``skip``: fields left out)."""
     out: list[Setting] = []
     hints = _hints(cls)
     for f in fields(cls):
+        if f.name in skip:
+            continue
         if f.metadata.get("embed"):
             out += settings_of(_unwrap_optional(hints[f.name])[0], prefix + f.metadata["prefix"],
-                               path + (f.name,))
+                               path + (f.name,), f.metadata.get("exclude", frozenset()))
         elif f.metadata.get("per_entry"):
             for name, entry in entries_with_params(f.metadata["per_entry"]).items():
                 out += settings_of(entry.params, prefix + entry.params_prefix,
@@ -239,6 +251,7 @@ def add_options(parser: argparse.ArgumentParser, cls: type, *, title: str | None
     """Adds one flag per setting of ``cls``: settings of an embedded config with a ``title``
     go into that argument group, the rest into ``title``'s group (or the parser's own)."""
     defaults = cls()
+    required = set(required_settings(cls))
     titles = _titles(cls)
     groups: dict[str, Any] = {}
 
@@ -259,9 +272,10 @@ def add_options(parser: argparse.ArgumentParser, cls: type, *, title: str | None
         tp, _ = _unwrap_optional(s.type)
         item = _item_type(tp)
         help_text = (meta.get("help") or "").replace("%", "%%")
+        default = ("required" if s.name in required
+                   else f"default: {_default_text(_get_path(defaults, s.path))}")
         kwargs: dict[str, Any] = {"dest": s.name, "default": argparse.SUPPRESS,
-                                  "help": f"{help_text} (default: "
-                                          f"{_default_text(_get_path(defaults, s.path))})"}
+                                  "help": f"{help_text} ({default})".strip()}
         choices = resolve_choices(meta.get("choices"))
         if tp is bool and meta.get("negatable"):
             kwargs["action"] = argparse.BooleanOptionalAction
@@ -279,6 +293,24 @@ def add_options(parser: argparse.ArgumentParser, cls: type, *, title: str | None
             if choices is None:
                 kwargs["metavar"] = meta.get("metavar") or _METAVARS.get(item or tp, "VALUE")
         group.add_argument(flag_of(s.name), *meta.get("aliases", ()), **kwargs)
+
+
+def required_settings(cls: type) -> tuple[str, ...]:
+    """The flat names of the settings ``cls`` (a root config) cannot do without."""
+    return tuple(getattr(cls, "REQUIRED", ()))
+
+
+def check_required(cfg: Any) -> Any:
+    """``cfg``, or a one-line ``ConfigError`` naming every ``REQUIRED`` setting still unset
+    (None or empty) after defaults, file and flags."""
+    names = required_settings(type(cfg))
+    if names:
+        by_name = {s.name: s for s in settings_of(type(cfg))}
+        missing = [flag_of(n) for n in names
+                   if _get_path(cfg, by_name[n].path) in (None, "", [], ())]
+        if missing:
+            raise ConfigError(f"the following arguments are required: {', '.join(missing)}")
+    return cfg
 
 
 # --- building configs -----------------------------------------------------------------------
@@ -335,19 +367,23 @@ def _get_path(cfg: Any, path: tuple[str, ...]) -> Any:
     return cfg
 
 
-def _file_keys(cls: type, prefix: str = "", path: tuple[str, ...] = ()
+def _file_keys(cls: type, prefix: str = "", path: tuple[str, ...] = (),
+               skip: frozenset[str] = frozenset()
                ) -> tuple[dict[str, Setting], dict[str, tuple[tuple[str, ...], type]]]:
     """Flat keys (embedded settings included) and section keys of ``cls`` in a file."""
     flat: dict[str, Setting] = {}
     sections: dict[str, tuple[tuple[str, ...], type]] = {}
     hints = _hints(cls)
     for f in fields(cls):
+        if f.name in skip:
+            continue
         sub = _unwrap_optional(hints[f.name])[0]
         if f.metadata.get("section"):
             sections[f.name] = (path + (f.name,), sub)
         elif f.metadata.get("embed"):
             inner_flat, inner_sections = _file_keys(sub, prefix + f.metadata["prefix"],
-                                                    path + (f.name,))
+                                                    path + (f.name,),
+                                                    f.metadata.get("exclude", frozenset()))
             flat.update(inner_flat)
             sections.update(inner_sections)
         elif f.metadata.get("per_entry"):

@@ -1,23 +1,30 @@
 """The ``memory``, ``latency``, ``plan`` and ``catalog`` subcommands of ``python -m etalon.estimate``.
 
-Each command turns parsed arguments into library calls and returns a ``Report``: a JSON-able
-dict for ``--json`` and the readable text otherwise, plus the plots it wrote. Argument parsing
-lives in ``etalon.estimate``; the numbers live in the library modules.
+Each command turns its typed config (``etalon.estimator.command_configs``) into library calls
+and returns a ``Report``: a JSON-able dict for ``--json`` and the readable text otherwise, plus
+the plots it wrote. The flags come from the configs (``etalon.estimate``); the numbers live in
+the library modules.
 """
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from etalon.estimator import plots
+from etalon.estimator.command_configs import (
+    CatalogConfig,
+    LatencyConfig,
+    MemoryConfig,
+    PlanConfig,
+    ReportOptions,
+)
 from etalon.estimator.dtypes import DTYPES
 from etalon.estimator.flops import decode_flops, linear_flops_per_token, prefill_flops
 from etalon.estimator.hardware import GiB, HardwareSpec, hardware_catalog, load_hardware
 from etalon.estimator.latency import estimate_latency
-from etalon.estimator.layout import ParallelConfig, valid_tp_sizes, validate_layout
-from etalon.estimator.memory import MemoryPlan, ServingConfig, max_concurrency_curve, plan_memory
+from etalon.estimator.layout import valid_tp_sizes, validate_layout
+from etalon.estimator.memory import MemoryPlan, max_concurrency_curve, plan_memory
 from etalon.estimator.models import catalog_names, load_model
 from etalon.estimator.parallelism import min_gpus, recommend_layout
 from etalon.estimator.render import block, fmt, table
@@ -35,19 +42,6 @@ class Report:
 
 
 # --- shared pieces -----------------------------------------------------------------------------------
-
-def layout_from(args: argparse.Namespace) -> ParallelConfig:
-    return ParallelConfig(tp=args.tp, pp=args.pp, dp=args.dp, ep=args.ep)
-
-
-def serving_from(args: argparse.Namespace) -> ServingConfig:
-    return ServingConfig(
-        gpu_memory_utilization=args.gpu_memory_utilization,
-        block_size=args.block_size,
-        max_num_batched_tokens=args.max_num_batched_tokens,
-        max_num_seqs=args.max_num_seqs,
-    )
-
 
 def model_line(model: ModelSpec) -> str:
     p = model.params
@@ -72,8 +66,8 @@ def context_grid(max_context: int) -> list[int]:
     return grid + [max_context]
 
 
-def output_dir(args: argparse.Namespace) -> Path | None:
-    return Path(args.output_dir) if getattr(args, "output_dir", None) else None
+def output_dir(report: ReportOptions) -> Path | None:
+    return Path(report.output_dir) if report.output_dir else None
 
 
 def _memory_bars(rows: list[tuple[str, float, float, float, float]], limit_gib: float, title: str, path: Path) -> Path:
@@ -116,17 +110,18 @@ def _plan_text(plan: MemoryPlan) -> str:
 
 # --- memory ------------------------------------------------------------------------------------------
 
-def run_memory(args: argparse.Namespace) -> Report:
-    model, hw = load_model(args.model), load_hardware(args.hardware)
-    layout, config = layout_from(args), serving_from(args)
-    plan = plan_memory(model, hw, layout, args.dtype, args.kv_dtype, config, args.context_len, args.batch_size)
+def run_memory(cfg: MemoryConfig) -> Report:
+    d = cfg.deployment
+    model, hw = load_model(d.model), load_hardware(d.hardware)
+    layout, config = cfg.layout(), cfg.serving()
+    plan = plan_memory(model, hw, layout, d.dtype, d.kv_dtype, config, cfg.context_len, cfg.batch_size)
     by_dtype = []
     for name in DTYPES:
         shards = stage_shards(model, layout.tp, layout.pp, layout.ep, name, plan.kv_dtype)
         total = sum(s.weight_bytes for s in stage_shards(model, dtype=name, kv_dtype=plan.kv_dtype))
         by_dtype.append((name, total / GiB, max(s.weight_bytes for s in shards) / GiB))
     grid = context_grid(model.max_context)
-    curve = max_concurrency_curve(model, hw, grid, layout, args.dtype, args.kv_dtype, config)
+    curve = max_concurrency_curve(model, hw, grid, layout, d.dtype, d.kv_dtype, config)
     data = {
         "command": "memory",
         "model": model.summary(),
@@ -142,7 +137,7 @@ def run_memory(args: argparse.Namespace) -> Report:
         "Max concurrency by context length\n" + table(["context", "requests/replica"], [[c, int(v)] for c, v in zip(grid, curve)]),
     ])
     report = Report(data, text)
-    out = output_dir(args)
+    out = output_dir(cfg.report)
     if out:
         rows = [(f"PP stage {i}" if layout.pp > 1 else layout.label(), st.weights / GiB, st.activation / GiB,
                  st.overhead / GiB, st.kv_pool / GiB) for i, st in enumerate(plan.stages)]
@@ -157,17 +152,18 @@ def run_memory(args: argparse.Namespace) -> Report:
 
 # --- latency -----------------------------------------------------------------------------------------
 
-def run_latency(args: argparse.Namespace) -> Report:
-    model, hw = load_model(args.model), load_hardware(args.hardware)
-    validate_layout(model, layout_from(args))
-    common = dict(tp=args.tp, pp=args.pp, dtype=args.dtype, kv_dtype=args.kv_dtype, batch_size=args.batch_size,
-                  prompt_len=args.context_len, output_len=args.output_len,
-                  max_num_batched_tokens=args.max_num_batched_tokens, micro_batches=args.micro_batches)
+def run_latency(cfg: LatencyConfig) -> Report:
+    d, eff = cfg.deployment, cfg.efficiency
+    model, hw = load_model(d.model), load_hardware(d.hardware)
+    validate_layout(model, cfg.layout())
+    common = dict(tp=d.tp, pp=d.pp, dtype=d.dtype, kv_dtype=d.kv_dtype, batch_size=cfg.batch_size,
+                  prompt_len=cfg.context_len, output_len=cfg.output_len,
+                  max_num_batched_tokens=cfg.engine.max_batched_tokens, micro_batches=cfg.micro_batches)
     ideal = estimate_latency(model, hw, mfu=1.0, mbu=1.0, step_overhead=0.0, **common)
-    real = estimate_latency(model, hw, mfu=args.mfu, mbu=args.mbu, step_overhead=args.step_overhead_ms / 1e3, **common)
-    pre, dec = prefill_flops(model, args.context_len), decode_flops(model, args.context_len)
+    real = estimate_latency(model, hw, **eff.roofline_kwargs(), **common)
+    pre, dec = prefill_flops(model, cfg.context_len), decode_flops(model, cfg.context_len)
     rows = []
-    for label, e in (("theoretical (mfu=mbu=1)", ideal), (f"mfu={args.mfu}, mbu={args.mbu}", real)):
+    for label, e in (("theoretical (mfu=mbu=1)", ideal), (f"mfu={eff.mfu}, mbu={eff.mbu}", real)):
         rows.append([label, e.ttft_s * 1e3, e.tpot_s * 1e3, e.e2e_s, e.prefill_tokens_per_s, e.decode_tokens_per_s,
                      e.pipelined_decode_tokens_per_s, e.decode_bound])
     first = real.first_decode_step
@@ -180,12 +176,12 @@ def run_latency(args: argparse.Namespace) -> Report:
         "estimate": real.to_dict(),
     }
     text = "\n\n".join([
-        f"{model_line(model)}\n{hardware_line(hw)}\nLayout TP{args.tp} x PP{args.pp}, weights {real.dtype}, KV {real.kv_dtype}; "
-        f"batch {args.batch_size}, prompt {args.context_len:,}, output {args.output_len:,} tokens",
+        f"{model_line(model)}\n{hardware_line(hw)}\nLayout TP{d.tp} x PP{d.pp}, weights {real.dtype}, KV {real.kv_dtype}; "
+        f"batch {cfg.batch_size}, prompt {cfg.context_len:,}, output {cfg.output_len:,} tokens",
         block("FLOPs", [
             ("matmul per token", f"{linear_flops_per_token(model) / 1e9:.2f} GFLOP"),
-            (f"prefill of {args.context_len:,} tokens", f"{pre.total / 1e12:.2f} TFLOP (attention {pre.attention / pre.total:.1%})"),
-            (f"decode token @ {args.context_len:,}", f"{dec.total / 1e9:.2f} GFLOP"),
+            (f"prefill of {cfg.context_len:,} tokens", f"{pre.total / 1e12:.2f} TFLOP (attention {pre.attention / pre.total:.1%})"),
+            (f"decode token @ {cfg.context_len:,}", f"{dec.total / 1e9:.2f} GFLOP"),
         ]),
         table(["model", "TTFT ms", "TPOT ms", "e2e s", "prefill tok/s", "decode tok/s", "pipelined tok/s", "decode bound"], rows),
         block("First decode step (with efficiencies)", [
@@ -193,31 +189,33 @@ def run_latency(args: argparse.Namespace) -> Report:
             ("memory (at peak)", f"{first['memory_s'] * 1e3:.3f} ms"),
             ("TP/PP communication", f"{first['comm_s'] * 1e3:.3f} ms"),
             ("fixed overhead", f"{first['overhead_s'] * 1e3:.3f} ms"),
-            ("PP bubble", f"{real.pp_bubble_fraction:.1%} with {args.micro_batches or args.pp} micro-batch(es)"),
+            ("PP bubble", f"{real.pp_bubble_fraction:.1%} with {cfg.micro_batches or d.pp} micro-batch(es)"),
         ]),
     ])
     report = Report(data, text)
-    out = output_dir(args)
+    out = output_dir(cfg.report)
     if out:
-        batches = [b for b in (1, 2, 4, 8, 16, 32, 64, 128, 256) if b <= max(args.batch_size, 256)]
+        batches = [b for b in (1, 2, 4, 8, 16, 32, 64, 128, 256) if b <= max(cfg.batch_size, 256)]
         tput = {}
-        for label, eff in (("theoretical", (1.0, 1.0, 0.0)), ("with efficiencies", (args.mfu, args.mbu, args.step_overhead_ms / 1e3))):
-            vals = [estimate_latency(model, hw, mfu=eff[0], mbu=eff[1], step_overhead=eff[2],
-                                     **{**common, "batch_size": b, "output_len": 2}).decode_tokens_per_s for b in batches]
+        for label, kwargs in (("theoretical", dict(mfu=1.0, mbu=1.0, step_overhead=0.0)),
+                              ("with efficiencies", eff.roofline_kwargs())):
+            vals = [estimate_latency(model, hw, **kwargs, **{**common, "batch_size": b, "output_len": 2}).decode_tokens_per_s
+                    for b in batches]
             tput[label] = (batches, vals)
-        report.files.append(str(plots.line_plot(tput, f"{model.name} on {hw.key}: decode throughput @ {args.context_len:,} context",
+        report.files.append(str(plots.line_plot(tput, f"{model.name} on {hw.key}: decode throughput @ {cfg.context_len:,} context",
                                                 "batch size", "tokens/s", out / "decode_throughput_vs_batch.png")))
     return report
 
 
 # --- plan --------------------------------------------------------------------------------------------
 
-def run_plan(args: argparse.Namespace) -> Report:
-    model, hw = load_model(args.model), load_hardware(args.hardware)
-    config = serving_from(args)
-    rec = recommend_layout(model, hw, args.context_len, args.concurrency, args.dtype, args.kv_dtype, config,
-                           args.devices_per_node)
-    smallest = min_gpus(model, hw, args.context_len, args.dtype, args.kv_dtype, config)
+def run_plan(cfg: PlanConfig) -> Report:
+    d = cfg.deployment
+    model, hw = load_model(d.model), load_hardware(d.hardware)
+    config = cfg.serving()
+    rec = recommend_layout(model, hw, cfg.context_len, cfg.concurrency, d.dtype, d.kv_dtype, config,
+                           cfg.devices_per_node)
+    smallest = min_gpus(model, hw, cfg.context_len, d.dtype, d.kv_dtype, config)
     valid = valid_tp_sizes(model, max(64, rec.devices_per_node))
     price = hw.price_per_hour_usd
     cost = price * rec.gpus if price else None
@@ -236,7 +234,7 @@ def run_plan(args: argparse.Namespace) -> Report:
     }
     cost_text = f", ~${cost:.2f}/hour (indicative)" if cost else ""
     text = "\n\n".join([
-        f"{model_line(model)}\n{hardware_line(hw)}\nTarget: {args.concurrency} concurrent request(s) of "
+        f"{model_line(model)}\n{hardware_line(hw)}\nTarget: {cfg.concurrency} concurrent request(s) of "
         f"{rec.context_len:,} tokens, {rec.devices_per_node} devices per node",
         f"Recommended: {rec.layout.label()} = {rec.gpus} device(s) on {rec.nodes} node(s){cost_text}\n  why: {rec.reasons[0]}",
         f"Minimum for one request of {smallest.context_len:,} tokens: {smallest.layout.label()} = {smallest.gpus} device(s)",
@@ -245,14 +243,14 @@ def run_plan(args: argparse.Namespace) -> Report:
         _plan_text(rec.plan),
     ])
     report = Report(data, text)
-    out = output_dir(args)
+    out = output_dir(cfg.report)
     if out:
-        shown = [_plan_bar(c.layout.label(), plan_memory(model, hw, c.layout, args.dtype, args.kv_dtype, config,
-                                                         rec.context_len, args.concurrency)) for c in rec.candidates[-6:]]
+        shown = [_plan_bar(c.layout.label(), plan_memory(model, hw, c.layout, d.dtype, d.kv_dtype, config,
+                                                         rec.context_len, cfg.concurrency)) for c in rec.candidates[-6:]]
         report.files.append(str(_memory_bars(shown, rec.plan.device_memory_gib, f"{model.name} on {hw.key}: candidate layouts",
                                              out / "memory_breakdown.png")))
         grid = context_grid(model.max_context)
-        curves = {c.layout.label(): (grid, max_concurrency_curve(model, hw, grid, c.layout, args.dtype, args.kv_dtype, config))
+        curves = {c.layout.label(): (grid, max_concurrency_curve(model, hw, grid, c.layout, d.dtype, d.kv_dtype, config))
                   for c in rec.candidates[-4:] if c.kv_pool_gib > 0}
         if curves:
             report.files.append(str(plots.line_plot(curves, "Max concurrent requests vs context length",
@@ -263,7 +261,7 @@ def run_plan(args: argparse.Namespace) -> Report:
 
 # --- catalog -----------------------------------------------------------------------------------------
 
-def run_catalog(args: argparse.Namespace) -> Report:
+def run_catalog(cfg: CatalogConfig | None = None) -> Report:
     models = [load_model(n) for n in catalog_names()]
     hws = list(hardware_catalog().values())
     model_rows = [[m.name, m.params.total / 1e9, m.params.active / 1e9, m.attention_type, m.num_layers, m.max_context,

@@ -7,11 +7,11 @@ throughput-vs-sequence-length curve, theoretical (all efficiencies 1) and with e
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable
 from pathlib import Path
 
 from etalon.estimator import plots
+from etalon.estimator.command_configs import DistributedConfig
 from etalon.estimator.commands import Report, model_line, output_dir
 from etalon.estimator.distributed import (
     THEORETICAL,
@@ -33,36 +33,37 @@ def _servers(names: list[str], count: int) -> list[str]:
     return [names[i % len(names)] for i in range(count)]
 
 
-def _network(args: argparse.Namespace, rtt: float | None = None, bandwidth: float | None = None) -> NetworkSpec:
-    up = bandwidth or args.upload_mbps or args.bandwidth_mbps
-    down = bandwidth or args.download_mbps or args.bandwidth_mbps
-    return NetworkSpec(rtt_ms=args.rtt_ms if rtt is None else rtt, upload_mbps=up, download_mbps=down)
+def _network(cfg: DistributedConfig, rtt: float | None = None, bandwidth: float | None = None) -> NetworkSpec:
+    up = bandwidth or cfg.upload_mbps or cfg.bandwidth_mbps
+    down = bandwidth or cfg.download_mbps or cfg.bandwidth_mbps
+    return NetworkSpec(rtt_ms=cfg.rtt_ms if rtt is None else rtt, upload_mbps=up, download_mbps=down)
 
 
-def _scenario(args: argparse.Namespace, count: int | None = None, hardware: list[str] | None = None,
+def _scenario(cfg: DistributedConfig, count: int | None = None, hardware: list[str] | None = None,
               rtt: float | None = None, bandwidth: float | None = None) -> PipelineScenario:
+    d = cfg.deployment
     return build_scenario(
-        args.model, _servers(hardware or args.server_hardware, count or args.servers), _network(args, rtt, bandwidth),
-        client=args.client_hardware, dtype=args.dtype, kv_dtype=args.kv_dtype, batch_size=args.batch_size,
-        route=args.route, split=args.split,
+        d.model, _servers(hardware or cfg.server_hardware, count or cfg.servers), _network(cfg, rtt, bandwidth),
+        client=cfg.client_hardware, dtype=d.dtype, kv_dtype=d.kv_dtype, batch_size=cfg.batch_size,
+        route=cfg.route, split=cfg.split,
     )
 
 
-def _sweeps(args: argparse.Namespace) -> dict[str, tuple[str, list, Callable[[object], PipelineScenario]]]:
+def _sweeps(cfg: DistributedConfig) -> dict[str, tuple[str, list, Callable[[object], PipelineScenario]]]:
     """Sweep name -> (legend label, values, scenario factory)."""
     return {
-        "servers": ("servers", args.sweep_servers, lambda v: _scenario(args, count=int(v))),
-        "gpu": ("GPU", args.sweep_hardware, lambda v: _scenario(args, hardware=[str(v)])),
-        "rtt": ("RTT ms", args.sweep_rtt_ms, lambda v: _scenario(args, rtt=float(v))),
-        "bandwidth": ("Mbit/s", args.sweep_bandwidth_mbps, lambda v: _scenario(args, bandwidth=float(v))),
+        "servers": ("servers", cfg.sweep_servers, lambda v: _scenario(cfg, count=int(v))),
+        "gpu": ("GPU", cfg.sweep_hardware, lambda v: _scenario(cfg, hardware=[str(v)])),
+        "rtt": ("RTT ms", cfg.sweep_rtt_ms, lambda v: _scenario(cfg, rtt=float(v))),
+        "bandwidth": ("Mbit/s", cfg.sweep_bandwidth_mbps, lambda v: _scenario(cfg, bandwidth=float(v))),
     }
 
 
-def run_distributed(args: argparse.Namespace) -> Report:
-    model = load_model(args.model)
-    eff = Efficiency(mfu=args.mfu, mbu=args.mbu, network=args.network_efficiency)
-    base = _scenario(args)
-    seq_lens = args.seq_lens
+def run_distributed(cfg: DistributedConfig) -> Report:
+    model = load_model(cfg.deployment.model)
+    eff = Efficiency(mfu=cfg.efficiency.mfu, mbu=cfg.efficiency.mbu, network=cfg.network_efficiency)
+    base = _scenario(cfg)
+    seq_lens = cfg.seq_lens
     rows, latency = [], []
     for n in seq_lens:
         ideal = token_latency(base, n)
@@ -76,7 +77,7 @@ def run_distributed(args: argparse.Namespace) -> Report:
     sweep_data: dict[str, dict] = {}
     sweep_rows = []
     probe = sorted({seq_lens[0], seq_lens[len(seq_lens) // 2], seq_lens[-1]})
-    for name, (label, values, make) in _sweeps(args).items():
+    for name, (label, values, make) in _sweeps(cfg).items():
         sweep_data[name] = {}
         for v in values:
             sc = make(v)
@@ -123,16 +124,16 @@ def run_distributed(args: argparse.Namespace) -> Report:
             ["sweep", "value", *[str(p) for p in probe], f"fits @ {seq_lens[-1]}"], sweep_rows),
     ])
     report = Report(data, text)
-    out = output_dir(args)
+    out = output_dir(cfg.report)
     if out:
-        report.files += _plot(args, seq_lens, eff, base, stores, out)
+        report.files += _plot(cfg, seq_lens, eff, base, stores, out)
     return report
 
 
-def _plot(args: argparse.Namespace, seq_lens: list[int], eff: Efficiency, base: PipelineScenario, stores, out: Path) -> list[str]:
+def _plot(cfg: DistributedConfig, seq_lens: list[int], eff: Efficiency, base: PipelineScenario, stores, out: Path) -> list[str]:
     files = []
     name = base.model.name
-    for sweep, (label, values, make) in _sweeps(args).items():
+    for sweep, (label, values, make) in _sweeps(cfg).items():
         for prefix, e in (("theoretical_", THEORETICAL), ("", eff)):
             curves = {}
             for v in values:

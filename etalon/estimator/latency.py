@@ -88,22 +88,33 @@ def estimate_latency(
     batch_size: int = 1,
     prompt_len: int = 1024,
     output_len: int = 256,
-    mfu: float = 0.5,
-    mbu: float = 0.8,
-    step_overhead: float = 0.0005,
-    max_num_batched_tokens: int = 8192,
+    mfu: float | None = None,
+    mbu: float | None = None,
+    step_overhead: float | None = None,
+    max_num_batched_tokens: int | None = None,
     micro_batches: int | None = None,
 ) -> LatencyEstimate:
-    """TTFT / TPOT / throughput of ``batch_size`` requests on one replica."""
+    """TTFT / TPOT / throughput of ``batch_size`` requests on one replica.
+
+    ``mfu``, ``mbu`` and ``step_overhead`` (seconds) default to ``RooflinePerfModel``'s,
+    ``max_num_batched_tokens`` to ``EngineConfig.max_batched_tokens``'s default.
+    """
     # Imported here: etalon.perf.roofline imports this package, so a top-level import would cycle.
+    from etalon.engine.config import EngineConfig
     from etalon.perf.roofline import RooflinePerfModel
+
+    efficiency = {k: v for k, v in (("mfu", mfu), ("mbu", mbu), ("step_overhead", step_overhead))
+                  if v is not None}
+    if max_num_batched_tokens is None:
+        max_num_batched_tokens = EngineConfig.max_batched_tokens
 
     for key, value in (("batch-size", batch_size), ("context-len", prompt_len), ("output-len", output_len),
                        ("max-num-batched-tokens", max_num_batched_tokens)):
         if value < 1:
             raise EstimatorError(f"--{key} must be positive, got {value}")
     perf = RooflinePerfModel(model, hardware, tp=tp, pp=pp, dtype=dtype, kv_dtype=kv_dtype,
-                             mfu=mfu, mbu=mbu, step_overhead=step_overhead)
+                             **efficiency)
+    mfu, mbu = perf.mfu, perf.mbu
     steps = chunked_prefill(batch_size, prompt_len, max_num_batched_tokens)
     prefill = [perf.breakdown(s) for s in steps]
     ttft = sum(b.total_s for b in prefill)

@@ -14,9 +14,11 @@ device's layers; a request's footprint caps sliding-window layers at their windo
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import NamedTuple
 
+from etalon.engine.config import EngineConfig
+from etalon.estimator.deployment_config import DeploymentConfig
 from etalon.estimator.dtypes import get_dtype
 from etalon.estimator.errors import EstimatorError
 from etalon.estimator.hardware import GiB, HardwareSpec, load_hardware
@@ -26,22 +28,40 @@ from etalon.estimator.shards import StageShard, kv_bytes_per_token_layer, resolv
 from etalon.estimator.spec import ModelSpec
 
 
+def _default(cls: type, name: str):
+    return next(f.default for f in fields(cls) if f.name == name)
+
+
 @dataclass(frozen=True)
 class ServingConfig:
     """The engine settings that decide how much memory is left for the KV cache.
 
-    Defaults are vLLM's: 90% utilization, 16-token blocks, 8192 batched tokens and 256 sequences
-    in the profile run. ``non_torch_gib`` covers what PyTorch does not allocate (cuBLAS
-    workspaces, allocator slack; vLLM logs 0.1-0.4 GiB) and ``comm_buffer_gib`` the NCCL and
-    custom all-reduce buffers of multi-device layouts.
+    The engine limits are ``EngineConfig``'s (vLLM's names here: ``max_num_batched_tokens`` is
+    its ``max_batched_tokens``, ``max_num_seqs`` its ``max_batch_size``) and the utilization
+    ``DeploymentConfig``'s, defaults included; build one from those with ``from_engine``.
+    ``non_torch_gib`` covers what PyTorch does not allocate (cuBLAS workspaces, allocator slack;
+    vLLM logs 0.1-0.4 GiB) and ``comm_buffer_gib`` the NCCL and custom all-reduce buffers of
+    multi-device layouts.
     """
 
-    gpu_memory_utilization: float = 0.9
-    block_size: int = 16
-    max_num_batched_tokens: int = 8192
-    max_num_seqs: int = 256
+    gpu_memory_utilization: float = _default(DeploymentConfig, "gpu_memory_utilization")
+    block_size: int = _default(EngineConfig, "block_size")
+    max_num_batched_tokens: int = _default(EngineConfig, "max_batched_tokens")
+    max_num_seqs: int = _default(EngineConfig, "max_batch_size")
     non_torch_gib: float = 0.3
     comm_buffer_gib: float = 0.25
+
+    @classmethod
+    def from_engine(cls, engine: EngineConfig, gpu_memory_utilization: float | None = None,
+                    **extra: float) -> ServingConfig:
+        """The memory-relevant settings of ``engine`` (block size, step token budget, sequences
+        per step) at ``gpu_memory_utilization`` (default: ``DeploymentConfig``'s);
+        ``extra``: ``non_torch_gib`` / ``comm_buffer_gib``."""
+        if gpu_memory_utilization is None:
+            gpu_memory_utilization = cls.gpu_memory_utilization
+        return cls(gpu_memory_utilization=gpu_memory_utilization, block_size=engine.block_size,
+                   max_num_batched_tokens=engine.max_batched_tokens,
+                   max_num_seqs=engine.max_batch_size, **extra)
 
     def __post_init__(self) -> None:
         if not 0 < self.gpu_memory_utilization <= 1:
@@ -188,8 +208,8 @@ def kv_cache_capacity(
     pp: int = 1,
     dtype: str | None = None,
     kv_dtype: str | None = None,
-    gpu_memory_utilization: float = 0.9,
-    block_size: int = 16,
+    gpu_memory_utilization: float = ServingConfig.gpu_memory_utilization,
+    block_size: int = ServingConfig.block_size,
     *,
     ep: int = 1,
     dp: int = 1,
@@ -201,9 +221,8 @@ def kv_cache_capacity(
     are replaced by the explicit arguments. A negative pool means the weights do not fit.
     """
     model, hardware = load_model(model), load_hardware(hardware)
-    base = config or ServingConfig()
-    config = ServingConfig(gpu_memory_utilization, block_size, base.max_num_batched_tokens, base.max_num_seqs,
-                           base.non_torch_gib, base.comm_buffer_gib)
+    config = replace(config or ServingConfig(), gpu_memory_utilization=gpu_memory_utilization,
+                     block_size=block_size)
     _, stages = _stages(model, hardware, ParallelConfig(tp=tp, pp=pp, dp=dp, ep=ep),
                         dtype, kv_dtype, config)
     worst = min(stages, key=lambda s: (s.num_blocks, s.kv_pool))
