@@ -37,11 +37,27 @@ SUBCOMMANDS: dict[str, tuple[str, str] | dict[str, tuple[str, str]]] = {
 }
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Never wraps between "default:" and its value, so ``-h | grep "default: 0.9"`` finds it."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        lines = super()._split_lines(text.replace("(default: ", "(default:\0"), width)
+        return [line.replace("\0", " ") for line in lines]
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, but a usage mistake is one stderr line and exit 2 (no usage dump)."""
 
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        # "python -m etalon.estimate latency" speaks as "etalon.estimate", like run_cli does
+        name = self.prog
+        if name.startswith("python -m "):
+            name = name.removeprefix("python -m ").split()[0]
+        self.exit(2, f"{name}: error: {message}\n")
 
 
 def make_parser(prog: str, description: str) -> Parser:

@@ -19,10 +19,11 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from etalon.cli_errors import UserError, run_cli
+from etalon.cli_errors import UserError
+from etalon.commands import entry_points
 from etalon.estimator.command_configs import (
     CatalogConfig,
     DistributedConfig,
@@ -35,29 +36,8 @@ from etalon.estimator.commands_distributed import run_distributed
 from etalon.options import add_options, config_from_args
 
 PROG = "etalon.estimate"
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage mistake is one stderr line and exit 2 (no usage dump)."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        sys.stderr.write(f"{PROG}: error: {message}\n")
-        sys.exit(2)
-
-
-class _Help(argparse.ArgumentDefaultsHelpFormatter):
-    """Show each flag's default, unless its help already explains it or there is none."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        if "default" in text or "required" in text or action.default in (None, False, argparse.SUPPRESS):
-            return text
-        return super()._get_help_string(action)
-
-    def _split_lines(self, text: str, width: int) -> list[str]:
-        # Never wrap between "default:" and its value, so `-h | grep "default: 0.9"` finds it.
-        lines = super()._split_lines(text.replace("(default: ", "(default:\0"), width)
-        return [line.replace("\0", " ") for line in lines]
+DESCRIPTION = ("Model an LLM deployment analytically: memory and KV cache, roofline latency, "
+               "parallel layouts, and Petals-style distributed pipelines.")
 
 
 class Subcommand(NamedTuple):
@@ -85,8 +65,7 @@ COMMANDS: dict[str, Subcommand] = {sub.name: sub for sub in SUBCOMMANDS}
 
 def add_subcommand(subparsers: argparse._SubParsersAction, sub: Subcommand, **kwargs: Any) -> argparse.ArgumentParser:
     """Adds ``sub``'s parser (its config's flags, plus ``--config FILE``) to ``subparsers``."""
-    p = subparsers.add_parser(sub.name, help=sub.help, description=sub.help,
-                              formatter_class=kwargs.pop("formatter_class", _Help), **kwargs)
+    p = subparsers.add_parser(sub.name, help=sub.help, description=sub.help, **kwargs)
     if sub.config_file:
         p.add_argument("--config", metavar="FILE", default=None,
                        help="YAML/JSON file of these settings (keys as the flags, '-' or '_'); flags override it")
@@ -94,14 +73,11 @@ def add_subcommand(subparsers: argparse._SubParsersAction, sub: Subcommand, **kw
     return p
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=f"python -m {PROG}", formatter_class=_Help,
-                     description="Model an LLM deployment analytically: memory and KV cache, roofline latency, "
-                                 "parallel layouts, and Petals-style distributed pipelines.")
-    subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
+def configure(parser: argparse.ArgumentParser) -> None:
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                       parser_class=type(parser))
     for sub in SUBCOMMANDS:
         add_subcommand(subparsers, sub)
-    return parser
 
 
 def print_report(report: Report, as_json: bool) -> None:
@@ -131,10 +107,11 @@ def run_subcommand(sub: Subcommand, args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return run_cli(PROG, lambda: run_subcommand(COMMANDS[args.command], args))
+def execute(args: argparse.Namespace) -> int:
+    return run_subcommand(COMMANDS[args.command], args)
 
+
+build_parser, main = entry_points(__name__)
 
 if __name__ == "__main__":
     sys.exit(main())
