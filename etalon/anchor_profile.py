@@ -15,6 +15,7 @@ from __future__ import annotations
 import sys
 from contextlib import ExitStack
 from dataclasses import dataclass
+from typing import ClassVar
 from pathlib import Path
 
 from etalon.calibration.anchor import AnchorSettings, anchored, default_prompt_tokens, judge, plan
@@ -24,7 +25,7 @@ from etalon.calibration.profile import load_profile, save_profile
 from etalon.cli_errors import UserError
 from etalon.client.connection import ConnectionConfig
 from etalon.commands import entry_points
-from etalon.options import add_options, apply_namespace, embed, option
+from etalon.options import add_options, apply_namespace, check_required, embed, option
 
 PROG = "etalon.anchor_profile"
 DESCRIPTION = "Re-anchor a fitted profile to the engine's speed now."
@@ -33,7 +34,9 @@ _D = AnchorSettings(prompt_tokens=0)
 
 @dataclass
 class AnchorConfig:
-    profile: str | None = option(None, "the fitted profile (JSON) (required)", metavar="FILE")
+    REQUIRED: ClassVar[tuple[str, ...]] = ("profile",)
+
+    profile: str | None = option(None, "the fitted profile (JSON)", metavar="FILE")
     output: str | None = option(None, "where the re-anchored profile goes (none: PROFILE with "
                                       ".anchored.json)", metavar="FILE")
     prompt_tokens: int | None = option(None, "prompt length of the probe (none: the middle of "
@@ -61,8 +64,7 @@ def default_output(profile: Path) -> Path:
 
 
 def run(args: AnchorConfig) -> int:
-    if not args.profile:
-        raise UserError("--profile FILE is required")
+    check_required(args)
     args.connection.validate()
     source = Path(args.profile)
     profile = load_profile(source)

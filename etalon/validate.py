@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass
+from typing import ClassVar
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from etalon.cli_errors import UserError
 from etalon.commands import entry_points
 from etalon.engine.config import EngineConfig
 from etalon.metrics.latency import latency_series
-from etalon.options import add_options, apply_namespace, embed, option
+from etalon.options import add_options, apply_namespace, check_required, embed, option
 from etalon.records import load_records
 
 PROG = "etalon.validate"
@@ -29,9 +30,11 @@ PERCENTILES = (50, 90, 99)
 
 @dataclass
 class ValidateConfig:
-    requests: str | None = option(None, "a live run's requests.jsonl (required)", metavar="FILE")
-    profile: str | None = option(None, "fitted profile (JSON) that times the simulator "
-                                       "(required)", metavar="FILE")
+    REQUIRED: ClassVar[tuple[str, ...]] = ("requests", "profile")
+
+    requests: str | None = option(None, "a live run's requests.jsonl", metavar="FILE")
+    profile: str | None = option(None, "fitted profile (JSON) that times the simulator",
+                                 metavar="FILE")
     roofline_model: str | None = option(None, "also simulate with a roofline of this model, its "
                                               "MFU/MBU fitted to the profile")
     roofline_hardware: str | None = option(None, "hardware of that roofline")
@@ -40,9 +43,7 @@ class ValidateConfig:
     engine: EngineConfig = embed(EngineConfig, title="engine (the live server's settings)")
 
     def validate(self) -> ValidateConfig:
-        for name in ("requests", "profile"):
-            if not getattr(self, name):
-                raise UserError(f"--{name} is required")
+        check_required(self)
         if self.roofline_model and not self.roofline_hardware:
             raise UserError("--roofline-model needs --roofline-hardware")
         self.engine.validate()

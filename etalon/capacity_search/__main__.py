@@ -10,10 +10,10 @@ from pathlib import Path
 
 from etalon.capacity_search.jobs import Job, load_job, run_deployment
 from dataclasses import dataclass
+from typing import ClassVar
 
-from etalon.cli_errors import UserError
 from etalon.commands import entry_points
-from etalon.options import add_options, apply_namespace, option
+from etalon.options import add_options, apply_namespace, check_required, option
 
 PROG = "etalon.capacity_search"
 DESCRIPTION = "Capacity search: bisect each deployment's request rate under the job's SLO."
@@ -21,8 +21,10 @@ DESCRIPTION = "Capacity search: bisect each deployment's request rate under the 
 
 @dataclass
 class SearchCommandConfig:
-    config: str | None = option(None, "job file (YAML/JSON); see capacity_search/README.md "
-                                      "(required)", metavar="FILE")
+    REQUIRED: ClassVar[tuple[str, ...]] = ("config",)
+
+    config: str | None = option(None, "job file (YAML/JSON); see capacity_search/README.md",
+                                metavar="FILE")
     output_dir: str = option("capacity_search_output", "where results go", metavar="DIR")
     no_ray: bool = option(False, "search simulated deployments one by one here")
     ray_address: str | None = option(None, "spread simulated searches over this Ray cluster")
@@ -33,10 +35,7 @@ def configure(parser) -> None:
 
 
 def execute(ns) -> int:
-    cfg = apply_namespace(SearchCommandConfig(), ns)
-    if not cfg.config:
-        raise UserError("--config JOB.yaml is required (see capacity_search/README.md)")
-    return run(cfg)
+    return run(check_required(apply_namespace(SearchCommandConfig(), ns)))
 
 
 def _search_all(job: Job, out: Path, use_ray: bool, address: str | None) -> dict:

@@ -44,9 +44,7 @@ def kv_blocks_for(cfg: SimConfig, hardware: str | None, tp: int) -> tuple[int, d
     from etalon.estimator.layout import ParallelConfig
     from etalon.estimator.memory import GiB, ServingConfig, plan_memory
 
-    serving = ServingConfig(gpu_memory_utilization=d.gpu_memory_utilization,
-                            block_size=e.block_size, max_num_batched_tokens=e.max_batched_tokens,
-                            max_num_seqs=e.max_batch_size)
+    serving = ServingConfig.from_engine(e, d.gpu_memory_utilization)
     plan = plan_memory(d.model, hardware, ParallelConfig(tp=tp, pp=d.pp), d.dtype,
                        d.kv_dtype_or_none, serving, context_len=1)
     if plan.num_blocks < 1 and not e.num_kv_blocks:
