@@ -55,7 +55,9 @@ class Engine:
         self.num_preemptions = 0
         self.busy_time = 0.0
         self.num_steps = 0
-        self._idle_since = float("-inf")  # when the engine last ran out of work
+        # When the engine last ran out of work; None while it is busy. A new engine has been
+        # idle "forever", so its first step pays the wake-up of the longest pause.
+        self._idle_since: float | None = float("-inf")
 
     # -- queue and KV bookkeeping used by the policies -------------------------------------
 
@@ -206,7 +208,7 @@ class Engine:
         free = self.pool.free
 
         def extra_blocks(k: int) -> int:  # blocks needed beyond those held to run k steps
-            return int(np.maximum(-(-(computed + k) // bs) - held, 0).sum())
+            return int(np.maximum(blocks_for(computed + k, bs) - held, 0).sum())
 
         if extra_blocks(k_finish) <= free:
             return k_finish
@@ -242,7 +244,7 @@ class Engine:
         for seq in seqs:
             computed = seq.num_computed + num_steps
             seq.num_computed = computed
-            blocks = -(-computed // bs)
+            blocks = blocks_for(computed, bs)
             if blocks > seq.blocks:
                 new_total += blocks - seq.blocks
                 seq.blocks = blocks

@@ -32,7 +32,8 @@ class WorkloadConfig:
         8192, "Cap on prompt + output tokens; longer requests are scaled down proportionally.")
     seed: int = option(42, "Seed of the workload's random streams (same seed, same requests).")
     max_num_completed_requests: int = option(
-        100, "Number of requests to generate (fewer if a trace runs out).")
+        100, "Requests in the schedule: each is sent, and failed ones count too (the name is "
+             "the one users know); fewer if a trace runs out.")
     interval_params: dict[str, Any] = per_entry("interval_generator")
     length_params: dict[str, Any] = per_entry("length_generator")
 
