@@ -9,8 +9,10 @@ heads, which EP splits by expert, and which every GPU replicates.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
 
-from etalon.estimator.spec import ModelSpec
+if TYPE_CHECKING:  # the spec computes its counts through this module, lazily
+    from etalon.estimator.spec import ModelSpec
 
 
 @dataclass(frozen=True)
