@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from etalon.cli_errors import UserError
-
 import json
 from pathlib import Path
 
 import yaml
+
+from etalon.cli_errors import UserError
 
 
 def load_mapping(path: str | Path, what: str) -> dict:

@@ -10,13 +10,13 @@ actor; the simulator writes its virtual clock directly.
 
 from __future__ import annotations
 
-from etalon.cli_errors import UserError
-
 import json
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import IO, Iterable, Iterator
+
+from etalon.cli_errors import UserError
 
 # Where a token count came from, most trusted first.
 TOKEN_SOURCES = ("usage", "tokenizer", "chunks", "requested", "simulated")

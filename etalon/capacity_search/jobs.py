@@ -6,14 +6,13 @@ existing cluster with ``--ray-address``), live ones one after another — they s
 
 from __future__ import annotations
 
-from etalon.cli_errors import UserError
-
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 from etalon.capacity_search.probes import live_probe, simulated_probe
 from etalon.capacity_search.search import SearchResult, SearchSettings, search_capacity
 from etalon.capacity_search.slo import SLO
+from etalon.cli_errors import UserError
 from etalon.config_files import load_mapping
 
 TOP_KEYS = {"slo", "search", "num_requests", "deployments"}

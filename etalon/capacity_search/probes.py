@@ -7,8 +7,6 @@ rate. Both read back the records they wrote, so the SLO is judged by the same co
 
 from __future__ import annotations
 
-from etalon.cli_errors import UserError
-
 import copy
 import json
 import subprocess
@@ -17,6 +15,7 @@ from pathlib import Path
 
 from etalon.capacity_search.search import Probe
 from etalon.capacity_search.slo import SLO
+from etalon.cli_errors import UserError
 from etalon.records import load_records
 
 

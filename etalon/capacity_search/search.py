@@ -6,10 +6,10 @@ It is generic over the probe, so live servers and the simulator share it.
 
 from __future__ import annotations
 
-from etalon.cli_errors import UserError
-
 from dataclasses import asdict, dataclass, field
 from typing import Callable
+
+from etalon.cli_errors import UserError
 
 
 @dataclass

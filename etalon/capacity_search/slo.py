@@ -8,12 +8,11 @@ did not see the load it was asked to take.
 
 from __future__ import annotations
 
-from etalon.cli_errors import UserError
-
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
+from etalon.cli_errors import UserError
 from etalon.metrics.latency import latency_series
 from etalon.metrics.per_request import request_rows
 from etalon.records import RequestRecord

@@ -8,13 +8,12 @@ changes decode steps are alike, so ``fast_forward`` advances many of them in one
 
 from __future__ import annotations
 
-from etalon.cli_errors import UserError
-
 from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from etalon.cli_errors import UserError
 from etalon.engine.config import EngineConfig
 from etalon.engine.kv_cache import BlockPool, blocks_for
 from etalon.engine.schedulers import StepPlan

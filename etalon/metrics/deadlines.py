@@ -30,13 +30,12 @@ are accounted for by goodput and the error counts.
 
 from __future__ import annotations
 
-from etalon.cli_errors import UserError
-
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import numpy as np
 
+from etalon.cli_errors import UserError
 from etalon.metrics.tokens import token_times
 from etalon.records import RequestRecord
 

@@ -7,13 +7,12 @@ deadlines and fluidity (:mod:`.deadlines`, :mod:`.fluid_rate`) and goodput (:mod
 
 from __future__ import annotations
 
-from etalon.cli_errors import UserError
-
 from collections import Counter
 from typing import Iterable, Sequence
 
 import numpy as np
 
+from etalon.cli_errors import UserError
 from etalon.metrics.deadlines import (
     Timelines, evaluate_timelines, min_tbt_deadlines, run_wide_ttft, ttft_deadline_label,
 )

@@ -7,12 +7,11 @@ datacenter GPU (a few ms per decode step, ~20k prefill tokens/s).
 
 from __future__ import annotations
 
-from etalon.cli_errors import UserError
-
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
+from etalon.cli_errors import UserError
 from etalon.perf.base import PerfModel, StepBatch
 
 

@@ -7,12 +7,11 @@ sizes it (``etalon.estimator.memory.kv_cache_capacity``) unless ``--num-kv-block
 
 from __future__ import annotations
 
-from etalon.cli_errors import UserError
-
 from dataclasses import dataclass
 
 import numpy as np
 
+from etalon.cli_errors import UserError
 from etalon.engine import Engine
 from etalon.perf.base import PerfModel
 from etalon.simulator.cluster import Link, Replica, make_router

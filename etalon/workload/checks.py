@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from etalon.cli_errors import UserError
-
 import math
+
+from etalon.cli_errors import UserError
 
 
 def require_positive(value: float, flag: str) -> float:

@@ -7,14 +7,13 @@ requests need ``n - 1`` gaps. A trace generator returns fewer gaps when its rows
 
 from __future__ import annotations
 
-from etalon.cli_errors import UserError
-
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from etalon.cli_errors import UserError
 from etalon.options import option
 from etalon.registry import raw
 

@@ -7,8 +7,6 @@
 
 from __future__ import annotations
 
-from etalon.cli_errors import UserError
-
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -16,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from etalon.cli_errors import UserError
 from etalon.options import option
 from etalon.registry import raw
 

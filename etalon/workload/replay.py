@@ -6,10 +6,9 @@ server saw), falling back to what was requested.
 
 from __future__ import annotations
 
-from etalon.cli_errors import UserError
-
 from pathlib import Path
 
+from etalon.cli_errors import UserError
 from etalon.records import iter_records
 from etalon.workload.request import Request
 

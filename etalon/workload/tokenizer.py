@@ -7,11 +7,11 @@ A local Hugging Face tokenizer gives exact counts. Without one, ``ApproxTokenize
 
 from __future__ import annotations
 
-from etalon.cli_errors import UserError
-
 import threading
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
+
+from etalon.cli_errors import UserError
 
 
 @runtime_checkable

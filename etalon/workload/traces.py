@@ -10,8 +10,6 @@ first bad data row (1-based, header and comment lines not counted), because a us
 
 from __future__ import annotations
 
-from etalon.cli_errors import UserError
-
 import os
 from dataclasses import dataclass
 from functools import lru_cache
@@ -19,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from etalon.cli_errors import UserError
 
 PREFILL_COLUMN = "num_prefill_tokens"
 DECODE_COLUMN = "num_decode_tokens"
