@@ -33,7 +33,7 @@ from etalon.estimator.command_configs import (
 )
 from etalon.estimator.commands import Report, run_catalog, run_latency, run_memory, run_plan
 from etalon.estimator.commands_distributed import run_distributed
-from etalon.options import add_options, config_from_args
+from etalon.options import add_config_file_flag, add_options, config_from_args
 
 PROG = "etalon.estimate"
 DESCRIPTION = ("Model an LLM deployment analytically: memory and KV cache, roofline latency, "
@@ -67,8 +67,7 @@ def add_subcommand(subparsers: argparse._SubParsersAction, sub: Subcommand, **kw
     """Adds ``sub``'s parser (its config's flags, plus ``--config FILE``) to ``subparsers``."""
     p = subparsers.add_parser(sub.name, help=sub.help, description=sub.help, **kwargs)
     if sub.config_file:
-        p.add_argument("--config", metavar="FILE", default=None,
-                       help="YAML/JSON file of these settings (keys as the flags, '-' or '_'); flags override it")
+        add_config_file_flag(p)
     add_options(p, sub.config)
     return p
 

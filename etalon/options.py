@@ -414,6 +414,13 @@ def load_config_file(cls: type, path: str | Path, what: str) -> Any:
     return from_mapping(cls, load_mapping(path, what), str(path))
 
 
+def add_config_file_flag(parser: argparse.ArgumentParser, sections: str = "") -> None:
+    """``--config FILE``: a YAML/JSON file of the command's settings, under its flags."""
+    parser.add_argument("--config", default=None, metavar="FILE",
+                        help="YAML/JSON file of the settings below (keys as the flags, with '_' "
+                             f"or '-'{sections}); flags given on the command line override it")
+
+
 def config_from_args(cls: type, ns: argparse.Namespace, *, what: str = "config file") -> Any:
     """Defaults, then ``--config FILE`` (when the namespace has one), then the typed flags."""
     path = getattr(ns, "config", None)

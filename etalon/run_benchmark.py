@@ -23,7 +23,7 @@ from etalon.client.connection import ConnectionConfig, LoadConfig
 from etalon.client.pool import PoolSpec, run_pool
 from etalon.metrics.targets import DeadlineTargets
 from etalon.commands import entry_points
-from etalon.options import add_options, config_from_args, embed, option, to_mapping
+from etalon.options import add_config_file_flag, add_options, config_from_args, embed, option, to_mapping
 from etalon.records import RecordWriter, RequestRecord
 from etalon.report.outputs import OutputConfig, WandbConfig
 from etalon.workload.config import WorkloadConfig
@@ -72,9 +72,7 @@ class BenchmarkConfig:
 
 
 def configure(parser) -> None:
-    parser.add_argument("--config", default=None, metavar="FILE",
-                        help="YAML/JSON file with any of the settings below (workload ones "
-                             "under 'workload:'); flags override it")
+    add_config_file_flag(parser, "; workload ones under 'workload:'")
     add_options(parser, BenchmarkConfig)
 
 

@@ -10,7 +10,7 @@ import sys
 import time
 
 from etalon.commands import entry_points
-from etalon.options import add_options, config_from_args
+from etalon.options import add_config_file_flag, add_options, config_from_args
 from etalon.records import RecordWriter
 from etalon.simulator.config import SimConfig
 
@@ -19,9 +19,7 @@ DESCRIPTION = "Simulate a serving deployment under a workload."
 
 
 def configure(parser) -> None:
-    parser.add_argument("--config", default=None, metavar="FILE",
-                        help="YAML/JSON file with any of the settings below (workload ones "
-                             "under 'workload:'); flags given on the command line override it")
+    add_config_file_flag(parser, "; workload ones under 'workload:'")
     add_options(parser, SimConfig)
 
 

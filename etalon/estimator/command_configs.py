@@ -35,24 +35,22 @@ ENGINE_UNUSED = ("scheduler", "chunk_size", "num_kv_blocks", "batch_window")
 
 # --- list flags: "128,256,512" -----------------------------------------------------------------
 
-def int_list(text: str) -> list[int]:
+def _number_list(text: str, kind: type, noun: str, low: float, adjective: str) -> list:
     try:
-        values = [int(v) for v in text.split(",") if v.strip()]
+        values = [kind(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got '{text}'") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers, got '{text}'")
+        raise argparse.ArgumentTypeError(f"expected comma-separated {noun}, got '{text}'") from None
+    if not values or min(values) < low:
+        raise argparse.ArgumentTypeError(f"expected {adjective} {noun}, got '{text}'")
     return values
+
+
+def int_list(text: str) -> list[int]:
+    return _number_list(text, int, "integers", 1, "positive")
 
 
 def float_list(text: str) -> list[float]:
-    try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got '{text}'") from None
-    if not values or min(values) < 0:
-        raise argparse.ArgumentTypeError(f"expected non-negative numbers, got '{text}'")
-    return values
+    return _number_list(text, float, "numbers", 0, "non-negative")
 
 
 def str_list(text: str) -> list[str]:
