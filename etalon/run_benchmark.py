@@ -74,6 +74,9 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
                    help="JSON object merged into every request body")
     g.add_argument("--no-ignore-eos", action="store_true",
                    help="do not send vLLM's ignore_eos/min_tokens (for servers that reject them)")
+    g.add_argument("--require-exact-output-lengths", action="store_true",
+                   help="make a request that delivered fewer output tokens than requested (by "
+                        "more than max(1 token, 2 %%)) a failed record (error_type short_output)")
     d = p.add_argument_group("deadlines (SLOs)")
     d.add_argument("--ttft-deadline", type=float, default=None,
                    help="TTFT deadline (s), the same for every request")
@@ -188,7 +191,8 @@ def run(args) -> int:
                               api_key=os.environ.get("OPENAI_API_KEY"),
                               request_timeout=args.request_timeout, idle_timeout=args.idle_timeout,
                               additional_sampling_params=args.additional_sampling_params,
-                              ignore_eos=not args.no_ignore_eos, tokenizer=args.tokenizer)
+                              ignore_eos=not args.no_ignore_eos, tokenizer=args.tokenizer,
+                              require_exact_output_lengths=args.require_exact_output_lengths)
         spec = PoolSpec(args.llm_api, config, args.num_ray_clients,
                         args.num_concurrent_requests_per_client, args.tokenizer, workload.seed,
                         use_ray=not args.no_ray, ray_address=args.ray_address)
