@@ -20,7 +20,7 @@ from pathlib import Path
 
 from etalon.calibration.anchor import AnchorSettings, anchored, default_prompt_tokens, judge, plan
 from etalon.calibration.cli import ProfiledServer, open_session, write_records
-from etalon.calibration.measure import send
+from etalon.calibration.measure import send, why_failed
 from etalon.calibration.profile import load_profile, save_profile
 from etalon.cli_errors import UserError
 from etalon.client.connection import ConnectionConfig
@@ -83,7 +83,7 @@ def run(args: AnchorConfig) -> int:
     entries = judge(records, profile, settings)
     if not entries:
         first = next((r for r in records if not r.ok), None)
-        why = f" (first failure: {first.error_type}: {first.error_message})" if first else ""
+        why = f" (first failure: {why_failed(first)})" if first else ""
         raise UserError(f"no probe request after the first completed with tokens{why}; "
                         f"{source} left as it was")
     save_profile(anchored(profile, entries), dest)

@@ -18,8 +18,12 @@ from typing import IO, Iterable, Iterator
 
 from etalon.cli_errors import UserError
 
-# Where a token count came from, most trusted first.
-TOKEN_SOURCES = ("usage", "tokenizer", "chunks", "requested", "simulated")
+# Where a token count came from. ``chat_template``: the tokenizer's count of the prompt as the
+# chat template wraps it; ``tokenizer``: of the text alone (the user's prompt, or the output).
+TOKEN_SOURCES = ("usage", "chat_template", "tokenizer", "chunks", "requested", "simulated")
+# Where a finish reason came from: sent by the server, inferred by the client (the server sent
+# none), or written by the simulator.
+FINISH_REASON_SOURCES = ("server", "inferred", "simulated")
 
 
 @dataclass
@@ -29,6 +33,14 @@ class RequestRecord:
     ``chunk_times[i]`` is when the i-th content-bearing chunk arrived and ``chunk_tokens[i]`` how
     many tokens it carried (1 for most servers; more when a server batches tokens per SSE event).
     Role-only and empty chunks are not recorded: they carry no tokens.
+
+    ``num_prompt_tokens`` / ``num_output_tokens`` are the counts metrics use and ``*_source``
+    says where each came from; ``prompt_token_counts`` / ``output_token_counts`` keep every
+    count the client could make, keyed by source (e.g. ``{"usage": 158, "chat_template": 158,
+    "tokenizer": 128}``), so a run shows how the sources disagree.
+
+    A request that completed without error but streamed no token is *empty*: its own outcome,
+    not a success (``ok`` is False) and not an error (see ``outcome``).
 
     ``ttft_deadline`` is this request's own TTFT deadline in seconds (e.g. predicted prefill
     time of its requested prompt plus a slack, set by ``run_benchmark --prefill-profile``);
@@ -49,15 +61,39 @@ class RequestRecord:
     num_output_tokens: int | None = None
     output_tokens_source: str | None = None
     finish_reason: str | None = None
+    finish_reason_source: str | None = None
     error_type: str | None = None
     error_message: str | None = None
     client_id: int = 0
     replica_id: int | None = None
     ttft_deadline: float | None = None
+    prompt_token_counts: dict[str, int] = field(default_factory=dict)
+    output_token_counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def streamed_tokens(self) -> bool:
+        """Whether any chunk carried a token."""
+        return any(k > 0 for k in self.chunk_tokens)
 
     @property
     def ok(self) -> bool:
-        return self.error_type is None and self.completed_at is not None
+        """Completed without error and streamed at least one token: what latency metrics read."""
+        return self.error_type is None and self.completed_at is not None and self.streamed_tokens
+
+    @property
+    def empty(self) -> bool:
+        """Completed without error but streamed no token (e.g. a server that stopped at once)."""
+        return (self.error_type is None and self.completed_at is not None
+                and not self.streamed_tokens)
+
+    @property
+    def outcome(self) -> str:
+        """``completed`` (``ok``), ``empty``, ``failed`` (an ``error_type``) or ``unfinished``."""
+        if self.error_type is not None:
+            return "failed"
+        if self.completed_at is None:
+            return "unfinished"
+        return "completed" if self.streamed_tokens else "empty"
 
     @property
     def ttft(self) -> float | None:
@@ -99,6 +135,9 @@ class RequestRecord:
         rec = cls(**data)
         if len(rec.chunk_times) != len(rec.chunk_tokens):
             raise UserError(f"{where}: chunk_times and chunk_tokens differ in length")
+        for name in ("prompt_token_counts", "output_token_counts"):
+            if not isinstance(getattr(rec, name), dict):
+                raise UserError(f"{where}: {name} must be an object of counts by source")
         return rec
 
 

@@ -1,4 +1,5 @@
-"""Shared fixtures: one Ray cluster per session, the embedded server, a programmed server."""
+"""Shared fixtures: one Ray cluster per session, programmed servers, a real tokenizer with a
+chat template."""
 
 from __future__ import annotations
 
@@ -37,3 +38,27 @@ def programmed_server():
     srv = ProgrammedServer(ttft=0.05, itl=0.02).start()
     yield srv
     srv.stop()
+
+
+@pytest.fixture(scope="session")
+def chat_tokenizer_dir(tmp_path_factory) -> Path:
+    """A real Hugging Face tokenizer (BPE trained offline on the packaged corpus) with a
+    ChatML-like chat template, as a folder for ``--tokenizer``."""
+    pytest.importorskip("transformers")
+    from hf_tokenizer import train_tokenizer, with_chat_template
+
+    base = tmp_path_factory.mktemp("tokenizer")
+    return with_chat_template(train_tokenizer(base / "trained"), base / "chat")
+
+
+@pytest.fixture(scope="session")
+def token_server(chat_tokenizer_dir):
+    """A programmed server that counts and generates with the chat tokenizer (fast timing)."""
+    import transformers
+    from programmed_server import ProgrammedServer
+
+    tok = transformers.AutoTokenizer.from_pretrained(str(chat_tokenizer_dir), local_files_only=True)
+    srv = ProgrammedServer(ttft=0.02, itl=0.005, tokenizer=tok).start()
+    yield srv
+    srv.stop()
+

@@ -98,9 +98,11 @@ def test_ray_path_gives_same_records_as_in_process(programmed_server, ray_cluste
     assert max(r.dispatch_lag for r in remote) < 0.02
 
 
-def test_token_counts_fall_back_to_tokenizer_then_chunks(programmed_server, tmp_path):
-    # Without usage, output tokens come from the tokenizer on the whole text when one is given,
-    # else from the number of content chunks. The server streams " tok" per token.
+def test_token_counts_without_usage_come_from_chunks_checked_by_the_tokenizer(programmed_server,
+                                                                             tmp_path):
+    # Without usage, a stream of one token per chunk is counted by its chunks; a tokenizer, when
+    # given, checks that each chunk is one token and counts the prompt. The server streams
+    # " tok" per token, one token under this word-level tokenizer.
     from tokenizers import Tokenizer, models, pre_tokenizers
 
     tok = Tokenizer(models.WordLevel({"tok": 0, "[UNK]": 1}, unk_token="[UNK]"))
@@ -108,8 +110,13 @@ def test_token_counts_fall_back_to_tokenizer_then_chunks(programmed_server, tmp_
     tok.save(str(tmp_path / "tokenizer.json"))
     url = programmed_server.fault_url("nousage")
     with_tok = run(url, schedule(1, 0.0, output=6), tokenizer=str(tmp_path))[0]
-    assert (with_tok.num_output_tokens, with_tok.output_tokens_source) == (6, "tokenizer")
+    assert (with_tok.num_output_tokens, with_tok.output_tokens_source) == (6, "chunks")
+    assert with_tok.output_token_counts == {"chunks": 6, "tokenizer": 6}
     assert with_tok.prompt_tokens_source == "tokenizer"
+    assert with_tok.prompt_token_counts == {"tokenizer": with_tok.num_prompt_tokens}
     bare = run(url, schedule(1, 0.0, output=6))[0]
     assert (bare.num_output_tokens, bare.output_tokens_source) == (6, "chunks")
+    assert bare.output_token_counts == {"chunks": 6}
     assert bare.prompt_tokens_source == "requested" and bare.num_prompt_tokens == 20
+    assert bare.prompt_token_counts == {}
+    assert (bare.finish_reason, bare.finish_reason_source) == ("length", "server")

@@ -150,3 +150,35 @@ def test_ctrl_c_writes_what_finished_and_the_summary(tmp_path):
     assert 5 <= len(recs) < 200
     assert summary["counts"]["num_requests"] == len(recs)
     assert summary["run"]["not_dispatched"] == 200 - len(recs)
+
+
+def test_short_outputs_warn_and_require_exact_fails_them(token_server, chat_tokenizer_dir, tmp_path):
+    # A llama.cpp-like server: ignores ignore_eos (prompts whose CRC-32 is 0 or 1 mod 4 stop
+    # after that many tokens), streams no usage and no finish reason.
+    url = token_server.fault_url("eos+nousage+nofinish")
+    common = ("--server", url, "--model", "m", "--llm-api", "openai-chat", "--no-ray",
+              "--num-ray-clients", "1", "--tokenizer", str(chat_tokenizer_dir),
+              "--max-num-completed-requests", "16", "--poisson-request-interval-generator-qps", "40",
+              "--fixed-request-generator-prefill-tokens", "32",
+              "--fixed-request-generator-decode-tokens", "8", "--no-plots")
+    res = bench(*common, "--output-dir", str(tmp_path / "warn"))
+    assert res.returncode == 0, res.stderr
+    summary = json.loads((tmp_path / "warn" / "summary.json").read_text())
+    recs = load_records(tmp_path / "warn" / "requests.jsonl")
+    early = [r for r in recs if r.num_output_tokens < 8]
+    assert len(early) > 2 and all(r.num_output_tokens <= 1 for r in early)
+    assert all(r.finish_reason == "stop" and r.finish_reason_source == "inferred" for r in early)
+    assert summary["lengths"]["output"]["num_short"] == len(early)
+    assert summary["lengths"]["output"]["delivered_tokens"] == sum(r.num_output_tokens for r in recs)
+    assert "WARNING: OUTPUTS SHORTER THAN REQUESTED" in res.stdout
+    assert summary["warnings"] and summary["lengths"]["output"]["short"]
+    # The chat template's tokens are counted (no usage: the tokenizer's template renders them).
+    assert {r.prompt_tokens_source for r in recs} == {"chat_template"}
+    assert all(r.num_prompt_tokens > r.prompt_token_counts["tokenizer"] == 32 for r in recs)
+
+    res = bench(*common, "--require-exact-output-lengths", "--output-dir", str(tmp_path / "exact"))
+    assert res.returncode == 0, res.stderr
+    exact = load_records(tmp_path / "exact" / "requests.jsonl")
+    failed = {r.request_id for r in exact if r.error_type == "short_output"}
+    assert failed == {r.request_id for r in early}
+    assert all(r.ok for r in exact if r.request_id not in failed)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from etalon.workload import ApproxTokenizer, PromptBuilder, load_corpus, load_tokenizer
+from hf_tokenizer import train_tokenizer
 
 tokenizers = pytest.importorskip("tokenizers")
 pytest.importorskip("transformers")
@@ -18,29 +19,7 @@ SIZES = (1, 2, 3, 5, 17, 64, 257, 1000, 4096)
 
 def _train(tmp_path: Path, kind: str) -> Path:
     """A small tokenizer trained on the packaged corpus, saved as tokenizer.json (no internet)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    corpus = load_corpus()
-    chunks = [corpus[i : i + 1000] for i in range(0, len(corpus), 1000)]
-    tok = Tokenizer(models.BPE(unk_token=None if kind == "bytelevel" else "<unk>"))
-    if kind == "bytelevel":  # GPT-2 / Llama-3 style
-        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-        tok.decoder = decoders.ByteLevel()
-        alphabet = pre_tokenizers.ByteLevel.alphabet()
-        special = []
-    else:  # SentencePiece style: spaces become "\u2581" glued to the following word
-        tok.pre_tokenizer = pre_tokenizers.Metaspace()
-        tok.decoder = decoders.Metaspace()
-        alphabet = []
-        special = ["<unk>"]
-    trainer = trainers.BpeTrainer(
-        vocab_size=600, initial_alphabet=alphabet, special_tokens=special, show_progress=False
-    )
-    tok.train_from_iterator(chunks, trainer)
-    out = tmp_path / kind
-    out.mkdir()
-    tok.save(str(out / "tokenizer.json"))
-    return out
+    return train_tokenizer(tmp_path / kind, kind)
 
 
 @pytest.fixture(scope="module", params=["bytelevel", "metaspace"])

@@ -69,11 +69,42 @@ def successful(records: list[RequestRecord], what: str, prog: str) -> list[Reque
     ok = [r for r in records if r.ok and r.chunk_times]
     failed = [r for r in records if not (r.ok and r.chunk_times)]
     if not ok:
-        first = failed[0] if failed else None
-        detail = f": {first.error_type}: {first.error_message}" if first else ""
+        detail = f": {why_failed(failed[0])}" if failed else ""
         raise UserError(f"all {len(records)} {what} requests failed{detail}")
     if failed:
-        first = failed[0]
         print(f"{prog}: {len(failed)} of {len(records)} {what} requests failed and are left "
-              f"out (first: {first.error_type}: {first.error_message})", file=sys.stderr)
+              f"out (first: {why_failed(failed[0])})", file=sys.stderr)
     return ok
+
+
+def why_failed(record: RequestRecord) -> str:
+    """One phrase on why a record is not a completed request."""
+    if record.error_type is not None:
+        return f"{record.error_type}: {record.error_message}"
+    if record.empty:
+        return (f"empty: the server answered with no token (finish_reason "
+                f"{record.finish_reason})")
+    return "unfinished: no completion"
+
+
+def prompt_count_note(records: list[RequestRecord], chat: bool) -> str | None:
+    """What a profiler tells the user when its prompt lengths are not the server's own counts
+    (None when every record's came from the server's usage).
+
+    It names where the lengths did come from, so it never asks for a ``--tokenizer`` that was
+    given: the tokenizer (with the chat template for chat, or without one when the tokenizer
+    has none, so the template's tokens are missing), or the requested lengths, which without
+    a tokenizer were built to the ~4 characters per token estimate.
+    """
+    sources = {r.prompt_tokens_source for r in records}
+    if sources <= {"usage"}:
+        return None
+    head = "the server sent no usage counts; prompt lengths come from"
+    if "requested" in sources:
+        return (f"{head} the requested lengths, estimated at ~4 characters per token "
+                f"(pass --tokenizer for exact counts)")
+    if chat and "tokenizer" in sources:
+        return (f"{head} --tokenizer, which has no chat template: the tokens the server's "
+                f"template adds are not counted")
+    return f"{head} --tokenizer" + (" and its chat template" if chat else "")
+

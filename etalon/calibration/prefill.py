@@ -18,7 +18,7 @@ import numpy as np
 from sklearn.metrics import mean_absolute_percentage_error, r2_score
 
 from etalon.calibration.fitting import FitSettings, fit_section, shift_level
-from etalon.calibration.measure import Target, send, successful
+from etalon.calibration.measure import Target, prompt_count_note, send, successful
 from etalon.calibration.section import Section
 from etalon.records import RequestRecord
 from etalon.workload.request import Request
@@ -87,17 +87,18 @@ def measure_prefill(target: Target, settings: PrefillSettings, prog: str
     """Sends the plan one request at a time; returns all records and the measured rows."""
     plan = plan_prefill(settings.validate())
     records = send(target, plan.requests, concurrency=1)
-    return records, prefill_measurements(records, plan, prog)
+    chat = target.client_name == "openai-chat"
+    return records, prefill_measurements(records, plan, prog, chat=chat)
 
 
 def prefill_measurements(records: list[RequestRecord], plan: PrefillPlan,
-                         prog: str) -> PrefillMeasurements:
+                         prog: str, *, chat: bool = False) -> PrefillMeasurements:
     measured = [r for r in records if plan.repetition.get(r.request_id, -1) >= 0]
     ok = successful(measured, "prefill", prog)
     from_usage = all(r.prompt_tokens_source == "usage" for r in ok)
-    if not from_usage:
-        print(f"{prog}: the server sent no usage counts; prompt lengths come from the client's "
-              f"tokenizer (pass --tokenizer for exact counts)", file=sys.stderr)
+    note = prompt_count_note(ok, chat)
+    if note:
+        print(f"{prog}: {note}", file=sys.stderr)
     return PrefillMeasurements(
         prompt_tokens=np.array([r.num_prompt_tokens or r.requested_prompt_tokens for r in ok]),
         requested_prompt_tokens=np.array([r.requested_prompt_tokens for r in ok]),

@@ -1,8 +1,9 @@
 """The client API: what a backend must do to be benchmarked, and the registry that names backends.
 
 A backend sends one request and fills in its ``RequestRecord`` (sent time, content chunks with
-their arrival times and token counts, completion time, counts and their source, errors). The
-dispatcher, the Ray actors and the metrics know nothing else about it. To add a backend,
+their arrival times and token counts, completion time, counts and their source, the finish
+reason and where it came from, errors). The dispatcher, the Ray actors and the metrics know
+nothing else about it. To add a backend,
 subclass ``LLMClient`` and register it: ``etalon.registry.register("client", "name", cls)``
 (from a plug-in module, see ``etalon.registry``); ``--llm-api name`` then selects it.
 """
@@ -20,7 +21,12 @@ from etalon.workload.request import Request
 
 @dataclass
 class ClientConfig:
-    """Everything a client needs to reach a server. ``api_key`` is never written anywhere."""
+    """Everything a client needs to reach a server. ``api_key`` is never written anywhere.
+
+    ``require_exact_output_lengths`` makes a request that delivered fewer output tokens than
+    requested (beyond :data:`etalon.metrics.lengths.TOLERANCE`) a failed record
+    (``error_type`` ``short_output``) instead of a success.
+    """
 
     base_url: str
     model: str
@@ -30,6 +36,7 @@ class ClientConfig:
     additional_sampling_params: dict = field(default_factory=dict)
     ignore_eos: bool = True
     tokenizer: str | None = None
+    require_exact_output_lengths: bool = False
 
     def redacted(self) -> dict:
         from dataclasses import asdict
@@ -70,6 +77,15 @@ class LLMClient(ABC):
 
     async def close(self) -> None:
         """Releases what ``open`` created."""
+
+    def count_prompt(self, prompt: str) -> dict[str, int]:
+        """Token counts of ``prompt`` this client can make before sending, keyed by source
+        (``tokenizer``: the text; ``chat_template``: the text as the chat template wraps it).
+
+        Called for every prompt before ``open`` and the run, so counting costs nothing on the
+        hot path; ``send`` finds the counts in ``record.prompt_token_counts``.
+        """
+        return {}
 
     @abstractmethod
     async def send(self, request: Request, prompt: str, record: RequestRecord, clock: Clock) -> None:

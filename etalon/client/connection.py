@@ -40,6 +40,9 @@ class ConnectionConfig:
         parse=json_object)
     no_ignore_eos: bool = option(False, "do not send vLLM's ignore_eos/min_tokens (for servers "
                                         "that reject them)")
+    require_exact_output_lengths: bool = option(
+        False, "make a request that delivered fewer output tokens than requested (by more than "
+               "max(1 token, 2 %)) a failed record (error_type short_output)")
 
     def validate(self) -> ConnectionConfig:
         for name in ("timeout", "request_timeout", "idle_timeout"):
@@ -62,7 +65,8 @@ class ConnectionConfig:
                               request_timeout=self.request_timeout,
                               idle_timeout=min(self.idle_timeout, self.request_timeout),
                               additional_sampling_params=dict(self.additional_sampling_params),
-                              ignore_eos=not self.no_ignore_eos, tokenizer=self.tokenizer)
+                              ignore_eos=not self.no_ignore_eos, tokenizer=self.tokenizer,
+                              require_exact_output_lengths=self.require_exact_output_lengths)
         return client, embedded
 
 

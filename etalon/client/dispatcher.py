@@ -54,6 +54,8 @@ class LoadGenerator:
         self.tokenizer_path = tokenizer
         self.seed = seed
         self._items: list[tuple[Request, str]] = []
+        self._prompt_counts: list[dict[str, int]] = []
+        self._client = None
         self._done: deque[dict] = deque()
         self.stats = GeneratorStats()
         self._thread: threading.Thread | None = None
@@ -66,13 +68,16 @@ class LoadGenerator:
         self._error: Exception | None = None
 
     def prepare(self, requests: list[Request]) -> int:
-        """Builds the prompts of this generator's requests and readies its event loop and
-        client, so that nothing but dispatch is left for the run; returns how many."""
+        """Builds and counts the prompts of this generator's requests and readies its event
+        loop and client, so that nothing but dispatch is left for the run; returns how many."""
         from etalon.workload.prompts import PromptBuilder
         from etalon.workload.tokenizer import load_tokenizer
 
         builder = PromptBuilder(load_tokenizer(self.tokenizer_path), self.seed)
         self._items = [(r, builder.build(r.prompt_tokens, r.request_id)) for r in requests]
+        # The client counts the prompts (e.g. through a chat template) now, off the hot path.
+        self._client = make_client(self.client_name, self.client_config)
+        self._prompt_counts = [self._client.count_prompt(prompt) for _, prompt in self._items]
         self._ready = threading.Event()
         self._thread = threading.Thread(target=_run_loop, args=(self._run(),),
                                         name=f"etalon-loadgen-{self.client_id}", daemon=True)
@@ -118,7 +123,7 @@ class LoadGenerator:
         self._main = asyncio.current_task()
         self._go = asyncio.Event()
         try:
-            client = make_client(self.client_name, self.client_config)
+            client = self._client
             await client.open(self.max_concurrency)
         except Exception as exc:  # handed to prepare(), which raises it in the caller
             self._error = exc
@@ -153,22 +158,22 @@ class LoadGenerator:
             self.stats.done = True
 
     async def _dispatch(self, client, gate: asyncio.Semaphore, tasks: set, clock: Clock) -> None:
-        for request, prompt in self._items:
+        for (request, prompt), counts in zip(self._items, self._prompt_counts):
             delay = clock.to_monotonic(request.arrival_time) - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
             await gate.acquire()
-            task = asyncio.create_task(self._one(client, gate, request, prompt, clock))
+            task = asyncio.create_task(self._one(client, gate, request, prompt, counts, clock))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
             self.stats.dispatched += 1
 
     async def _one(self, client, gate: asyncio.Semaphore, request: Request, prompt: str,
-                   clock: Clock) -> None:
+                   prompt_counts: dict[str, int], clock: Clock) -> None:
         record = RequestRecord(request_id=request.request_id, scheduled_at=request.arrival_time,
                                requested_prompt_tokens=request.prompt_tokens,
                                requested_output_tokens=request.output_tokens,
-                               client_id=self.client_id)
+                               client_id=self.client_id, prompt_token_counts=dict(prompt_counts))
         self.stats.in_flight += 1
         try:
             await client.send(request, prompt, record, clock)

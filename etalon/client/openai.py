@@ -2,8 +2,9 @@
 
 One aiohttp session per client (so per Ray actor), no connection cap below the configured
 concurrency, a large read buffer for long lines. The two endpoints differ only in the request
-body and where a chunk keeps its text; everything else (SSE parsing, timing, token accounting,
-errors) is shared.
+body, where a chunk keeps its text and how a prompt is counted before sending (chat: through the
+tokenizer's chat template); everything else (SSE parsing, timing, token accounting, finish
+reasons, errors) is shared.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import aiohttp
 
 from etalon.client.base import ClientConfig, Clock, LLMClient
+from etalon.client.finish import settle_finish
 from etalon.client.sse import SSEError, iter_sse_data
 from etalon.client.token_accounting import settle_token_counts
 from etalon.records import RequestRecord
@@ -43,10 +45,15 @@ class OpenAIClient(LLMClient):
                                         sock_read=self.config.idle_timeout)
         self._session = aiohttp.ClientSession(headers=headers, connector=connector,
                                               timeout=timeout, read_bufsize=READ_BUFSIZE)
-        if self.config.tokenizer is not None:
+        self._load_tokenizer()
+
+    def _load_tokenizer(self):
+        """The ``--tokenizer`` (loaded once), or None."""
+        if self._tokenizer is None and self.config.tokenizer is not None:
             from etalon.workload.tokenizer import load_tokenizer
 
             self._tokenizer = load_tokenizer(self.config.tokenizer)
+        return self._tokenizer
 
     async def close(self) -> None:
         if self._session is not None:
@@ -61,6 +68,10 @@ class OpenAIClient(LLMClient):
     @staticmethod
     def chunk_text(choice: dict) -> str | None:
         raise NotImplementedError
+
+    def count_prompt(self, prompt: str) -> dict[str, int]:
+        tokenizer = self._load_tokenizer()
+        return {} if tokenizer is None else {"tokenizer": tokenizer.count(prompt)}
 
     def _common_body(self, request: Request) -> dict:
         body = {
@@ -113,7 +124,8 @@ class OpenAIClient(LLMClient):
                             texts.append(text)
                             record.chunk_times.append(now)
                         if choice.get("finish_reason"):
-                            record.finish_reason = choice["finish_reason"]
+                            record.finish_reason = str(choice["finish_reason"])
+                            record.finish_reason_source = "server"
                 if not done:
                     record.error_type = "stream_cut"
                     record.error_message = "stream ended before [DONE]"
@@ -136,7 +148,8 @@ class OpenAIClient(LLMClient):
             record.error_type = "connection"
             record.error_message = f"{type(exc).__name__}: {exc}"[:300]
         finally:
-            settle_token_counts(record, prompt, texts, usage, self._tokenizer)
+            settle_token_counts(record, texts, usage, self._tokenizer)
+            settle_finish(record, self.config.require_exact_output_lengths)
 
 
 class OpenAICompletionsClient(OpenAIClient):
@@ -154,7 +167,21 @@ class OpenAIChatClient(OpenAIClient):
     endpoint = "/chat/completions"
 
     def body(self, request: Request, prompt: str) -> dict:
-        return {**self._common_body(request), "messages": [{"role": "user", "content": prompt}]}
+        return {**self._common_body(request), "messages": self.messages(prompt)}
+
+    @staticmethod
+    def messages(prompt: str) -> list[dict]:
+        return [{"role": "user", "content": prompt}]
+
+    def count_prompt(self, prompt: str) -> dict[str, int]:
+        """The text alone, and as the chat template wraps it (when the tokenizer has one): the
+        server counts the template's tokens as prompt tokens, ~30 for a typical template."""
+        counts = super().count_prompt(prompt)
+        if self._tokenizer is not None:  # loaded by the call above
+            templated = self._tokenizer.count_chat(self.messages(prompt))
+            if templated is not None:
+                counts["chat_template"] = templated
+        return counts
 
     @staticmethod
     def chunk_text(choice: dict) -> str | None:

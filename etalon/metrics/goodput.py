@@ -35,6 +35,8 @@ class Goodput:
     requests_per_s: float | None
     ttft_deadline_s: float | str | None
     tbt_deadline_s: float | None
+    includes: str = ("all requests in the denominator; only completed ones (>= 1 token) can be "
+                     "good: failed and empty responses never are")
 
     def to_dict(self) -> dict:
         return asdict(self)

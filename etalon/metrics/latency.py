@@ -1,8 +1,11 @@
 """Per-request latency series from records: TTFT, TBT, TPOT, end-to-end and dispatch lag.
 
-All times are seconds. Latency metrics read successful requests only (``record.ok``), so an
-error that returns in 2 ms never makes the server look fast; errors are counted separately.
-Dispatch lag reads every request that was sent, because it measures the load generator.
+All times are seconds. Latency metrics read completed requests only (``record.ok``: no error
+and at least one streamed token), so an error that returns in 2 ms never makes the server look
+fast. An *empty* response (completed, no token) has no first token, so it is left out of every
+latency metric alike — TTFT and E2E both — and gets its own ``empty_response_latency``;
+errors are counted separately. Dispatch lag reads every request that was sent, because it
+measures the load generator. Each metric's ``includes`` says this in the summary.
 
 TBT convention (per token): the first content chunk's tokens are covered by TTFT and give no
 TBT sample. Every later chunk that carries k tokens and arrives g seconds after the previous
@@ -22,19 +25,28 @@ from etalon.metrics.series import MetricSpec, Series
 from etalon.metrics.tokens import content_chunks, output_tokens
 from etalon.records import RequestRecord
 
-TTFT = MetricSpec("ttft", "s", "first content chunk - sent_at")
-TTFT_FROM_SCHEDULE = MetricSpec("ttft_from_schedule", "s", "first content chunk - scheduled_at")
-TBT = MetricSpec("tbt", "s", "gap before a chunk / tokens in it, one sample per token")
-TOKENS_PER_CHUNK = MetricSpec("tokens_per_chunk", "tokens", "tokens carried by each content chunk")
-TPOT = MetricSpec("tpot", "s", "(last chunk - first chunk) / (output tokens - 1)")
-E2E = MetricSpec("e2e_latency", "s", "completed_at - sent_at")
-E2E_FROM_SCHEDULE = MetricSpec("e2e_latency_from_schedule", "s", "completed_at - scheduled_at")
-NORMALIZED = MetricSpec("normalized_latency", "s/token", "e2e_latency / output tokens")
-DISPATCH_LAG = MetricSpec("dispatch_lag", "s", "sent_at - scheduled_at")
+COMPLETED = "completed requests (no error, >= 1 streamed token); not failed or empty ones"
+TTFT = MetricSpec("ttft", "s", "first content chunk - sent_at", COMPLETED)
+TTFT_FROM_SCHEDULE = MetricSpec("ttft_from_schedule", "s", "first content chunk - scheduled_at",
+                                COMPLETED)
+TBT = MetricSpec("tbt", "s", "gap before a chunk / tokens in it, one sample per token",
+                 "every token after the first chunk of completed requests")
+TOKENS_PER_CHUNK = MetricSpec("tokens_per_chunk", "tokens", "tokens carried by each content chunk",
+                              "every content chunk of completed requests")
+TPOT = MetricSpec("tpot", "s", "(last chunk - first chunk) / (output tokens - 1)",
+                  "completed requests with >= 2 chunks and >= 2 output tokens")
+E2E = MetricSpec("e2e_latency", "s", "completed_at - sent_at", COMPLETED)
+E2E_FROM_SCHEDULE = MetricSpec("e2e_latency_from_schedule", "s", "completed_at - scheduled_at",
+                               COMPLETED)
+NORMALIZED = MetricSpec("normalized_latency", "s/token", "e2e_latency / output tokens", COMPLETED)
+EMPTY = MetricSpec("empty_response_latency", "s", "completed_at - sent_at",
+                   "empty responses only (completed without error, no streamed token)")
+DISPATCH_LAG = MetricSpec("dispatch_lag", "s", "sent_at - scheduled_at",
+                          "every sent request, failed and empty ones included")
 
 LATENCY_METRICS: tuple[MetricSpec, ...] = (
     TTFT, TTFT_FROM_SCHEDULE, TBT, TOKENS_PER_CHUNK, TPOT,
-    E2E, E2E_FROM_SCHEDULE, NORMALIZED, DISPATCH_LAG,
+    E2E, E2E_FROM_SCHEDULE, NORMALIZED, EMPTY, DISPATCH_LAG,
 )
 
 
@@ -63,6 +75,8 @@ def latency_series(records: Iterable[RequestRecord]) -> dict[str, Series]:
         lag = r.dispatch_lag
         if lag is not None:
             out[DISPATCH_LAG.name].add(r.request_id, lag)
+        if r.empty and r.e2e_latency is not None:
+            out[EMPTY.name].add(r.request_id, r.e2e_latency)
         if not r.ok:
             continue
         _add_request(out, r)

@@ -3,11 +3,14 @@
 This is what ``requests.csv`` and the W&B request table hold. Metrics a request has no value
 for (a failed request's TTFT, a TBT-only column without a TBT deadline) are None.
 ``ttft_deadline`` is the TTFT deadline (s) the request was judged by: its record's own when
-set, else the run-wide one.
+set, else the run-wide one. ``outcome`` is completed, empty, failed or unfinished; latency
+columns are filled for completed requests only. ``prompt_token_counts`` and
+``output_token_counts`` are every count the client made, as JSON (``{"usage": 158, ...}``).
 """
 
 from __future__ import annotations
 
+import json
 from typing import Sequence
 
 from etalon.metrics.deadlines import (
@@ -20,8 +23,9 @@ from etalon.records import RequestRecord
 
 COLUMNS: tuple[str, ...] = (
     "request_id", "client_id", "replica_id", "scheduled_at", "sent_at", "completed_at",
-    "ok", "error_type", "error_message", "finish_reason",
-    "prompt_tokens", "prompt_tokens_source", "output_tokens", "output_tokens_source",
+    "ok", "outcome", "error_type", "error_message", "finish_reason", "finish_reason_source",
+    "requested_prompt_tokens", "prompt_tokens", "prompt_tokens_source", "prompt_token_counts",
+    "requested_output_tokens", "output_tokens", "output_tokens_source", "output_token_counts",
     "num_chunks", "dispatch_lag", "ttft", "ttft_from_schedule", "tpot", "max_tbt",
     "e2e_latency", "e2e_latency_from_schedule", "normalized_latency",
     "ttft_deadline", "deadline_misses", "fluidity_index", "min_tbt_deadline", "good",
@@ -53,10 +57,15 @@ def request_rows(
         row = {
             "request_id": r.request_id, "client_id": r.client_id, "replica_id": r.replica_id,
             "scheduled_at": r.scheduled_at, "sent_at": r.sent_at, "completed_at": r.completed_at,
-            "ok": r.ok, "error_type": r.error_type, "error_message": r.error_message,
-            "finish_reason": r.finish_reason,
+            "ok": r.ok, "outcome": r.outcome, "error_type": r.error_type,
+            "error_message": r.error_message, "finish_reason": r.finish_reason,
+            "finish_reason_source": r.finish_reason_source,
+            "requested_prompt_tokens": r.requested_prompt_tokens,
             "prompt_tokens": n_prompt, "prompt_tokens_source": prompt_src,
+            "prompt_token_counts": _json(r.prompt_token_counts),
+            "requested_output_tokens": r.requested_output_tokens,
             "output_tokens": n_out, "output_tokens_source": out_src,
+            "output_token_counts": _json(r.output_token_counts),
             "num_chunks": int(len(times)),
             "dispatch_lag": r.dispatch_lag,
             "ttft": r.ttft if r.ok else None,
@@ -73,6 +82,10 @@ def request_rows(
         row.update(deadline_cols.get(i, {}))
         rows.append(row)
     return rows
+
+
+def _json(counts: dict) -> str | None:
+    return json.dumps(counts, separators=(",", ":"), sort_keys=True) if counts else None
 
 
 def _deadline_columns(

@@ -11,11 +11,13 @@ from etalon.metrics.distribution import Distribution
 
 @dataclass(frozen=True)
 class MetricSpec:
-    """A declared metric: its key, its internal unit and one line on what it measures."""
+    """A declared metric: its key, its internal unit, one line on what it measures and one on
+    which requests (or tokens) it includes, reported with it so no reader has to guess."""
 
     name: str
     unit: str
     description: str
+    includes: str = ""
 
 
 class Series:

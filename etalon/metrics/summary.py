@@ -2,7 +2,9 @@
 
 ``summarize`` assembles the pieces; each number is computed in its own module:
 latency series (:mod:`.latency`), throughput and open-loop health (:mod:`.throughput`),
-deadlines and fluidity (:mod:`.deadlines`, :mod:`.fluid_rate`) and goodput (:mod:`.goodput`).
+requested vs delivered lengths (:mod:`.lengths`), deadlines and fluidity (:mod:`.deadlines`,
+:mod:`.fluid_rate`) and goodput (:mod:`.goodput`). Every warning of a section is also listed
+in the summary's top-level ``warnings``, so a reader checks one place.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from etalon.metrics.distribution import Distribution
 from etalon.metrics.fluid_rate import fluid_token_rate
 from etalon.metrics.goodput import goodput
 from etalon.metrics.latency import latency_series
+from etalon.metrics.lengths import TOLERANCE, LengthTolerance, output_lengths, prompt_lengths
 from etalon.metrics.throughput import check_load, throughput
 from etalon.metrics.tokens import output_tokens, prompt_tokens
 from etalon.records import RequestRecord
@@ -37,12 +40,15 @@ def summarize(
     min_rate_fraction: float = 0.95,
     fluid_min_fluidity: float = 0.9,
     fluid_percentile: float = 1.0,
+    length_tolerance: LengthTolerance = TOLERANCE,
 ) -> dict:
     """Summarises a run. Deadlines are seconds; None skips what needs them.
 
     Sections: ``parameters``, ``counts``, ``latency`` (one distribution per metric, each with
-    its ``unit``), ``throughput``, ``load`` (achieved vs. target rate, ``fell_behind`` and
-    ``warning``), ``deadlines`` and ``goodput`` (None without deadlines). See docs/metrics.md.
+    its ``unit`` and what it ``includes``), ``throughput``, ``load`` (achieved vs. target
+    rate, ``fell_behind`` and ``warning``), ``lengths`` (requested vs delivered tokens; output
+    ``short`` and ``warning``), ``deadlines``, ``goodput`` (None without deadlines) and
+    ``warnings`` (every section's warning). See docs/metrics.md.
 
     Records with their own ``ttft_deadline`` are judged by it; ``ttft_deadline`` is the
     run-wide one for the rest. ``parameters.ttft_deadline_s`` is that run-wide value, or
@@ -57,6 +63,7 @@ def summarize(
     load = check_load(records, target_qps=target_qps, lag_threshold_s=lag_threshold_s,
                       min_rate_fraction=min_rate_fraction)
     good = goodput(records, ttft_deadline, tbt_deadline, tput.duration_s)
+    outputs = output_lengths(records, length_tolerance)
     return {
         "schema_version": SCHEMA_VERSION,
         "parameters": {
@@ -70,29 +77,37 @@ def summarize(
         },
         "counts": count_summary(records),
         "latency": {
-            name: {"unit": s.spec.unit, **s.distribution().to_dict()}
+            name: {"unit": s.spec.unit, "includes": s.spec.includes, **s.distribution().to_dict()}
             for name, s in latency_series(records).items()
         },
         "throughput": tput.to_dict(),
         "load": load.to_dict(),
+        "lengths": {"output": outputs.to_dict(), "prompt": prompt_lengths(records)},
         "deadlines": deadline_summary(records, ttft_deadline, tbt_deadline,
                                       min_fluidity=fluid_min_fluidity, percentile=fluid_percentile),
         "goodput": good.to_dict() if good else None,
+        "warnings": [w for w in (load.warning, outputs.warning) if w],
     }
 
 
 def count_summary(records: Sequence[RequestRecord]) -> dict:
-    """How many requests were sent, completed and failed, and where token counts came from."""
+    """How many requests were sent, completed (with tokens), empty, failed and unfinished; how
+    answered requests finished and whether the server said so; where token counts came from."""
     errors = Counter(r.error_type for r in records if r.error_type is not None)
+    outcomes = Counter(r.outcome for r in records)
+    finished = [r for r in records if r.completed_at is not None]
     return {
         "num_requests": len(records),
         "num_sent": sum(1 for r in records if r.sent_at is not None),
-        "num_completed": sum(1 for r in records if r.ok),
+        "num_completed": outcomes["completed"],
+        "num_empty": outcomes["empty"],
         "num_errors": sum(errors.values()),
-        "num_unfinished": sum(1 for r in records if not r.ok and r.error_type is None),
+        "num_unfinished": outcomes["unfinished"],
         "errors_by_type": dict(sorted(errors.items())),
-        "finish_reasons": dict(sorted(Counter(r.finish_reason or "unknown" for r in records if r.ok)
+        "finish_reasons": dict(sorted(Counter(r.finish_reason or "unknown" for r in finished)
                                       .items())),
+        "finish_reason_sources": dict(sorted(Counter(r.finish_reason_source or "unknown"
+                                                     for r in finished).items())),
         "token_count_sources": {
             "prompt": dict(sorted(Counter(prompt_tokens(r)[1] for r in records).items())),
             "output": dict(sorted(Counter(output_tokens(r)[1] for r in records).items())),
@@ -117,6 +132,7 @@ def deadline_summary(
     """
     tl = Timelines.from_records(records)
     out: dict = {
+        "includes": "completed requests (no error, >= 1 streamed token)",
         "ttft_deadline_s": ttft_deadline_label(records, ttft_deadline),
         "tbt_deadline_s": tbt_deadline,
         "num_requests_evaluated": len(tl),

@@ -2,7 +2,9 @@
 
 The run window starts at the earliest ``scheduled_at`` or ``sent_at`` of any request (so a
 generator that sends late does not shrink it) and ends at the latest ``completed_at`` of any
-request, failed ones included. Throughputs count successful requests only. Rates are per second.
+request, failed ones included. Throughputs count completed requests only (``record.ok``: no
+error, at least one token); empty responses add no tokens and are counted in ``num_empty``, not
+in ``requests_per_s``. Rates are per second.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class Throughput:
     duration_s: float | None
     num_requests: int
     num_completed: int
+    num_empty: int
     num_errors: int
     prompt_tokens: int
     output_tokens: int
@@ -56,6 +59,8 @@ class Throughput:
     total_tokens_per_s: float | None
     requests_per_s: float | None
     error_rate: float | None
+    includes: str = ("completed requests (no error, >= 1 token) for tokens and requests_per_s; "
+                     "all requests for error_rate")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -75,6 +80,7 @@ def throughput(records: Sequence[RequestRecord]) -> Throughput:
         duration_s=dur,
         num_requests=len(records),
         num_completed=len(ok),
+        num_empty=sum(1 for r in records if r.empty),
         num_errors=n_errors,
         prompt_tokens=n_prompt,
         output_tokens=n_output,

@@ -1,4 +1,5 @@
-"""A human summary of a run for the terminal: latency percentiles, rates, deadlines, warnings.
+"""A human summary of a run for the terminal: latency percentiles, rates, lengths, deadlines and
+warnings (the generator fell behind; outputs shorter than requested).
 
 The content is built once (:func:`summary_view`) and rendered with rich when it is installed,
 as plain aligned text otherwise (and by :func:`format_summary`, for logs and tests).
@@ -25,12 +26,12 @@ PERCENTILE_COLUMNS = ("p50", "p90", "p99")
 
 @dataclass
 class SummaryView:
-    """What the console shows: a percentile table (ms), labelled facts and an optional warning."""
+    """What the console shows: a percentile table (ms), labelled facts and the run's warnings."""
 
     latency_header: tuple[str, ...] = ("metric (ms)", *PERCENTILE_COLUMNS, "count")
     latency_rows: list[tuple[str, ...]] = field(default_factory=list)
     facts: list[tuple[str, str]] = field(default_factory=list)
-    warning: str | None = None
+    warnings: list[str] = field(default_factory=list)
 
 
 def _num(value: Any, fmt: str = "{:.3g}", scale: float = 1.0) -> str:
@@ -52,7 +53,8 @@ def summary_view(summary: dict) -> SummaryView:
     load = summary.get("load", {})
     view.facts += [
         ("requests", f"{counts.get('num_completed', 0)} completed / "
-                     f"{counts.get('num_requests', 0)} total, {counts.get('num_errors', 0)} errors"),
+                     f"{counts.get('num_requests', 0)} total, {counts.get('num_empty', 0)} empty, "
+                     f"{counts.get('num_errors', 0)} errors"),
         ("error rate", _num(tput.get("error_rate"), "{:.2%}")),
         ("output tokens/s", _num(tput.get("output_tokens_per_s"), "{:.1f}")),
         ("total tokens/s", _num(tput.get("total_tokens_per_s"), "{:.1f}")),
@@ -63,10 +65,38 @@ def summary_view(summary: dict) -> SummaryView:
     if counts.get("errors_by_type"):
         view.facts.append(("errors by type", ", ".join(
             f"{k}: {v}" for k, v in counts["errors_by_type"].items())))
+    view.facts += _length_facts(summary)
     view.facts += _deadline_facts(summary)
-    if load.get("fell_behind"):
-        view.warning = load.get("warning") or "LOAD GENERATOR FELL BEHIND"
+    view.warnings = list(summary.get("warnings") or [])
+    if load.get("fell_behind") and not any("FELL BEHIND" in w for w in view.warnings):
+        view.warnings.append(load.get("warning") or "LOAD GENERATOR FELL BEHIND")
     return view
+
+
+def _counts(counter: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in counter.items()) or "-"
+
+
+def _length_facts(summary: dict) -> list[tuple[str, str]]:
+    """Requested vs delivered output, how requests finished, where token counts came from."""
+    counts = summary.get("counts", {})
+    out = (summary.get("lengths") or {}).get("output") or {}
+    prompt = (summary.get("lengths") or {}).get("prompt") or {}
+    facts = []
+    if out.get("num_checked"):
+        facts.append(("output tokens delivered", (
+            f"{out['delivered_tokens']} of {out['requested_tokens']} requested "
+            f"({_num(out.get('delivered_fraction'), '{:.1%}')}); {out['num_short']} requests "
+            f"short, {out['num_empty']} empty")))
+    if counts.get("finish_reasons"):
+        sources = counts.get("finish_reason_sources") or {}
+        inferred = sources.get("inferred", 0)
+        note = f" ({inferred} inferred: the server sent none)" if inferred else ""
+        facts.append(("finish reasons", _counts(counts["finish_reasons"]) + note))
+    if prompt.get("count_sources") or out.get("count_sources"):
+        facts.append(("token counts from", f"prompt: {_counts(prompt.get('count_sources') or {})}"
+                                           f"; output: {_counts(out.get('count_sources') or {})}"))
+    return facts
 
 
 def _deadline_facts(summary: dict) -> list[tuple[str, str]]:
@@ -100,13 +130,13 @@ def format_summary(summary: dict) -> str:
                        for i, (cell, w) in enumerate(zip(row, widths))) for row in table]
     label_w = max((len(k) for k, _ in view.facts), default=0)
     lines += [""] + [f"{k.ljust(label_w)}  {v}" for k, v in view.facts]
-    if view.warning:
-        lines += ["", f"WARNING: {view.warning}"]
+    if view.warnings:
+        lines += [""] + [f"WARNING: {w}" for w in view.warnings]
     return "\n".join(lines)
 
 
 def print_summary(summary: dict, *, file: TextIO | None = None) -> None:
-    """Prints the summary with rich tables (a red warning line when the generator fell behind)."""
+    """Prints the summary with rich tables and a red line per warning."""
     stream = file or sys.stdout
     try:
         from rich.console import Console
@@ -128,5 +158,5 @@ def print_summary(summary: dict, *, file: TextIO | None = None) -> None:
         facts.add_row(key, value)
     console.print(table)
     console.print(facts)
-    if view.warning:
-        console.print(f"WARNING: {view.warning}", style="bold red", markup=False)
+    for warning in view.warnings:
+        console.print(f"WARNING: {warning}", style="bold red", markup=False)

@@ -202,5 +202,5 @@ class Simulation:
         rec.completed_at = seq.finished_at
         rec.num_prompt_tokens, rec.prompt_tokens_source = req.prompt_tokens, "simulated"
         rec.num_output_tokens, rec.output_tokens_source = len(times), "simulated"
-        rec.finish_reason = "length"
+        rec.finish_reason, rec.finish_reason_source = "length", "simulated"
         return rec

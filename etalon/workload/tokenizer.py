@@ -27,6 +27,10 @@ class Tokenizer(Protocol):
 
     def count(self, text: str) -> int: ...
 
+    def count_many(self, texts: list[str]) -> list[int]: ...
+
+    def count_chat(self, messages: list[dict]) -> int | None: ...
+
 
 class ApproxTokenizer:
     """One token per 4 characters (Unicode code points); the last token may be shorter.
@@ -47,6 +51,13 @@ class ApproxTokenizer:
 
     def count(self, text: str) -> int:
         return -(-len(text) // self.CHARS_PER_TOKEN)
+
+    def count_many(self, texts: list[str]) -> list[int]:
+        return [self.count(t) for t in texts]
+
+    def count_chat(self, messages: list[dict]) -> int | None:
+        """None: an estimate knows no chat template."""
+        return None
 
     def encode(self, text: str) -> list[int]:
         step = self.CHARS_PER_TOKEN
@@ -84,6 +95,31 @@ class HFTokenizer:
 
     def count(self, text: str) -> int:
         return len(self.encode(text))
+
+    def count_many(self, texts: list[str]) -> list[int]:
+        """``[count(t) for t in texts]`` in one batched call (a stream's chunks, after it ends)."""
+        if not texts:
+            return []
+        return [len(ids) for ids in self.hf(list(texts), add_special_tokens=False)["input_ids"]]
+
+    def count_chat(self, messages: list[dict]) -> int | None:
+        """Tokens of ``messages`` as the tokenizer's chat template renders them, with the
+        generation prompt (what an OpenAI chat server feeds the model); None without a template.
+
+        A template that fails to render is a ``ValueError`` naming the tokenizer.
+        """
+        if not getattr(self.hf, "chat_template", None):
+            return None
+        try:
+            ids = self.hf.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        except Exception as exc:  # noqa: BLE001 - jinja and transformers raise many types
+            raise ValueError(f"tokenizer {self.name}: its chat template failed: "
+                             f"{_first_line(exc)}") from None
+        if hasattr(ids, "keys"):  # a BatchEncoding (transformers 5) rather than a list of ids
+            ids = ids["input_ids"]
+        if ids and isinstance(ids[0], list):
+            ids = ids[0]
+        return len(ids)
 
     # Markers a token's piece starts with when it begins a word: byte-level BPE ("\u0120"),
     # SentencePiece ("\u2581"), or a literal space.
