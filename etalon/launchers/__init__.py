@@ -18,7 +18,7 @@ __all__ = ["ManagedServer", "ServerStartError", "find_free_port", *sorted(_VLLM_
 
 
 def __getattr__(name: str):
-    # Imported lazily so `python -m etalon.launchers.vllm_cpu` does not import the module twice.
+    # Imported on first use: the process helpers alone need nothing of the vLLM launcher.
     if name in _VLLM_CPU_NAMES:
         from etalon.launchers import vllm_cpu
 

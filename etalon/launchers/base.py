@@ -43,6 +43,8 @@ __all__ = [
     "ServerStartError",
     "find_free_port",
     "http_get",
+    "pid_alive",
+    "pids_in_group",
     "process_group_alive",
     "process_group_memory",
     "process_group_rss_bytes",
@@ -92,6 +94,21 @@ def tail_file(path: str | os.PathLike | None, lines: int = 40, max_bytes: int = 
         return ""
     text = data.decode("utf-8", errors="replace").replace("\r", "\n")
     return "\n".join([ln for ln in text.splitlines() if ln.strip()][-lines:])
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (e.g. a server another process started)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is not alive
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().decode(errors="replace").rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def process_group_alive(pgid: int) -> bool:

@@ -264,6 +264,18 @@ def test_read_engine_config_from_log(tmp_path: Path):
                    "engine_reserved_cpus": [1], "engine_torch_threads": 1}
 
 
+def test_parse_metrics_reads_the_cache_gauge():
+    from etalon.launchers.vllm_cpu.engine_report import parse_metrics
+
+    page = ("# HELP vllm:cache_config_info Information of the LLMEngine CacheConfig\n"
+            'vllm:cache_config_info{block_size="128",cache_dtype="auto",enable_prefix_caching="False",'
+            'kv_cache_memory_bytes="2147483648",kv_cache_size_tokens="46592",num_gpu_blocks="364"} 1.0\n')
+    assert parse_metrics(page) == {"engine_block_size": 128, "engine_kv_cache_dtype": "auto",
+                                   "engine_enable_prefix_caching": False, "engine_kv_cache_bytes": 2**31,
+                                   "engine_kv_cache_tokens": 46592, "engine_num_kv_blocks": 364}
+    assert parse_metrics("vllm:num_requests_running 0.0\n") == {}
+
+
 def test_cli_status_and_stop_without_a_server(tmp_path: Path, monkeypatch, capsys):
     monkeypatch.setenv("ETALON_VLLM_STATE_DIR", str(tmp_path))
     assert vllm_cpu_main(["status"]) == 1
