@@ -5,9 +5,9 @@ runs (30 % and 60 % of capacity) ``etalon.anchor_profile`` re-anchors the profil
 engine's speed at that moment (a few seconds of isolated requests), and the simulator, timed by
 the anchored profile and configured with vLLM's own scheduler settings, must land within 15 %
 of the measured TTFT and TBT p50/p90. The profile as fitted and a roofline calibrated to the
-anchored profile are reported beside it. The loop is ``scripts/validate_vllm_cpu.py``'s (its
-helpers are imported from there), which also writes docs/validation_vllm_cpu.md. About 6
-minutes.
+anchored profile are reported beside it. The loop's steps and numbers are
+``etalon.validation``'s, run with the job ``validation/vllm_cpu_smollm2.yaml`` (the one
+``python -m etalon.validation`` runs to write docs/validation_vllm_cpu.md). About 6 minutes.
 
 Timings are only comparable on one machine. This one is a shared VM: the accuracy checks are
 skipped, with the numbers in the reason, when other processes took more than ``BUSY_LIMIT``
@@ -24,7 +24,6 @@ model charged outside the engine. Ten runs since held them (TTFT p90 -9.3 to +9.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from pathlib import Path
 from types import SimpleNamespace
@@ -32,23 +31,19 @@ from types import SimpleNamespace
 import pytest
 
 from etalon.validate import format_table
+from etalon.validation import steps
+from etalon.validation.job import load_job
+from etalon.validation.meter import CpuMeter
+from etalon.validation.render import scales_text
+from etalon.validation.verdict import checked_rows, drift
+from etalon.validation.vllm_settings import engine_config_of
 
 pytestmark = pytest.mark.real_engine
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "validate_vllm_cpu.py"
+JOB = load_job(Path(__file__).resolve().parents[2] / "validation" / "vllm_cpu_smollm2.yaml")
+TOLERANCE = JOB.tolerance
 BUSY_LIMIT = 0.5  # cores other processes may take while we time vLLM
 DRIFT_LIMIT = 0.10  # how much the engine's speed may change during a live run
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("validate_vllm_cpu", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-vv = _load_script()
-TOLERANCE = vv.TOLERANCE
 
 
 @pytest.fixture(scope="module")
@@ -56,14 +51,14 @@ def profiled(vllm_server, tmp_path_factory) -> SimpleNamespace:
     """One fresh profile of the session's server (prefill, then decode), ~2 minutes."""
     out = tmp_path_factory.mktemp("vllm_calibration")
     path = out / "profile.json"
-    meter = vv.CpuMeter(vllm_server)
-    prefill = vv.profile_prefill(vllm_server, out / "profiling", path)
-    decode = vv.profile_decode(vllm_server, out / "profiling", path)
-    engine = vv.engine_settings(vllm_server)
+    meter = CpuMeter(vllm_server)
+    prefill = steps.profile_prefill(vllm_server, JOB, out / "profiling", path)
+    decode = steps.profile_decode(vllm_server, JOB, out / "profiling", path)
+    engine = engine_config_of(vllm_server)
     foreign = meter.foreign_cores()
     return SimpleNamespace(out=out, path=path, prefill=prefill, decode=decode, engine=engine,
                            foreign_cores=foreign,
-                           capacity=vv.capacity_rps(path, engine, out / "capacity"))
+                           capacity=steps.capacity_rps(JOB, path, engine, out / "capacity"))
 
 
 def _physical(section: dict) -> tuple[float, dict[str, float]]:
@@ -74,7 +69,7 @@ def _physical(section: dict) -> tuple[float, dict[str, float]]:
 def test_prefill_profile_fits_vllm(profiled):
     section = profiled.prefill
     fit, (intercept, coef) = section["fit"], _physical(section)
-    assert fit["num_points"] == len(vv.PREFILL_LENGTHS), fit
+    assert fit["num_points"] == len(JOB.prefill.lengths), fit
     assert fit["r2"] >= 0.98, fit
     # every repetition, not only the fastest one the curve goes through, lies close to it
     assert fit["raw_r2"] >= 0.95, fit
@@ -86,13 +81,13 @@ def test_prefill_profile_fits_vllm(profiled):
     # the batching probe: every group's 3 prompts of 256 shared one step, and cost more than
     # three prompts priced alone (0.27-1.23 of what one prompt of 768 adds, in six profiles)
     batching = section["batching"]
-    assert batching["prompt_tokens"] == vv.BATCHING_PROBE_LENGTH, batching
+    assert batching["prompt_tokens"] == JOB.prefill.batching_probe_length, batching
     assert batching["groups_left_out"] == 0 and batching["per_cross_pair"] > 0, batching
     # the join probe: the prompts' first tokens came with the decoders' (vLLM mixes them into
     # one step), and each cost the decoders more than its tokens (10-21 ms in eight profiles,
     # of a 15-20 ms request path the profile would otherwise charge outside the engine)
     join = section["join"]
-    assert join["prompt_tokens"] == vv.JOIN_PROBE_LENGTH and join["joins_left_out"] <= 2, join
+    assert join["prompt_tokens"] == JOB.prefill.join_probe_length and join["joins_left_out"] <= 2, join
     assert 0 < join["per_join_s"] < 0.05, join
     # the idle probe: a penalty table over the measured pauses, never negative
     wake = section["wake_up"]
@@ -104,7 +99,7 @@ def test_decode_profile_fits_vllm(profiled):
     fit, (intercept, coef) = section["fit"], _physical(section)
     # every level ran with its whole batch decoding (vLLM's max_num_seqs is far above 8)
     levels = {(lv["batch"], lv["prompt_tokens"]) for lv in section["settings"]["levels"]}
-    assert levels == {(b, p) for b in vv.DECODE_BATCHES for p in vv.DECODE_PROMPTS}, levels
+    assert levels == {(b, p) for b in JOB.decode.batch_sizes for p in JOB.decode.prompt_lengths}, levels
     assert fit["cv_mape"] <= 0.15 and fit["mape"] <= 0.10, fit
     # a fixed cost per step, a cost per sequence (batching is cheap here, not free), and a
     # context term that may be ~0 but never negative
@@ -113,29 +108,32 @@ def test_decode_profile_fits_vllm(profiled):
 
 def test_simulator_engine_is_vllms(vllm_server, profiled):
     engine, cfg, settings = profiled.engine, vllm_server.engine_config, vllm_server.settings
-    assert engine["scheduler"] == ("sarathi" if cfg["engine_enable_chunked_prefill"] else "vllm")
-    assert engine["max_batch_size"] == settings.max_num_seqs
-    assert engine["max_batched_tokens"] == settings.max_num_batched_tokens
-    assert engine["num_kv_blocks"] * engine["block_size"] == cfg["engine_kv_cache_tokens"]
+    assert engine.scheduler == ("sarathi" if cfg["engine_enable_chunked_prefill"] else "vllm")
+    assert engine.max_batch_size == settings.max_num_seqs
+    assert engine.max_batched_tokens == settings.max_num_batched_tokens
+    assert engine.kv_capacity_tokens == cfg["engine_kv_cache_tokens"]
+    # the session's server runs the job's settings, so this test checks the job the doc reports
+    assert settings == JOB.server, "the job's server settings are not the session server's: this test would not check the job"
 
 
-@pytest.mark.parametrize("load", vv.LOADS, ids=lambda x: f"{x:.0%}")
+@pytest.mark.parametrize("load", JOB.loads, ids=lambda x: f"{x:.0%}")
 def test_simulator_predicts_live_run(vllm_server, profiled, load):
     qps = load * profiled.capacity
     out = profiled.out / f"load_{load}"
-    anchored = vv.anchor(vllm_server, profiled.path, out / "anchor_before")
-    meter = vv.CpuMeter(vllm_server)
-    requests = vv.live_run(vllm_server, out / "live", qps)
+    anchored = steps.anchor(vllm_server, JOB, profiled.path, out / "anchor_before")
+    meter = CpuMeter(vllm_server)
+    requests = steps.live_run(vllm_server, JOB, out / "live", qps)
     foreign = meter.foreign_cores()
-    before, after = vv.scales(anchored), vv.scales(vv.anchor(vllm_server, profiled.path, out / "anchor_after"))
-    change = vv.drift(before, after)
-    report = vv.compare_models(requests, profiled.path, anchored, profiled.engine, out / "validation")
+    before = steps.scales(anchored)
+    after = steps.scales(steps.anchor(vllm_server, JOB, profiled.path, out / "anchor_after"))
+    change = drift(before, after)
+    report = steps.compare_models(JOB, requests, profiled.path, anchored, profiled.engine, out / "validation")
     table = (f"\n{load:.0%} of {profiled.capacity:.2f} req/s = {qps:.3f} req/s, {report['num_requests']} "
              f"requests; other work on the machine: {profiled.foreign_cores:.2f} cores while profiling, "
              f"{foreign:.2f} during the live run; engine vs profile (prefill, decode; > 1 slower): "
-             f"{vv.scales_text(before)} before the run, {vv.scales_text(after)} after it\n{format_table(report)}")
+             f"{scales_text(before)} before the run, {scales_text(after)} after it\n{format_table(report)}")
     print(table)
-    assert report["num_requests"] == vv.NUM_REQUESTS, table
+    assert report["num_requests"] == JOB.num_requests, table
     # the anchor measured both sections, within what this machine does (seen: 0.9-1.2)
     assert all(0.5 < x < 2.0 for x in (*before.values(), *after.values())), table
     # the as-fitted profile and the calibrated roofline are reported on the same run, with
@@ -155,7 +153,7 @@ def test_simulator_predicts_live_run(vllm_server, profiled, load):
         pytest.skip(f"engine drifted: its speed changed by {change:.1%} during the live run (limit "
                     f"{DRIFT_LIMIT:.0%}); the machine changed, a comparison would test it, not the "
                     f"model{table}")
-    checked = vv.checked_rows(models["anchored"])
+    checked = checked_rows(models["anchored"])
     assert len(checked) == 4
     misses = [r for r in checked if not abs(r["relative_error"]) <= TOLERANCE]
     assert not misses, f"anchored profile off by more than {TOLERANCE:.0%}: {misses}{table}"
