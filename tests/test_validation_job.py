@@ -34,27 +34,27 @@ def test_the_shipped_job_loads_with_the_loop_s_numbers():
             job.decode.repetitions) == ((1, 2, 4, 8), (64, 256), 32, 3)
     assert (job.anchor.prompt_tokens, job.anchor.output_tokens, job.anchor.num_requests) == (128, 25, 5)
     assert (job.num_requests, job.loads, job.capacity_streams, job.tolerance, job.seed) == (30, (0.3, 0.6), 4, 0.15, 1)
-    assert job.server == VllmSchedulerSettings()
+    assert job.settings == VllmSchedulerSettings()
     wl = job.workload_config(request_interval_generator_provider="static", max_num_completed_requests=64)
-    assert (wl.uniform_request_length_generator_min_tokens, wl.uniform_request_length_generator_max_tokens,
-            wl.seed, wl.max_num_completed_requests) == (112, 224, 1, 64)
+    assert (wl.request_length_generator_provider, wl.lengths.min_tokens, wl.lengths.max_tokens,
+            wl.lengths.prefill_to_decode_ratio) == ("uniform", 112, 224, 6)
+    assert (wl.request_interval_generator_provider, wl.seed, wl.max_num_completed_requests) == ("static", 1, 64)
     assert job.with_overrides(num_requests=10, loads=[0.5]).loads == (0.5,)
 
 
 def test_server_section_overrides_the_launcher_settings(tmp_path):
     job = load_job(_job_file(tmp_path, lambda d: d.update(server={"max_num_seqs": 8, "dtype": "bfloat16"})))
-    assert job.server == VllmSchedulerSettings(max_num_seqs=8, dtype="bfloat16")
+    assert job.settings == VllmSchedulerSettings(max_num_seqs=8, dtype="bfloat16")
 
 
 @pytest.mark.parametrize("edit, message", [
-    (lambda d: d.update(colour="red"), "unknown field(s) ['colour']"),
-    (lambda d: d["prefill"].update(lenghts=[1]), "prefill: unknown field(s) ['lenghts']"),
-    (lambda d: d["server"].update(max_num_seq=4), "server: unknown field(s) ['max_num_seq']"),
-    (lambda d: d["workload"].update(uniform_min=3), "workload: unknown field(s) ['uniform_min']"),
-    (lambda d: d["workload"].update(seed=3), "workload: ['seed'] are set by the loop"),
-    (lambda d: d.pop("decode"), "decode: required field is missing"),
+    (lambda d: d.update(colour="red"), ": unknown key(s) colour; valid: anchor, capacity_streams"),
+    (lambda d: d["prefill"].update(lenghts=[1]), ": prefill: unknown key(s) lenghts; valid:"),
+    (lambda d: d["server"].update(max_num_seq=4), ": server: unknown key(s) max_num_seq; valid:"),
+    (lambda d: d["workload"].update(uniform_min=3), ": workload: unknown key(s) uniform_min; valid:"),
+    (lambda d: d["workload"].update(seed=3), ": workload: seed set by the loop"),
 ])
-def test_unknown_or_missing_keys_are_one_line_errors_naming_file_and_key(tmp_path, edit, message):
+def test_unknown_keys_are_one_line_errors_naming_file_and_key(tmp_path, edit, message):
     path = _job_file(tmp_path, edit)
     with pytest.raises(UserError) as err:
         load_job(path)
@@ -62,16 +62,23 @@ def test_unknown_or_missing_keys_are_one_line_errors_naming_file_and_key(tmp_pat
     assert text.startswith(f"{path}: ") and message in text and "\n" not in text, text
 
 
+def test_a_key_left_out_keeps_the_shipped_value(tmp_path):
+    job = load_job(_job_file(tmp_path, lambda d: (d.pop("decode"), d["prefill"].pop("repetitions"))))
+    shipped = load_job(JOB)
+    assert job.decode == shipped.decode and job.prefill == shipped.prefill
+
+
 @pytest.mark.parametrize("edit, message", [
-    (lambda d: d["prefill"].update(lengths=[16, 0]), "prefill.lengths[1]: must be >= 1, got 0"),
-    (lambda d: d["decode"].update(repetitions="three"), "decode.repetitions: expected an integer"),
-    (lambda d: d.update(loads=[0.3, 1.5]), "loads[1]: a fraction of the capacity must be in (0, 1), got 1.5"),
-    (lambda d: d.update(tolerance=0), "tolerance: must be in (0, 1), got 0"),
-    (lambda d: d["roofline"].update(model=7), "roofline.model: expected a string"),
-    (lambda d: d["server"].update(max_num_seqs=0), "server: max_num_seqs must be >= 1, got 0"),
-    (lambda d: d["server"].update(max_num_seqs="8"), "server.max_num_seqs: expected an integer"),
+    (lambda d: d["prefill"].update(lengths=[16, 0]), ": prefill: lengths[1]: must be >= 1, got 0"),
+    (lambda d: d["decode"].update(repetitions="three"), ": decode: repetitions: expected an integer, got 'three'"),
+    (lambda d: d.update(loads=[0.3, 1.5]), ": loads[1]: a fraction of the capacity must be in (0, 1), got 1.5"),
+    (lambda d: d.update(tolerance=0), ": tolerance: must be in (0, 1), got 0"),
+    (lambda d: d.update(prefill=[1]), ": prefill: expected a mapping"),
+    (lambda d: d["anchor"].update(num_requests=1), ": anchor: num_requests: must be >= 2, got 1"),
+    (lambda d: d["server"].update(max_num_seqs=0), ": server: max_num_seqs must be >= 1, got 0"),
+    (lambda d: d["server"].update(max_num_seqs="8"), ": server: max_num_seqs: expected an integer"),
     (lambda d: d["workload"].update(uniform_request_length_generator_min_tokens=500),
-     "workload: --uniform-request-length-generator-min-tokens (500) must be <="),
+     ": workload: --uniform-request-length-generator-min-tokens (500) must be <="),
 ])
 def test_bad_values_are_one_line_errors_naming_file_and_field(tmp_path, edit, message):
     path = _job_file(tmp_path, edit)
@@ -94,7 +101,7 @@ def test_command_reports_mistakes_in_one_line_before_starting_vllm(tmp_path, mon
     monkeypatch.setenv("ETALON_VLLM_STATE_DIR", str(tmp_path / "state"))
     bad_job = _job_file(tmp_path, lambda d: d.update(colour="red"))
     cases = [
-        (["--job", str(bad_job)], f"{bad_job}: unknown field(s) ['colour']"),
+        (["--job", str(bad_job)], f"{bad_job}: unknown key(s) colour"),
         (["--job", str(JOB), "--profile", "p.json", "--save-profile", "q.json"], "exclude each other"),
         (["--job", str(JOB), "--profile", str(tmp_path / "missing.json")], "no such file"),
         (["--job", str(JOB), "--doc", str(tmp_path / "no" / "such" / "x.md")], "does not exist"),

@@ -10,7 +10,8 @@ import pytest
 
 from etalon.engine.config import EngineConfig
 from etalon.launchers.vllm_cpu import VllmSchedulerSettings
-from etalon.validate import build_parser as validate_parser
+from etalon.options import apply_namespace
+from etalon.validate import ValidateConfig, build_parser as validate_parser
 from etalon.validation.steps import engine_flags
 from etalon.validation.vllm_settings import engine_config_from_vllm
 
@@ -51,13 +52,18 @@ def test_no_reported_kv_blocks_is_an_error_not_a_guess():
         engine_config_from_vllm(VllmSchedulerSettings(), {"engine_block_size": 128})
 
 
+def _validate_engine(flags: list[str]) -> EngineConfig:
+    """The engine ``etalon.validate`` runs when given ``flags`` (its own parser and config)."""
+    ns = validate_parser().parse_args(["--requests", "r.jsonl", "--profile", "p.json", *flags])
+    return apply_namespace(ValidateConfig(), ns).validate().engine
+
+
 def test_engine_flags_give_etalon_validate_the_same_engine():
     cfg = engine_config_from_vllm(VllmSchedulerSettings(long_prefill_token_threshold=512), REPORTED)
     flags = engine_flags(cfg)
     assert flags[:4] == ["--scheduler", "sarathi", "--max-batch-size", "128"]
-    args = validate_parser().parse_args(["--requests", "r.jsonl", "--profile", "p.json", *flags])
-    assert {name: getattr(args, name) for name in vars(cfg)} == vars(cfg)
+    assert _validate_engine(flags) == cfg
     # no chunk cap: the flag is left out, and validate's default (the step budget) holds
-    uncapped = engine_flags(engine_config_from_vllm(VllmSchedulerSettings(), REPORTED))
-    assert "--chunk-size" not in uncapped
-    assert validate_parser().parse_args(["--requests", "r", "--profile", "p", *uncapped]).chunk_size is None
+    uncapped = engine_config_from_vllm(VllmSchedulerSettings(), REPORTED)
+    assert "--chunk-size" not in engine_flags(uncapped)
+    assert _validate_engine(engine_flags(uncapped)) == uncapped

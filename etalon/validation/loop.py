@@ -100,7 +100,7 @@ def run_loop(job: ValidationJob, out: Path, *, command: str, profile: Path | Non
     started, phase = time.monotonic(), Phases()
     with phase("before the run (idle)"):
         time.sleep(2.0)
-    server = VllmCpuServer(settings=job.server)
+    server = VllmCpuServer(settings=job.settings)
     phase.meter.server = server  # vLLM's processes are ours, from their start
     with phase("vLLM start"):
         server.start_and_wait()

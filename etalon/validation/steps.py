@@ -91,14 +91,17 @@ def capacity_rps(job: ValidationJob, profile: Path, engine: EngineConfig, out: P
     as the profile times it: the simulator with every request queued at t = 0 and that many
     batch slots (a closed loop; the SLO-bound capacity of ``etalon.capacity_search`` is another
     quantity, which depends on an SLO)."""
+    from etalon.perf.config import PerfModelConfig
+    from etalon.report.outputs import OutputConfig
     from etalon.simulate import simulate
     from etalon.simulator.config import SimConfig
 
     streams = job.capacity_streams
     wl = job.workload_config(request_interval_generator_provider="static",
                              max_num_completed_requests=16 * streams)
-    cfg = SimConfig(profile=str(profile), **{**dataclasses.asdict(engine), "max_batch_size": streams},
-                    output_dir=str(out), no_plots=True, workload=wl).validate()
+    cfg = SimConfig(perf=PerfModelConfig(profile=str(profile)),
+                    engine=dataclasses.replace(engine, max_batch_size=streams),
+                    outputs=OutputConfig(output_dir=str(out), no_plots=True), workload=wl).validate()
     return float(simulate(cfg, quiet=True)["throughput"]["requests_per_s"])
 
 

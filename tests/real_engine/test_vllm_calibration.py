@@ -113,7 +113,7 @@ def test_simulator_engine_is_vllms(vllm_server, profiled):
     assert engine.max_batched_tokens == settings.max_num_batched_tokens
     assert engine.kv_capacity_tokens == cfg["engine_kv_cache_tokens"]
     # the session's server runs the job's settings, so this test checks the job the doc reports
-    assert settings == JOB.server, "the job's server settings are not the session server's: this test would not check the job"
+    assert settings == JOB.settings, "the job's server settings are not the session server's: this test would not check the job"
 
 
 @pytest.mark.parametrize("load", JOB.loads, ids=lambda x: f"{x:.0%}")
