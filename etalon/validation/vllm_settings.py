@@ -4,13 +4,12 @@ The simulator can only predict vLLM if it runs vLLM's engine limits, so they are
 the server was started with (:class:`VllmSchedulerSettings`) and, where the running engine
 reported a value (``VllmCpuServer.engine_config``: /metrics and its start-up log), from that.
 
-| vLLM | EngineConfig |
-| --- | --- |
-| chunked prefill on (decodes first, then prompt chunks fill the step budget) / off | ``scheduler`` ``sarathi`` / ``vllm`` |
-| ``max_num_seqs`` | ``max_batch_size`` |
-| ``max_num_batched_tokens`` | ``max_batched_tokens`` |
-| ``long_prefill_token_threshold`` (0: a prompt may take the whole budget) | ``chunk_size`` (``None``) |
-| block size, KV blocks (the engine's own count, never re-derived) | ``block_size``, ``num_kv_blocks`` |
+* chunked prefill on (decodes first, then prompt chunks fill the step budget) / off →
+  ``scheduler`` ``sarathi`` / ``vllm``;
+* ``max_num_seqs`` → ``max_batch_size``; ``max_num_batched_tokens`` → ``max_batched_tokens``;
+* ``long_prefill_token_threshold`` → ``chunk_size`` (0, no cap: ``None``, the step budget);
+* block size and KV blocks (the engine's own count, never re-derived) → ``block_size``,
+  ``num_kv_blocks``.
 
 Prefix caching is not modelled: the launcher turns it off, and a server with it on is mapped
 as if it were off.
@@ -22,6 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from etalon.engine.config import EngineConfig
+from etalon.launchers.vllm_cpu.server import VllmCpuServer
 from etalon.launchers.vllm_cpu.settings import VllmSchedulerSettings
 
 
@@ -43,6 +43,6 @@ def engine_config_from_vllm(settings: VllmSchedulerSettings, reported: Mapping[s
     ).validate()
 
 
-def engine_config_of(server) -> EngineConfig:
-    """The engine limits of a running :class:`~etalon.launchers.vllm_cpu.VllmCpuServer`."""
+def engine_config_of(server: VllmCpuServer) -> EngineConfig:
+    """The engine limits of a running server (what it was started with and reported)."""
     return engine_config_from_vllm(server.settings, server.engine_config)
