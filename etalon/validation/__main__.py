@@ -7,60 +7,64 @@ scheduler settings, writes docs/validation_vllm_cpu.md and ``result.json``, and 
 
 from __future__ import annotations
 
-import argparse
 import json
 import shlex
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
-from etalon.cli_errors import UserError, run_cli
+from etalon.cli_errors import UserError
+from etalon.commands import entry_points
 from etalon.launchers.vllm_cpu import vllm_cpu_missing_reason
 from etalon.launchers.vllm_cpu.paths import repo_root
+from etalon.options import add_options, apply_namespace, option
 
 PROG = "etalon.validation"
+DESCRIPTION = "Check etalon's simulator against vLLM on CPU and write the table."
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"must be >= 2, got {value}")
-    return value
+@dataclass
+class EngineValidationConfig:
+    job: str = option(default_factory=lambda: str(repo_root() / "validation" /
+                                                  "vllm_cpu_smollm2.yaml"),
+                      help="the validation job (YAML/JSON; validation/README.md)", metavar="FILE")
+    profile: str | None = option(None, "use this fitted profile instead of profiling the server "
+                                       "afresh", metavar="FILE")
+    save_profile: str | None = option(None, "also write the fresh profile here", metavar="FILE")
+    output_dir: str = option(default_factory=lambda: str(repo_root() / ".cache" /
+                                                         "validation_vllm_cpu"),
+                             help="profiles, live runs, validation outputs and result.json",
+                             metavar="DIR")
+    doc: str = option(default_factory=lambda: str(repo_root() / "docs" /
+                                                  "validation_vllm_cpu.md"),
+                      help="the Markdown page to write", metavar="FILE")
+    num_requests: int | None = option(None, "requests per live run instead of the job's")
+    loads: list[float] | None = option(None, "load levels (fractions of the capacity) instead "
+                                             "of the job's")
+
+    def validate(self) -> EngineValidationConfig:
+        if self.num_requests is not None and self.num_requests < 2:
+            raise UserError(f"--num-requests must be >= 2, got {self.num_requests}")
+        for load in self.loads or ():
+            if not 0 < load < 1:
+                raise UserError(f"--loads: a fraction of the capacity must be in (0, 1), "
+                                f"got {load:g}")
+        return self
 
 
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"a fraction of the capacity must be in (0, 1), got {text}")
-    return value
+def configure(parser) -> None:
+    add_options(parser, EngineValidationConfig)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    root = repo_root()
-    p = argparse.ArgumentParser(prog="python -m etalon.validation",
-                                description="Check etalon's simulator against vLLM on CPU and write the table.")
-    p.add_argument("--job", default=str(root / "validation" / "vllm_cpu_smollm2.yaml"),
-                   help="the validation job (YAML/JSON; validation/README.md); default: %(default)s")
-    p.add_argument("--profile", default=None,
-                   help="use this fitted profile instead of profiling the server afresh")
-    p.add_argument("--save-profile", default=None, help="also write the fresh profile here")
-    p.add_argument("--output-dir", default=str(root / ".cache" / "validation_vllm_cpu"),
-                   help="profiles, live runs, validation outputs and result.json; default: %(default)s")
-    p.add_argument("--doc", default=str(root / "docs" / "validation_vllm_cpu.md"),
-                   help="the Markdown page to write; default: %(default)s")
-    p.add_argument("--num-requests", type=_count, default=None,
-                   help="requests per live run instead of the job's")
-    p.add_argument("--loads", type=_fraction, nargs="+", default=None,
-                   help="load levels (fractions of the capacity) instead of the job's")
-    return p
+def execute(ns) -> int:
+    argv = sys.argv[1:]
+    if argv[:1] == ["validate-engine"]:  # run as `etalon validate-engine ...`
+        argv = argv[1:]
+    command = shlex.join(["python", "-m", PROG, *argv])
+    return run(apply_namespace(EngineValidationConfig(), ns).validate(), command)
 
 
-def run(args: argparse.Namespace, command: str) -> int:
+def run(args: EngineValidationConfig, command: str) -> int:
     """Checks everything a user can get wrong before vLLM starts, then runs the loop."""
     from etalon.validation.job import load_job
 
@@ -88,11 +92,7 @@ def run(args: argparse.Namespace, command: str) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    command = shlex.join(["python", "-m", PROG, *(sys.argv[1:] if argv is None else argv)])
-    return run_cli(PROG, lambda: run(args, command))
-
+build_parser, main = entry_points(__name__)
 
 if __name__ == "__main__":
     sys.exit(main())
