@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PUBLIC_TRACES = REPO / "data" / "processed_traces"  # shipped with the repository
+from shipped_data import PUBLIC_TRACES  # noqa: E402  (shipped with the repository)
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")

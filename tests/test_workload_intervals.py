@@ -18,7 +18,7 @@ from etalon.workload import (
 
 from etalon.registry import Registry, registry
 
-from conftest import PUBLIC_TRACES
+from shipped_data import PUBLIC_TRACES
 
 
 def shared_trace(name: str) -> Path:

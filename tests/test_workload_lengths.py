@@ -19,7 +19,7 @@ from etalon.workload import (
     zipf_pmf,
 )
 
-from conftest import PUBLIC_TRACES
+from shipped_data import PUBLIC_TRACES
 
 
 def shared_trace(name: str) -> Path:

@@ -17,7 +17,7 @@ from etalon.options import add_options, apply_namespace, to_mapping
 from etalon.workload import Request, WorkloadConfig, build_requests
 
 REPO = Path(__file__).resolve().parents[1]
-from conftest import PUBLIC_TRACES
+from shipped_data import PUBLIC_TRACES
 
 FLAGS = """
 --request-interval-generator-provider --poisson-request-interval-generator-qps

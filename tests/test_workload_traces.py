@@ -10,7 +10,7 @@ import pytest
 
 from etalon.workload import read_arrival_times, read_length_trace
 
-from conftest import PUBLIC_TRACES
+from shipped_data import PUBLIC_TRACES
 PROJECT_TRACES = Path(__file__).resolve().parents[1] / "traces"
 
 
