@@ -20,7 +20,7 @@ from pathlib import Path
 from etalon.calibration.anchor import AnchorSettings, anchored, default_prompt_tokens, judge, plan
 from etalon.calibration.cli import add_server_args, check_server_args, open_session, write_records
 from etalon.calibration.measure import send
-from etalon.calibration.profile import load_profile, save_profile
+from etalon.profiles.profile import load_profile, save_profile
 from etalon.cli_errors import UserError, run_cli
 
 PROG = "etalon.anchor_profile"

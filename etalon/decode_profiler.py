@@ -23,7 +23,7 @@ from etalon.calibration.cli import (
     write_records,
 )
 from etalon.calibration.decode import DecodeSettings, fit_decode, measure_decode
-from etalon.calibration.profile import Profile
+from etalon.profiles.profile import Profile
 from etalon.cli_errors import run_cli
 
 PROG = "etalon.decode_profiler"

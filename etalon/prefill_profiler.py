@@ -27,7 +27,7 @@ from etalon.calibration.batching import BatchingSettings, default_probe_length, 
 from etalon.calibration.join import JoinSettings, probe_join
 from etalon.calibration.prefill import DEFAULT_LENGTHS, PrefillSettings, fit_prefill, measure_prefill
 from etalon.calibration.wake_up import DEFAULT_GAPS, WakeUpSettings, probe_wake_up
-from etalon.calibration.profile import Profile
+from etalon.profiles.profile import Profile
 from etalon.cli_errors import run_cli
 
 PROG = "etalon.prefill_profiler"

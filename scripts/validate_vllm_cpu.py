@@ -208,7 +208,7 @@ def anchor(server: VllmCpuServer, profile: Path, out: Path) -> Path:
 
 def scales(profile: Path) -> dict[str, float]:
     """How much slower than profiled (> 1) the anchored ``profile`` says the engine runs."""
-    from etalon.calibration.profile import load_profile
+    from etalon.profiles.profile import load_profile
 
     prof = load_profile(profile)
     return {"prefill": prof.prefill.scale, "decode": prof.decode.scale}
@@ -447,7 +447,7 @@ class Phases:
 
 def save_profile_copy(profile: Path, dest: Path, note: str) -> None:
     """Writes ``profile`` to ``dest`` with ``note`` in its source (etalon's loader and writer)."""
-    from etalon.calibration.profile import load_profile, save_profile
+    from etalon.profiles.profile import load_profile, save_profile
 
     fitted = load_profile(profile)
     fitted.source["notes"] = note

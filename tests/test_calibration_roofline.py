@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from etalon.calibration.fitting import fit_section
-from etalon.calibration.profile import Profile
+from etalon.profiles.profile import Profile
 from etalon.calibration.roofline_fit import fit_roofline, main, minimise_1d
 from etalon.perf import StepBatch
 
@@ -97,7 +97,7 @@ def test_a_measured_join_moves_out_of_the_request_path_into_the_steps():
 
 
 def test_cli_prints_the_fit_and_rejects_unknown_hardware(tmp_path, capsys):
-    from etalon.calibration.profile import save_profile
+    from etalon.profiles.profile import save_profile
 
     truth = roofline.RooflinePerfModel("llama-3.1-8b", "h100-sxm", mfu=0.5, mbu=0.7)
     path = save_profile(synthetic_profile(truth, 0.0, 0.0, 0), tmp_path / "p.json")

@@ -31,7 +31,7 @@ from datetime import datetime, timezone
 import numpy as np
 
 from etalon.calibration.decode import steady_points
-from etalon.calibration.profile import Profile
+from etalon.profiles.profile import Profile
 from etalon.records import RequestRecord
 from etalon.workload.request import Request
 

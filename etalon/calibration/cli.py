@@ -18,7 +18,7 @@ from pathlib import Path
 
 from etalon.calibration.fitting import FitSettings
 from etalon.calibration.measure import Target
-from etalon.calibration.profile import Profile, load_profile, save_profile
+from etalon.profiles.profile import Profile, load_profile, save_profile
 from etalon.calibration.server_info import describe_server, redact_url
 from etalon.cli_errors import UserError
 from etalon.client import CLIENTS, ClientConfig

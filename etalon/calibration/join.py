@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from etalon.calibration.measure import Target, send
-from etalon.calibration.section import Section
+from etalon.profiles.section import Section
 from etalon.records import RequestRecord
 from etalon.workload.request import Request
 

@@ -12,7 +12,7 @@ import argparse
 import sys
 from dataclasses import replace
 
-from etalon.calibration.profile import SECTIONS, Profile, load_profile, save_profile
+from etalon.profiles.profile import SECTIONS, Profile, load_profile, save_profile
 from etalon.cli_errors import run_cli
 
 PROG = "etalon.calibration.merge"

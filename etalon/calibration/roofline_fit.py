@@ -37,7 +37,7 @@ from typing import Callable
 
 import numpy as np
 
-from etalon.calibration.profile import Profile, load_profile
+from etalon.profiles.profile import Profile, load_profile
 from etalon.cli_errors import run_cli
 from etalon.perf.base import StepBatch
 

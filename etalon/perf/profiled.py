@@ -48,8 +48,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from etalon.calibration.profile import PROFILE_KIND, SCHEMA_VERSION, Profile, load_profile
-from etalon.calibration.section import Section
+from etalon.profiles.profile import PROFILE_KIND, SCHEMA_VERSION, Profile, load_profile
+from etalon.profiles.section import Section
 from etalon.perf.base import PerfModel, StepBatch
 
 log = logging.getLogger(__name__)
