@@ -23,8 +23,8 @@ from etalon.calibration.cli import (
     write_records,
 )
 from etalon.calibration.decode import DecodeSettings, fit_decode, measure_decode
-from etalon.profiles.profile import Profile
 from etalon.cli_errors import run_cli
+from etalon.profiles import Profile
 
 PROG = "etalon.decode_profiler"
 

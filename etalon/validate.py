@@ -82,9 +82,9 @@ def validate(args) -> dict:
     report: dict = {"requests": args.requests, "profile": args.profile, "num_requests": len(live),
                     "measured": measured, "models": {}}
     if args.roofline_model:
-        from etalon.profiles.profile import load_profile
         from etalon.calibration.roofline_fit import fit_roofline
         from etalon.perf.roofline import RooflinePerfModel
+        from etalon.profiles import load_profile
 
         if not args.roofline_hardware:
             raise ValueError("--roofline-model needs --roofline-hardware")
