@@ -37,6 +37,14 @@ sys.path.insert(0, str(ROOT))
 
 from etalon.launchers.base import pids_in_group  # noqa: E402
 from etalon.launchers.vllm_cpu import VllmCpuServer  # noqa: E402
+from etalon.profiles import (  # noqa: E402
+    BatchingResult,
+    JoinResult,
+    Section,
+    WakeUpResult,
+    load_profile,
+    save_profile,
+)
 
 PREFILL_LENGTHS = (1, 4, 16, 32, 64, 96, 128, 192, 256, 384)  # 1..4 measure the fixed cost
 PREFILL_REPETITIONS = 5  # the fit's level is the median residual: 5 outvote a disturbed one
@@ -208,8 +216,6 @@ def anchor(server: VllmCpuServer, profile: Path, out: Path) -> Path:
 
 def scales(profile: Path) -> dict[str, float]:
     """How much slower than profiled (> 1) the anchored ``profile`` says the engine runs."""
-    from etalon.profiles.profile import load_profile
-
     prof = load_profile(profile)
     return {"prefill": prof.prefill.scale, "decode": prof.decode.scale}
 
@@ -298,33 +304,34 @@ def _fit_line(section: dict) -> str:
             f"CV MAPE {cv}")
 
 
-def _batching_line(b: dict | None) -> str:
-    if not b:
+def _batching_line(b: BatchingResult | None) -> str:
+    if b is None:
         return "batching probe: not run or inconclusive (cross-prompt pairs priced at 0)"
-    k, n, pred = b["followers"], b["prompt_tokens"], b["predicted_extra_s"]
-    return (f"batching probe: {k} prompts of {n} in one step cost {b['measured_extra_s'] * 1e3:.0f} ms "
-            f"more than one (priced alone: {pred['alone'] * 1e3:.0f}, as one prompt of {k * n}: "
-            f"{pred['as_one_prompt'] * 1e3:.0f}); a cross-prompt token pair costs "
-            f"{b['per_cross_pair']:.3g} s, {b['cross_pair_fraction']:.2f} of an attention pair")
+    k, n = b.followers, b.prompt_tokens
+    return (f"batching probe: {k} prompts of {n} in one step cost {b.measured_extra_s * 1e3:.0f} ms "
+            f"more than one (priced alone: {b.alone_s * 1e3:.0f}, as one prompt of {k * n}: "
+            f"{b.as_one_prompt_s * 1e3:.0f}); a cross-prompt token pair costs "
+            f"{b.per_cross_pair:.3g} s, {b.cross_pair_fraction:.2f} of an attention pair")
 
 
-def _join_line(j: dict | None) -> str:
-    if not j:
+def _join_line(j: JoinResult | None) -> str:
+    if j is None:
         return "join probe: not run or inconclusive (a prompt's fixed work priced in its request path)"
-    return (f"join probe: a prompt of {j['prompt_tokens']} joining {j['decoders']} decoding sequences "
-            f"adds {j['per_join_s'] * 1e3:.1f} ms of engine work to their steps beyond its tokens "
-            f"(median of {len(j['extras_s'])}; their own step {j['decode_step_s'] * 1e3:.0f} ms)")
+    return (f"join probe: a prompt of {j.prompt_tokens} joining {j.decoders} decoding sequences "
+            f"adds {j.per_join_s * 1e3:.1f} ms of engine work to their steps beyond its tokens "
+            f"(median of {len(j.extras_s)}; their own step {j.decode_step_s * 1e3:.0f} ms)")
 
 
-def _wake_up_line(w: dict | None) -> str:
-    if not w:
+def _wake_up_line(w: WakeUpResult | None) -> str:
+    if w is None:
         return "idle probe: not run"
-    pts = ", ".join(f"{g:.1f} s: +{p * 1e3:.0f} ms" for g, p in zip(w["gaps_s"], w["penalty_s"]))
-    return f"idle probe (first step after a pause, {w['prompt_tokens']}-token prompts): {pts}"
+    pts = ", ".join(f"{g:.1f} s: +{p * 1e3:.0f} ms" for g, p in zip(w.gaps_s, w.penalty_s))
+    return f"idle probe (first step after a pause, {w.prompt_tokens}-token prompts): {pts}"
 
 
 def render(result: dict) -> str:
     prof, roof = result["profile"], result["roofline_fit"]
+    prefill = Section.from_dict("prefill", prof["prefill"], "profile.prefill")
     lines = [
         "# Validation: etalon's simulator against vLLM on this CPU",
         "",
@@ -344,9 +351,9 @@ def render(result: dict) -> str:
         f"{result['profile_origin']}",
         "",
         f"* prefill TTFT: {_fit_line(prof['prefill'])}",
-        f"* {_batching_line(prof['prefill'].get('batching'))}",
-        f"* {_join_line(prof['prefill'].get('join'))}",
-        f"* {_wake_up_line(prof['prefill'].get('wake_up'))}",
+        f"* {_batching_line(prefill.batching)}",
+        f"* {_join_line(prefill.join)}",
+        f"* {_wake_up_line(prefill.wake_up)}",
         f"* decode step: {_fit_line(prof['decode'])}",
         f"* roofline `{ROOFLINE['model']}` on `{ROOFLINE['hardware']}` ({ROOFLINE['dtype']}) fitted "
         f"to it, as anchored before the first live run: MFU {roof['mfu']:.3f}, MBU {roof['mbu']:.3f}, "
@@ -447,8 +454,6 @@ class Phases:
 
 def save_profile_copy(profile: Path, dest: Path, note: str) -> None:
     """Writes ``profile`` to ``dest`` with ``note`` in its source (etalon's loader and writer)."""
-    from etalon.profiles.profile import load_profile, save_profile
-
     fitted = load_profile(profile)
     fitted.source["notes"] = note
     save_profile(fitted, dest)
