@@ -86,6 +86,7 @@ def test_minimal_entries_load_and_write_back_only_what_they_have():
     ("prefill.batching.gaps_3_s", ["a"], r"prefill\.batching\.gaps_3_s\[0\]: expected a finite number"),
     ("prefill.batching.gaps_4_s", [1.0], r"prefill\.batching: unknown field\(s\) \['gaps_4_s'\]"),
     ("prefill.batching.predicted_extra_s", {"alone": 1.0}, r"predicted_extra_s\.as_one_prompt: required"),
+    ("prefill.batching.followers", KeyError, r"prefill\.batching: a gaps_<k>_s list needs 'followers'"),
     ("prefill.join.extras_s", 0.01, r"prefill\.join\.extras_s: expected a list of numbers"),
     ("prefill.join.decoders", 2.5, r"prefill\.join\.decoders: expected an integer"),
     ("prefill.join.colour", "red", r"prefill\.join: unknown field\(s\) \['colour'\]"),
@@ -101,7 +102,10 @@ def test_a_malformed_entry_is_one_line_naming_file_and_field(data, tmp_path, pat
     node = data
     for key in parents:
         node = node[key]
-    node[last] = value
+    if value is KeyError:
+        del node[last]
+    else:
+        node[last] = value
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(data))
     with pytest.raises(ValueError, match=message) as info:

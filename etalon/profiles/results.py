@@ -73,10 +73,10 @@ class BatchingResult:
         f = Fields(data, where)
         followers = f.int("followers", required=False, minimum=2)
         many = f"gaps_{followers}_s" if followers is not None else None
+        if many is None and any(re.fullmatch(r"gaps_\d+_s", k) and k != "gaps_1_s" for k in f.data):
+            raise ValueError(f"{where}: a gaps_<k>_s list needs 'followers' (k)")
         f.only({"per_cross_pair", "cross_pair_fraction", "measured_extra_s", "predicted_extra_s",
                 "prompt_tokens", "followers", "gaps_1_s", "groups_left_out"} | ({many} if many else set()))
-        if followers is None and any(re.fullmatch(r"gaps_\d+_s", k) and k != "gaps_1_s" for k in f.data):
-            raise ValueError(f"{where}: a gaps_<k>_s list needs 'followers' (k)")
         predicted = f.obj("predicted_extra_s", required=False)
         alone = one = None
         if predicted is not None:
