@@ -15,7 +15,7 @@ import os
 
 import numpy as np
 
-from etalon.calibration.profile import Profile, load_profile
+from etalon.profiles import Profile, load_profile
 
 
 def ttft_deadline_for(profile: Profile | str | os.PathLike, prompt_tokens, slack: float,

@@ -23,7 +23,7 @@ import numpy as np
 
 from etalon.calibration.fitting import FitSettings, fit_section
 from etalon.calibration.measure import Target, send, successful
-from etalon.calibration.section import Section
+from etalon.profiles import Section
 from etalon.records import RequestRecord
 from etalon.workload.request import Request
 

@@ -12,8 +12,9 @@ import argparse
 import sys
 from dataclasses import replace
 
-from etalon.calibration.profile import SECTIONS, Profile, load_profile, save_profile
 from etalon.cli_errors import run_cli
+from etalon.profiles import Profile, load_profile, save_profile
+from etalon.profiles.profile import SECTIONS
 
 PROG = "etalon.calibration.merge"
 MUST_AGREE = ("model", "engine", "engine_version", "hardware")

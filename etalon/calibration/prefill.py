@@ -19,7 +19,7 @@ from sklearn.metrics import mean_absolute_percentage_error, r2_score
 
 from etalon.calibration.fitting import FitSettings, fit_section, shift_level
 from etalon.calibration.measure import Target, prompt_count_note, send, successful
-from etalon.calibration.section import Section
+from etalon.profiles import Section
 from etalon.records import RequestRecord
 from etalon.workload.request import Request
 

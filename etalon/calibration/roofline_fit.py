@@ -37,9 +37,9 @@ from typing import Callable
 
 import numpy as np
 
-from etalon.calibration.profile import Profile, load_profile
 from etalon.cli_errors import run_cli
 from etalon.perf.base import StepBatch
+from etalon.profiles import Profile, load_profile
 
 LOW, HIGH = 1e-3, 1.0
 GOLDEN = (np.sqrt(5.0) - 1.0) / 2.0

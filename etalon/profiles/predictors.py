@@ -17,7 +17,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from etalon.calibration.schema import Fields
+from etalon.profiles.schema import Fields
 
 # Inputs are what a profiler controls and measures; features are what time depends on.
 INPUTS: dict[str, tuple[str, ...]] = {

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from etalon.calibration.schema import Fields
-from etalon.calibration.section import Section
+from etalon.profiles.schema import Fields
+from etalon.profiles.section import Section
 
 SCHEMA_VERSION = 1
 PROFILE_KIND = "etalon-profile"
