@@ -32,6 +32,7 @@ import numpy as np
 
 from etalon.calibration.decode import steady_points
 from etalon.calibration.probe import Probe, Round
+from etalon.cli_errors import UserError
 from etalon.profiles import AnchorResult, Profile, Section
 from etalon.profiles.profile import SECTIONS
 from etalon.records import RequestRecord
@@ -46,11 +47,11 @@ class AnchorSettings:
 
     def validate(self) -> "AnchorSettings":
         if self.prompt_tokens < 1:
-            raise ValueError("--prompt-tokens must be >= 1")
+            raise UserError("--prompt-tokens must be >= 1")
         if self.output_tokens < 3:
-            raise ValueError("--output-tokens must be >= 3 (the decode ratio needs gaps)")
+            raise UserError("--output-tokens must be >= 3 (the decode ratio needs gaps)")
         if self.requests < 2:
-            raise ValueError("--num-requests must be >= 2 (the first one is dropped)")
+            raise UserError("--num-requests must be >= 2 (the first one is dropped)")
         return self
 
 

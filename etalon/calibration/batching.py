@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from etalon.calibration.probe import Probe, Round
+from etalon.cli_errors import UserError
 from etalon.perf.base import StepBatch
 from etalon.profiles import BatchingResult, Section
 from etalon.records import RequestRecord
@@ -51,11 +52,11 @@ class BatchingSettings:
 
     def validate(self) -> "BatchingSettings":
         if self.prompt_tokens < 1:
-            raise ValueError("--batching-probe-length must be >= 1")
+            raise UserError("--batching-probe-length must be >= 1")
         if self.followers < 2:
-            raise ValueError("--batching-probe-prompts must be >= 2 (prompts sharing one step)")
+            raise UserError("--batching-probe-prompts must be >= 2 (prompts sharing one step)")
         if self.repetitions < 1:
-            raise ValueError("--num-repetitions must be >= 1")
+            raise UserError("--num-repetitions must be >= 1")
         return self
 
 

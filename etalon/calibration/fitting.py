@@ -26,6 +26,7 @@ from sklearn.metrics import mean_absolute_percentage_error, r2_score
 from sklearn.model_selection import GroupKFold, cross_val_score
 from sklearn.preprocessing import PolynomialFeatures
 
+from etalon.cli_errors import UserError
 from etalon.profiles.predictors import (
     FEATURES,
     INPUTS,
@@ -134,7 +135,7 @@ def fit_section(name: str, X: np.ndarray, y: np.ndarray, groups: np.ndarray,
     X = np.asarray(X, dtype=float).reshape(len(y), -1)
     y = np.asarray(y, dtype=float)
     if len(y) < 3 or not np.all(np.isfinite(y)) or np.any(y <= 0):
-        raise ValueError(f"{name} fit: need at least 3 positive, finite measurements "
+        raise UserError(f"{name} fit: need at least 3 positive, finite measurements "
                          f"(got {len(y)})")
     physical = PhysicalRegressor(name).fit(X, y)
     candidates = {"physical": _scores(physical, X, y, groups, settings)}

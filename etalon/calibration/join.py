@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from etalon.calibration.probe import Probe, Round
+from etalon.cli_errors import UserError
 from etalon.profiles import JoinResult, Section
 from etalon.records import RequestRecord
 from etalon.workload.request import Request
@@ -56,14 +57,14 @@ class JoinSettings:
 
     def validate(self) -> "JoinSettings":
         if self.prompt_tokens < 1:
-            raise ValueError("--join-probe-length must be >= 1")
+            raise UserError("--join-probe-length must be >= 1")
         if self.decoders < 1:
-            raise ValueError("--join-probe-decoders must be >= 1 (0 skips the probe)")
+            raise UserError("--join-probe-decoders must be >= 1 (0 skips the probe)")
         if self.decode_tokens < 2 * BEFORE_GAPS + 4:
-            raise ValueError(f"--join-probe-decode-tokens must be >= {2 * BEFORE_GAPS + 4} "
+            raise UserError(f"--join-probe-decode-tokens must be >= {2 * BEFORE_GAPS + 4} "
                              "(steps before and after each join)")
         if self.joins < 1 or self.repetitions < 1:
-            raise ValueError("the join probe needs at least one join and one repetition")
+            raise UserError("the join probe needs at least one join and one repetition")
         return self
 
 

@@ -36,6 +36,7 @@ from typing import Callable
 
 import numpy as np
 
+from etalon.cli_errors import UserError
 from etalon.commands import entry_points
 from etalon.estimator.deployment_config import DeploymentConfig
 from etalon.options import add_options, apply_namespace, check_required, embed, option
@@ -151,7 +152,7 @@ def fit_roofline(base, profile: Profile, *, fit_overheads: bool = True,
     unit = replace(base, mfu=1.0, mbu=1.0, step_overhead=0.0)
     pre, dec = _prefill_points(unit, profile), _decode_points(unit, profile)
     if pre is None and dec is None:
-        raise ValueError(f"{profile.label}: no raw measurements to fit a roofline to")
+        raise UserError(f"{profile.label}: no raw measurements to fit a roofline to")
     mfu, mbu, o, r = base.mfu, base.mbu, base.step_overhead, 0.0
 
     def decode_obj(x: float) -> float:

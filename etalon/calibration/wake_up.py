@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from etalon.calibration.probe import Probe, Round
+from etalon.cli_errors import UserError
 from etalon.profiles import Section, WakeUpResult
 from etalon.records import RequestRecord
 from etalon.workload.request import Request
@@ -38,10 +39,10 @@ class WakeUpSettings:
     def validate(self) -> "WakeUpSettings":
         gaps = sorted(self.gaps_s)
         if len(gaps) < 2 or gaps[0] != 0 or len(set(gaps)) != len(gaps):
-            raise ValueError("--idle-probe-gaps: give distinct gaps in seconds, 0 (back to back) "
+            raise UserError("--idle-probe-gaps: give distinct gaps in seconds, 0 (back to back) "
                              "and at least one more")
         if self.repetitions < 1:
-            raise ValueError("--idle-probe-repetitions must be >= 1")
+            raise UserError("--idle-probe-repetitions must be >= 1")
         return self
 
 

@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from etalon.cli_errors import UserError
 from etalon.perf.base import PerfModel, StepBatch
 from etalon.profiles.profile import PROFILE_KIND, SCHEMA_VERSION, Profile, load_profile
 from etalon.profiles.section import Section
@@ -176,12 +177,12 @@ class ProfiledPerfModel(PerfModel):
         spec = dict(spec)
         if "path" in spec:
             if set(spec) != {"path"}:
-                raise ValueError(f"{where}: with 'path', no other keys are allowed "
+                raise UserError(f"{where}: with 'path', no other keys are allowed "
                                  f"(got {sorted(set(spec) - {'path'})})")
             return cls(load_profile(spec["path"]))
         unknown = sorted(set(spec) - {"prefill", "decode", "source"})
         if unknown:
-            raise ValueError(f"{where}: unknown key(s) {unknown}; give 'path' or the 'prefill' "
+            raise UserError(f"{where}: unknown key(s) {unknown}; give 'path' or the 'prefill' "
                              f"and 'decode' sections of a profile")
         data = {"kind": PROFILE_KIND, "schema_version": SCHEMA_VERSION, "created_at": "inline",
                 "source": spec.pop("source", {}), **spec}

@@ -18,6 +18,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from etalon.cli_errors import UserError
 from etalon.profiles.schema import Fields
 
 
@@ -54,7 +55,7 @@ class BatchingResult:
 
     def __post_init__(self) -> None:
         if self.gaps_k_s is not None and self.followers is None:
-            raise ValueError("batching result: gaps_k_s needs followers (k)")
+            raise UserError("batching result: gaps_k_s needs followers (k)")
 
     def to_dict(self) -> dict:
         predicted = (None if self.alone_s is None else
@@ -74,7 +75,7 @@ class BatchingResult:
         followers = f.int("followers", required=False, minimum=2)
         many = f"gaps_{followers}_s" if followers is not None else None
         if many is None and any(re.fullmatch(r"gaps_\d+_s", k) and k != "gaps_1_s" for k in f.data):
-            raise ValueError(f"{where}: a gaps_<k>_s list needs 'followers' (k)")
+            raise UserError(f"{where}: a gaps_<k>_s list needs 'followers' (k)")
         f.only({"per_cross_pair", "cross_pair_fraction", "measured_extra_s", "predicted_extra_s",
                 "prompt_tokens", "followers", "gaps_1_s", "groups_left_out"} | ({many} if many else set()))
         predicted = f.obj("predicted_extra_s", required=False)
@@ -172,7 +173,7 @@ class WakeUpResult:
         gaps = f.numbers("gaps_s", minimum=0)
         penalty = f.numbers("penalty_s", length=len(gaps), minimum=0)
         if not gaps or any(b <= a for a, b in zip(gaps, gaps[1:])):
-            raise ValueError(f"{f.at('gaps_s')}: expected increasing idle gaps")
+            raise UserError(f"{f.at('gaps_s')}: expected increasing idle gaps")
         planned = _floats(f, "planned_gaps_s", minimum=0)
         return cls(gaps_s=tuple(gaps), penalty_s=tuple(penalty), planned_gaps_s=planned,
                    ttft_s=_floats(f, "ttft_s", minimum=0,
@@ -219,7 +220,7 @@ class AnchorResult:
         f.only({"scale", "measured_s", "predicted_s", "profiled_ratio", "requests",
                 "prompt_tokens", "measured_at", "output_tokens"})
         if not 0.1 <= f.num("scale") <= 10:
-            raise ValueError(f"{f.at('scale')}: expected a factor between 0.1 and 10 "
+            raise UserError(f"{f.at('scale')}: expected a factor between 0.1 and 10 "
                              "(the engine's speed now against the fit's)")
         return cls(scale=f.num("scale"), measured_s=f.num("measured_s", required=False, minimum=0),
                    predicted_s=f.num("predicted_s", required=False, minimum=0),

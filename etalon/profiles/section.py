@@ -22,6 +22,7 @@ from typing import Mapping
 
 import numpy as np
 
+from etalon.cli_errors import UserError
 from etalon.profiles.predictors import (
     FEATURES,
     INPUTS,
@@ -198,15 +199,15 @@ class Section:
                 "anchor"})
         inputs = INPUTS[name]
         if tuple(f.strings("inputs")) != inputs:
-            raise ValueError(f"{f.at('inputs')}: expected {list(inputs)}")
+            raise UserError(f"{f.at('inputs')}: expected {list(inputs)}")
         if f.str("target") != TARGETS[name]:
-            raise ValueError(f"{f.at('target')}: expected {TARGETS[name]!r}")
+            raise UserError(f"{f.at('target')}: expected {TARGETS[name]!r}")
         predictor = predictor_from_dict(f.raw("predictor"), f.at("predictor"), inputs)
         physical = predictor_from_dict(f.raw("physical"), f.at("physical"), inputs)
         if not isinstance(physical, LinearPredictor):
-            raise ValueError(f"{f.at('physical')}.kind: the physical predictor must be 'linear'")
+            raise UserError(f"{f.at('physical')}.kind: the physical predictor must be 'linear'")
         if any(c < 0 for c in physical.coefficients) or physical.intercept < 0:
-            raise ValueError(f"{f.at('physical')}: coefficients and intercept must be >= 0")
+            raise UserError(f"{f.at('physical')}: coefficients and intercept must be >= 0")
         if predictor.to_dict() == physical.to_dict():
             predictor = physical
         ranges = f.obj("valid_range")
@@ -214,12 +215,12 @@ class Section:
         for key in inputs:
             lo, hi = ranges.numbers(key, length=2, minimum=0)
             if lo > hi:
-                raise ValueError(f"{ranges.at(key)}: low end {lo:g} above high end {hi:g}")
+                raise UserError(f"{ranges.at(key)}: low end {lo:g} above high end {hi:g}")
             valid[key] = (lo, hi)
         extrap = Extrapolation.from_dict(f.raw("extrapolation"), f.at("extrapolation"), inputs)
         for key in inputs:
             if extrap.limits[key] < valid[key][1]:
-                raise ValueError(f"{f.at('extrapolation')}.limits.{key}: below the profiled "
+                raise UserError(f"{f.at('extrapolation')}.limits.{key}: below the profiled "
                                  f"maximum {valid[key][1]:g}")
         quality = f.obj("fit")
         for key in ("r2", "mape"):
@@ -231,14 +232,14 @@ class Section:
             meas = {k: measurements.numbers(k) for k in measurements.data}
             sizes = {len(v) for v in meas.values()}
             if len(sizes) > 1:
-                raise ValueError(f"{f.at('measurements')}: columns differ in length")
+                raise UserError(f"{f.at('measurements')}: columns differ in length")
         settings = f.obj("settings", required=False)
         results = {}
         for kind in (BatchingResult, JoinResult, WakeUpResult, AnchorResult):
             if not f.has(kind.entry):
                 continue
             if kind is not AnchorResult and name != "prefill":
-                raise ValueError(f"{f.at(kind.entry)}: only a prefill section has one")
+                raise UserError(f"{f.at(kind.entry)}: only a prefill section has one")
             results[kind.entry] = kind.from_dict(f.raw(kind.entry), f.at(kind.entry))
         return cls(name=name, predictor=predictor, physical=physical,
                    chosen=f.str("chosen"), quality=quality.data, valid_range=valid,
