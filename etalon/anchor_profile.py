@@ -18,14 +18,14 @@ from dataclasses import dataclass
 from typing import ClassVar
 from pathlib import Path
 
-from etalon.calibration.anchor import AnchorSettings, anchored, default_prompt_tokens, judge, plan
+from etalon.calibration.anchor import AnchorProbe, AnchorSettings, anchored, default_prompt_tokens
 from etalon.calibration.cli import ProfiledServer, open_session, write_records
-from etalon.calibration.measure import send, why_failed
-from etalon.calibration.profile import load_profile, save_profile
+from etalon.calibration.measure import why_failed
 from etalon.cli_errors import UserError
 from etalon.client.connection import ConnectionConfig
 from etalon.commands import entry_points
 from etalon.options import add_options, apply_namespace, check_required, embed, option
+from etalon.profiles import load_profile, save_profile
 
 PROG = "etalon.anchor_profile"
 DESCRIPTION = "Re-anchor a fitted profile to the engine's speed now."
@@ -68,36 +68,27 @@ def run(args: AnchorConfig) -> int:
     args.connection.validate()
     source = Path(args.profile)
     profile = load_profile(source)
-    settings = AnchorSettings(args.prompt_tokens or default_prompt_tokens(profile),
-                              args.output_tokens, args.num_requests).validate()
+    probe = AnchorProbe(AnchorSettings(args.prompt_tokens or default_prompt_tokens(profile),
+                                       args.output_tokens, args.num_requests)).validate()
     dest = Path(args.output) if args.output else default_output(source)
     if dest.suffix != ".json":
         raise UserError(f"--output {dest}: profiles are .json files")
     with ExitStack() as stack:
         session = open_session(args.connection, args.server_info, stack, PROG)
-        print(f"{PROG}: {settings.requests} requests of {settings.prompt_tokens} prompt and "
-              f"{settings.output_tokens} output tokens, one in flight", file=sys.stderr)
-        records = send(session.target, plan(settings), concurrency=1)
+        print(f"{PROG}: {probe.announce()}", file=sys.stderr)
+        records = probe.measure(session.target, profile.prefill or profile.decode)
     if args.records:
         write_records(records, Path(args.records))
-    entries = judge(records, profile, settings)
+    entries = probe.judge_profile(records, profile)
     if not entries:
         first = next((r for r in records if not r.ok), None)
         why = f" (first failure: {why_failed(first)})" if first else ""
-        raise UserError(f"no probe request after the first completed with tokens{why}; "
-                        f"{source} left as it was")
+        raise UserError(f"{probe.inconclusive()}{why}; {source} left as it was")
     save_profile(anchored(profile, entries), dest)
-    for name, e in entries.items():
-        what = "TTFT" if name == "prefill" else "inter-token gap"
-        print(f"{name}: engine {_speed(e['scale'])} than when profiled ({what} {e['measured_s'] * 1e3:.1f} "
-              f"ms now, {e['predicted_s'] * 1e3:.1f} ms fitted, where the profile measured "
-              f"{e['profiled_ratio']:.3f} x the fit); scale {e['scale']:.3f}")
+    for name, entry in entries.items():
+        print(f"{name}: {entry.describe(name)}")
     print(f"{PROG}: re-anchored profile written to {dest}", file=sys.stderr)
     return 0
-
-
-def _speed(scale: float) -> str:
-    return f"{abs(scale - 1):.1%} " + ("slower" if scale >= 1 else "faster")
 
 
 build_parser, main = entry_points(__name__)

@@ -29,6 +29,9 @@ SUBCOMMANDS: dict[str, tuple[str, str] | dict[str, tuple[str, str]]] = {
         "decode": ("etalon.decode_profiler", "measure decode steps against batch and context"),
         "anchor": ("etalon.anchor_profile", "re-anchor a fitted profile to the engine's "
                                             "speed now"),
+        "merge": ("etalon.calibration.merge", "one profile from several"),
+        "fit-roofline": ("etalon.calibration.roofline_fit", "fit a roofline's MFU/MBU to a "
+                                                           "profile"),
     },
     "validate": ("etalon.validate", "replay a live run through the simulator: predicted vs "
                                     "measured"),

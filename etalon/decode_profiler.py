@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 from etalon.calibration.cli import Measurement, ProfilerConfig, open_session, print_fit, save_outputs, write_records
 from etalon.calibration.decode import DecodeSettings, fit_decode, measure_decode
-from etalon.calibration.profile import Profile
 from etalon.commands import entry_points
 from etalon.options import add_options, apply_namespace, embed, option
+from etalon.profiles import Profile
 
 PROG = "etalon.decode_profiler"
 DESCRIPTION = "Measure decode step time against batch size and context."

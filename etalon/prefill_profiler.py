@@ -13,7 +13,6 @@ import sys
 from contextlib import ExitStack
 from dataclasses import dataclass
 
-from etalon.calibration.batching import BatchingSettings, default_probe_length, probe_batching
 from etalon.calibration.cli import (
     ProfilerConfig,
     open_session,
@@ -21,12 +20,14 @@ from etalon.calibration.cli import (
     save_outputs,
     write_records,
 )
-from etalon.calibration.join import JoinSettings, probe_join
+from etalon.calibration.batching import BatchingProbe, BatchingSettings, default_probe_length
+from etalon.calibration.join import JoinProbe, JoinSettings
 from etalon.calibration.prefill import DEFAULT_LENGTHS, PrefillSettings, fit_prefill, measure_prefill
-from etalon.calibration.profile import Profile
-from etalon.calibration.wake_up import DEFAULT_GAPS, WakeUpSettings, probe_wake_up
+from etalon.calibration.probe import Probe
+from etalon.calibration.wake_up import DEFAULT_GAPS, WakeUpProbe, WakeUpSettings
 from etalon.commands import entry_points
 from etalon.options import add_options, apply_namespace, option
+from etalon.profiles import Profile
 
 PROG = "etalon.prefill_profiler"
 DESCRIPTION = "Measure TTFT against prompt length and fit a predictor."
@@ -77,18 +78,20 @@ def run(args: PrefillProfilerConfig) -> int:
     fit = args.fit.settings(seed)
     probe_length = args.batching_probe_length or default_probe_length(settings.prompt_lengths)
     probe_repetitions = max(2, m.num_repetitions - 1)  # the batching and join probes' groups
-    probe = None
+    batching = join = idle = None
     if not args.no_batching_probe:
-        probe = BatchingSettings(probe_length, args.batching_probe_prompts,
-                                 probe_repetitions).validate()
-    join = None
+        batching = BatchingProbe(BatchingSettings(probe_length, args.batching_probe_prompts,
+                                                  probe_repetitions)).validate()
     if args.join_probe_decoders:
-        join = JoinSettings(args.join_probe_length or probe_length, args.join_probe_decoders,
-                            args.join_probe_decode_tokens, repetitions=probe_repetitions).validate()
-    idle = None
+        join = JoinProbe(JoinSettings(args.join_probe_length or probe_length, args.join_probe_decoders,
+                                      args.join_probe_decode_tokens,
+                                      repetitions=probe_repetitions)).validate()
     if not args.no_idle_probe:
-        idle = WakeUpSettings(args.idle_probe_length or probe_length, tuple(args.idle_probe_gaps),
-                              args.idle_probe_repetitions, seed).validate()
+        idle = WakeUpProbe(WakeUpSettings(args.idle_probe_length or probe_length,
+                                          tuple(args.idle_probe_gaps), args.idle_probe_repetitions,
+                                          seed)).validate()
+    # the join first: the batching probe takes its per-prompt cost out
+    probes: list[Probe] = [p for p in (join, batching, idle) if p is not None]
     out = args.outputs.prepare()
     with ExitStack() as stack:
         session = open_session(args.connection, args.server_info, stack, PROG)
@@ -97,29 +100,13 @@ def run(args: PrefillProfilerConfig) -> int:
         records, meas = measure_prefill(session.target, settings, PROG)
         write_records(records, out / "prefill_requests.jsonl")
         section = fit_prefill(meas, fit, settings)
-        if join is not None:  # first: the batching probe takes its per-prompt cost out
-            print(f"{PROG}: join probe, {join.repetitions} x {join.joins} prompts of "
-                  f"{join.prompt_tokens} tokens joining {join.decoders} decoding sequences",
-                  file=sys.stderr)
-            section.join = probe_join(session.target, join, section)
-            if not section.join:
-                print(f"{PROG}: join probe inconclusive (no prompt's first token came with a "
-                      f"decoder's; did the decoders finish first? raise "
-                      f"--join-probe-decode-tokens); the request path keeps the prompt's "
-                      f"fixed work", file=sys.stderr)
-        if probe is not None:
-            print(f"{PROG}: batching probe, {probe.repetitions} x 2 groups of "
-                  f"{probe.prompt_tokens}-token prompts", file=sys.stderr)
-            section.batching = probe_batching(session.target, probe, section)
-            if not section.batching:
-                print(f"{PROG}: batching probe inconclusive (no group's prompts shared one "
-                      f"step; is the server's per-step token budget below "
-                      f"{probe.followers * probe.prompt_tokens}?); prompts are priced alone",
-                      file=sys.stderr)
-        if idle is not None:
-            print(f"{PROG}: idle probe, {idle.repetitions} requests after each of "
-                  f"{len(idle.gaps_s)} pauses", file=sys.stderr)
-            section.wake_up = probe_wake_up(session.target, idle, section)
+        for probe in probes:
+            print(f"{PROG}: {probe.announce()}", file=sys.stderr)
+            result = probe.run(session.target, section)
+            if result is None:
+                print(f"{PROG}: {probe.inconclusive()}", file=sys.stderr)
+            else:
+                section.attach(result)
     profile = Profile(source=session.source, prefill=section)
     save_outputs(profile, "prefill", out, args.merge_into, PROG)
     if not args.outputs.no_plots:

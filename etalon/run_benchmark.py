@@ -89,8 +89,8 @@ def _ttft_deadlines(cfg: BenchmarkConfig, requests) -> dict[int, float] | None:
     if cfg.prefill_profile is None:
         return None
     from etalon.calibration.deadlines import max_prompt_tokens, ttft_deadline_for
-    from etalon.calibration.profile import load_profile
-    from etalon.calibration.section import OutOfRangeError
+    from etalon.profiles import load_profile
+    from etalon.profiles import OutOfRangeError
 
     where = f"--prefill-profile {cfg.prefill_profile}"
     try:

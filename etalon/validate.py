@@ -102,9 +102,9 @@ def validate(args: ValidateConfig) -> dict:
     report: dict = {"requests": args.requests, "profile": args.profile, "num_requests": len(live),
                     "measured": measured, "models": {}}
     if args.roofline_model:
-        from etalon.calibration.profile import load_profile
         from etalon.calibration.roofline_fit import fit_roofline
         from etalon.perf.roofline import RooflinePerfModel
+        from etalon.profiles import load_profile
 
         base = RooflinePerfModel(args.roofline_model, args.roofline_hardware, dtype=args.roofline_dtype)
         fit = fit_roofline(base, load_profile(args.profile))

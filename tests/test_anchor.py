@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from etalon.anchor_profile import main as anchor_main
-from etalon.calibration import Profile, load_profile, save_profile
-from etalon.calibration.anchor import AnchorSettings, anchored, default_prompt_tokens, judge, plan
+from etalon.calibration.anchor import AnchorProbe, AnchorSettings, anchored, default_prompt_tokens
 from etalon.calibration.prefill import fit_prefill
 from etalon.perf import StepBatch
 from etalon.perf.profiled import ProfiledPerfModel
+from etalon.profiles import AnchorResult, Profile, load_profile, save_profile
 from etalon.records import RequestRecord
 
 from test_calibration_fit import TRUTH, decode_section, prefill_meas
@@ -39,17 +39,20 @@ def test_judge_is_the_median_ratio_to_the_fit_and_drops_the_first_request(profil
     slow = [1.30, 1.20, 1.25]  # measured / fit for the three kept requests
     records = [_record(0, 1024, 5 * ttft, 5 * gap, 10)]  # after an unknown pause: ignored
     records += [_record(i + 1, 1024, s * ttft, 0.9 * gap, 10) for i, s in enumerate(slow)]
-    entries = judge(records, profile, settings)
-    assert entries["prefill"]["scale"] == pytest.approx(1.25, rel=1e-6)
-    assert entries["prefill"]["predicted_s"] == pytest.approx(ttft, rel=1e-6)
+    entries = AnchorProbe(settings).judge_profile(records, profile)
+    assert entries["prefill"].scale == pytest.approx(1.25, rel=1e-6)
+    assert entries["prefill"].predicted_s == pytest.approx(ttft, rel=1e-6)
     # the step is priced at batch 1 and the context at the stream's midpoint, when 5 of the
     # 10 tokens had arrived
     expected_gap = TRUTH.step_time(StepBatch.decode(1, 1024 + 5))
-    assert entries["decode"]["scale"] == pytest.approx(0.9 * gap / expected_gap, rel=1e-6)
-    assert entries["decode"]["requests"] == 3 and entries["prefill"]["prompt_tokens"] == 1024
+    assert entries["decode"].scale == pytest.approx(0.9 * gap / expected_gap, rel=1e-6)
+    assert entries["decode"].requests == 3 and entries["prefill"].prompt_tokens == 1024
+    # one time stamps both sections; the decode entry says how long the probe's outputs were
+    assert entries["prefill"].measured_at == entries["decode"].measured_at
+    assert entries["decode"].output_tokens == 10 and entries["prefill"].output_tokens is None
     # anchoring an anchored profile replaces the scale, it does not compound
-    again = judge(records, anchored(profile, entries), settings)
-    assert again["prefill"]["scale"] == pytest.approx(1.25, rel=1e-6)
+    again = AnchorProbe(settings).judge_profile(records, anchored(profile, entries))
+    assert again["prefill"].scale == pytest.approx(1.25, rel=1e-6)
 
 
 def test_step_time_is_the_streams_duration_over_its_tokens(profile):
@@ -67,10 +70,10 @@ def test_step_time_is_the_streams_duration_over_its_tokens(profile):
         chunks = list(sent + TRUTH.prefill_time(1024) + step * np.concatenate([[0.0], np.cumsum(gaps)]))
         records.append(RequestRecord(i, sent, sent, chunks[-1], chunks, tokens, 1024, 15, 1024,
                                      "usage", 15, "usage"))
-    entry = judge(records, profile, settings)["decode"]
-    assert entry["measured_s"] == pytest.approx(step, rel=1e-9)
+    entry = AnchorProbe(settings).judge(records, profile.decode)
+    assert entry.measured_s == pytest.approx(step, rel=1e-9)
     # priced at the midpoint's context (step 7): 7 chunks of one token had arrived by then
-    assert entry["predicted_s"] == pytest.approx(
+    assert entry.predicted_s == pytest.approx(
         profile.decode_step_time(1, 1024 + 7) / profile.decode.scale, rel=1e-6)
 
 
@@ -85,24 +88,25 @@ def test_scale_is_the_change_since_profiling_not_the_fits_residual(profile):
     ttft, gap = TRUTH.prefill_time(1000), TRUTH.step_time(StepBatch.decode(1, 1000 + 5))
     for change in (1.0, 1.1):
         records = [_record(i, 1000, change * 1.03 * ttft, change * 0.98 * gap, 10) for i in range(3)]
-        entries = judge(records, profile, settings)  # 1000 tokens: 1024 is the nearest profiled
-        assert entries["prefill"]["profiled_ratio"] == pytest.approx(1.03, rel=1e-6)
-        assert entries["prefill"]["scale"] == pytest.approx(change, rel=1e-6)
-        assert entries["decode"]["profiled_ratio"] == pytest.approx(0.98, rel=1e-6)
-        assert entries["decode"]["scale"] == pytest.approx(change, rel=1e-6)
+        entries = AnchorProbe(settings).judge_profile(records, profile)  # 1024 is the nearest profiled
+        assert entries["prefill"].profiled_ratio == pytest.approx(1.03, rel=1e-6)
+        assert entries["prefill"].scale == pytest.approx(change, rel=1e-6)
+        assert entries["decode"].profiled_ratio == pytest.approx(0.98, rel=1e-6)
+        assert entries["decode"].scale == pytest.approx(change, rel=1e-6)
 
 
 def test_plan_and_defaults(profile):
     assert default_prompt_tokens(profile) == (256 + 4096) // 2
-    reqs = plan(AnchorSettings(300, 17, 4).validate())
-    assert [(r.arrival_time, r.prompt_tokens, r.output_tokens) for r in reqs] == [(0.0, 300, 17)] * 4
+    (one,) = AnchorProbe(AnchorSettings(300, 17, 4)).validate().plan(profile.prefill)
+    assert one.concurrency == 1
+    assert [(r.arrival_time, r.prompt_tokens, r.output_tokens) for r in one.requests] == [(0.0, 300, 17)] * 4
     with pytest.raises(ValueError, match="--num-requests"):
-        AnchorSettings(300, 17, 1).validate()
+        AnchorProbe(AnchorSettings(300, 17, 1)).validate()
 
 
 def test_anchored_profile_and_perf_model_scale_prefill_and_decode_apart(profile, tmp_path):
     base = ProfiledPerfModel(profile)
-    fast = anchored(profile, {"prefill": {"scale": 1.2}, "decode": {"scale": 0.9}})
+    fast = anchored(profile, {"prefill": AnchorResult(scale=1.2), "decode": AnchorResult(scale=0.9)})
     model = ProfiledPerfModel(fast)
     a_p = a_d = TRUTH.step_overhead  # both fits recover it exactly
     # the section answers 1.2 x its fit; the original is untouched

@@ -8,7 +8,7 @@ import pytest
 
 from etalon.calibration.fitting import FitSettings, fit_section
 from etalon.calibration.prefill import PrefillMeasurements, PrefillPlan, PrefillSettings, fit_prefill, plan_prefill
-from etalon.calibration.section import OutOfRangeError
+from etalon.profiles import OutOfRangeError
 from etalon.perf import ParametricPerfModel, StepBatch
 
 TRUTH = ParametricPerfModel(step_overhead=0.004, per_prefill_token=2e-5, per_attention_pair=2e-8,

@@ -10,12 +10,13 @@ import sys
 import numpy as np
 import pytest
 
-from etalon.calibration import OutOfRangeError, Profile, load_profile, save_profile, ttft_deadline_for
+from etalon.calibration import ttft_deadline_for
 from etalon.calibration.merge import merge_profiles
 from etalon.calibration.prefill import fit_prefill
 from etalon.perf import StepBatch
 from etalon.perf.profiled import ProfiledPerfModel
 from etalon.perf.registry import build_perf_model
+from etalon.profiles import OutOfRangeError, Profile, load_profile, save_profile
 
 from test_calibration_fit import TRUTH, decode_section, prefill_meas
 

@@ -24,12 +24,12 @@ import numpy as np
 import pytest
 
 from etalon.anchor_profile import main as anchor_main
-from etalon.calibration import load_profile
 from etalon.calibration.measure import Target, send
 from etalon.client import ClientConfig
 from etalon.decode_profiler import main as decode_main
 from etalon.perf import ParametricPerfModel, StepBatch
 from etalon.prefill_profiler import main as prefill_main
+from etalon.profiles import load_profile
 from etalon.server.process import LocalServer
 from etalon.workload.request import Request
 
@@ -157,7 +157,7 @@ def test_anchoring_finds_how_much_the_server_changed_speed(profiled, tmp_path, f
                             "--model", MODEL, "--output", str(out), "--output-tokens", "65"]) == 0
         records = _ttfts(srv.base_url, 1024, 3, 40_000, output=24)
     now = load_profile(out)
-    assert now.prefill.anchor["prompt_tokens"] == 2176
+    assert now.prefill.anchor.prompt_tokens == 2176
     assert now.prefill.scale == pytest.approx(factor, rel=0.05)
     assert now.decode.scale == pytest.approx(factor, rel=0.10)
     # the anchored profile predicts the changed server (a length the probe did not use)

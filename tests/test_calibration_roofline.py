@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from etalon.calibration.fitting import fit_section
-from etalon.calibration.profile import Profile
 from etalon.calibration.roofline_fit import fit_roofline, main, minimise_1d
 from etalon.perf import StepBatch
+from etalon.profiles import AnchorResult, JoinResult, Profile
 
 roofline = pytest.importorskip("etalon.perf.roofline")
 
@@ -60,7 +60,7 @@ def test_fit_to_a_re_anchored_profile_is_the_engine_at_its_new_speed():
     truth = roofline.RooflinePerfModel("llama-3.1-8b", "h100-sxm", mfu=0.42, mbu=0.63,
                                        step_overhead=0.002)
     slow = anchored(synthetic_profile(truth, request_overhead=0.003, noise=0.0, seed=1),
-                    {"prefill": {"scale": 1.5}, "decode": {"scale": 1.5}})
+                    {"prefill": AnchorResult(scale=1.5), "decode": AnchorResult(scale=1.5)})
     fit = fit_roofline(roofline.RooflinePerfModel("llama-3.1-8b", "h100-sxm"), slow)
     assert fit.mfu == pytest.approx(0.28, rel=0.02) and fit.mbu == pytest.approx(0.42, rel=0.02)
     assert fit.step_overhead == pytest.approx(0.003, abs=5e-4)
@@ -75,7 +75,7 @@ def test_a_measured_join_moves_out_of_the_request_path_into_the_steps():
     profile = synthetic_profile(truth, request_overhead=0.003, noise=0.0, seed=1)
     start = roofline.RooflinePerfModel("llama-3.1-8b", "h100-sxm")
     plain = fit_roofline(start, profile)
-    profile.prefill.join = {"per_join_s": 0.002}
+    profile.prefill.attach(JoinResult(per_join_s=0.002))
     joined = fit_roofline(start, profile)
     assert joined.request_overhead == pytest.approx(plain.request_overhead)
     assert joined.per_prefill_seq == pytest.approx(0.002) and plain.per_prefill_seq == 0.0
@@ -90,14 +90,14 @@ def test_a_measured_join_moves_out_of_the_request_path_into_the_steps():
     assert joined.model.step_time(decode) == pytest.approx(plain.model.step_time(decode))
     assert joined.model.describe()["per_prefill_seq"] == pytest.approx(0.002)
     # a join above the whole request overhead is capped there, as the profiled model caps it
-    profile.prefill.join = {"per_join_s": 0.010}
+    profile.prefill.attach(JoinResult(per_join_s=0.010))
     over = fit_roofline(start, profile)
     assert over.per_prefill_seq == pytest.approx(plain.request_overhead)
     assert over.model.request_path == 0.0
 
 
 def test_cli_prints_the_fit_and_rejects_unknown_hardware(tmp_path, capsys):
-    from etalon.calibration.profile import save_profile
+    from etalon.profiles import save_profile
 
     truth = roofline.RooflinePerfModel("llama-3.1-8b", "h100-sxm", mfu=0.5, mbu=0.7)
     path = save_profile(synthetic_profile(truth, 0.0, 0.0, 0), tmp_path / "p.json")

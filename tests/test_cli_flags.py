@@ -109,6 +109,12 @@ FLAGS = {
         '--doc', '--job', '--loads', '--num-requests', '--output-dir', '--profile',
         '--save-profile',
     ],
+    'etalon.calibration.merge': [
+        '--force', '--output',
+    ],
+    'etalon.calibration.roofline_fit': [
+        '--dtype', '--hardware', '--keep-overhead', '--kv-dtype', '--model', '--pp', '--tp',
+    ],
 }
 
 

@@ -11,12 +11,12 @@ import json
 import numpy as np
 import pytest
 
-from etalon.calibration import Profile, load_profile, save_profile
-from etalon.calibration.join import Group, JoinSettings, join_extras, judge
+from etalon.calibration.join import Group, JoinProbe, JoinSettings, join_extras, join_result
 from etalon.calibration.prefill import fit_prefill
 from etalon.perf import ParametricPerfModel, StepBatch
 from etalon.perf.profiled import ProfiledPerfModel
 from etalon.prefill_profiler import main as prefill_main
+from etalon.profiles import AnchorResult, JoinResult, Profile, load_profile, save_profile
 from etalon.records import RequestRecord
 from etalon.server.process import LocalServer
 
@@ -35,7 +35,7 @@ def profile() -> Profile:
 
 def _with_join(profile: Profile, per_join: float) -> Profile:
     out = copy.deepcopy(profile)
-    out.prefill.join = {"per_join_s": per_join, "extras_s": [per_join]}
+    out.prefill.attach(JoinResult(per_join_s=per_join, extras_s=(per_join,)))
     return out
 
 
@@ -64,11 +64,16 @@ def test_join_extras_worked_by_hand(profile):
     assert extras == [pytest.approx(0.010, abs=1e-9)]
     assert steps == [pytest.approx(0.010, abs=1e-9)]
     assert skipped == 2
-    entry = judge(extras, steps, JoinSettings(512), skipped)
-    assert entry["per_join_s"] == pytest.approx(0.010) and entry["joins_left_out"] == 2
+    # the probe's judge finds the same group in the records: 2 decoders, 3 joins, 1 group
+    probe = JoinProbe(JoinSettings(512, decoders=2, joins=3, repetitions=1))
+    assert probe.groups() == [Group((0, 1), (2, 3, 4))]
+    entry = probe.judge(records, profile.prefill)
+    assert entry.per_join_s == pytest.approx(0.010) and entry.joins_left_out == 2
+    assert entry.extras_s == (pytest.approx(0.010, abs=1e-9),) and entry.decoders == 2
     # a join that cost less than the fit's variable terms says 0, not a negative cost
-    assert judge([-0.002, -0.001, 0.0005], steps, JoinSettings(512), 0)["per_join_s"] == 0.0
-    assert judge([], [], JoinSettings(512), 3) == {}
+    assert join_result([-0.002, -0.001, 0.0005], steps, JoinSettings(512), 0).per_join_s == 0.0
+    assert join_result([], [], JoinSettings(512), 3) is None
+    assert probe.judge(records[:2], profile.prefill) is None  # no joiner came back
 
 
 def test_profiled_model_charges_the_join_in_the_step_not_the_path(profile):
@@ -92,7 +97,7 @@ def test_profiled_model_charges_the_join_in_the_step_not_the_path(profile):
     # decode-only steps pay nothing; an engine anchored 1.5x slower pays 1.5x the join
     assert joined.step_time(StepBatch.decode(8, 4800)) == plain.step_time(StepBatch.decode(8, 4800))
     slow = _with_join(profile, 0.006)
-    slow.prefill.anchor = {"scale": 1.5}
+    slow.prefill.attach(AnchorResult(scale=1.5))
     assert ProfiledPerfModel(slow).describe()["prefill"]["per_join"] == pytest.approx(0.009)
 
 
@@ -134,10 +139,10 @@ def test_prefill_probe_finds_the_servers_per_prompt_work(tmp_path, per_prompt):
                              "--output-dir", str(tmp_path), "--no-plots", "--no-idle-probe"]) == 0
     section = load_profile(tmp_path / "prefill_profile.json").prefill
     join = section.join
-    assert join["prompt_tokens"] == 1024 and join["decoders"] == 4 and len(join["extras_s"]) >= 4
+    assert join.prompt_tokens == 1024 and join.decoders == 4 and len(join.extras_s) >= 4
     # the server's own work per new request (HTTP, parsing on the engine's event loop) is real
     # and lands here too: up to ~1.5 ms on this machine
-    assert per_prompt - 0.0005 <= join["per_join_s"] <= per_prompt + 0.0025
+    assert per_prompt - 0.0005 <= join.per_join_s <= per_prompt + 0.0025
     # each decoder's own step: 8 ms + 4 x 1 ms + ~4 x 40 context tokens x 1e-6
-    assert join["decode_step_s"] == pytest.approx(0.0122, rel=0.05)
-    assert section.batching["per_cross_pair"] == pytest.approx(0.0, abs=0.5e-8)
+    assert join.decode_step_s == pytest.approx(0.0122, rel=0.05)
+    assert section.batching.per_cross_pair == pytest.approx(0.0, abs=0.5e-8)

@@ -23,8 +23,7 @@ from pathlib import Path
 import pytest
 
 from etalon.calibration.deadlines import max_prompt_tokens, ttft_deadline_for
-from etalon.calibration.profile import load_profile
-from etalon.calibration.section import OutOfRangeError
+from etalon.profiles import OutOfRangeError, load_profile
 from etalon.records import RequestRecord, load_records
 
 SLACK = 0.2

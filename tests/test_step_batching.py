@@ -11,13 +11,13 @@ import json
 import numpy as np
 import pytest
 
-from etalon.calibration import Profile, load_profile, save_profile
 from etalon.calibration.prefill import fit_prefill
 from etalon.engine import Engine, EngineConfig
 from etalon.engine.sequence import Sequence
 from etalon.perf import ParametricPerfModel, StepBatch
 from etalon.perf.profiled import ProfiledPerfModel
 from etalon.prefill_profiler import main as prefill_main
+from etalon.profiles import BatchingResult, Profile, load_profile, save_profile
 from etalon.server.process import LocalServer
 from etalon.simulator import Replica, Simulation, make_router
 from etalon.workload.request import Request
@@ -51,7 +51,7 @@ def profile() -> Profile:
 
 def _with_cross_pair_cost(profile: Profile, per_pair: float) -> Profile:
     out = copy.deepcopy(profile)
-    out.prefill.batching = {"per_cross_pair": per_pair, "cross_pair_fraction": None}
+    out.prefill.attach(BatchingResult(per_cross_pair=per_pair))
     return out
 
 
@@ -105,14 +105,14 @@ def test_prefill_probe_tells_how_the_server_prices_several_prompts(tmp_path, cro
                              "--num-repetitions", "3", "--output-dir", str(tmp_path), "--no-plots",
                              "--no-idle-probe"]) == 0
     batching = load_profile(tmp_path / "prefill_profile.json").prefill.batching
-    assert batching["prompt_tokens"] == 1024 and batching["followers"] == 2
+    assert batching.prompt_tokens == 1024 and batching.followers == 2
     # the cost of one cross-prompt pair, against the programmed one (the fitted γ the fraction
     # is taken against is within a few % of the true 2e-8)
-    assert batching["per_cross_pair"] == pytest.approx(2e-8 if cross else 0.0, abs=0.5e-8)
-    assert batching["cross_pair_fraction"] == pytest.approx(1.0 if cross else 0.0, abs=0.3)
+    assert batching.per_cross_pair == pytest.approx(2e-8 if cross else 0.0, abs=0.5e-8)
+    assert batching.cross_pair_fraction == pytest.approx(1.0 if cross else 0.0, abs=0.3)
     # the measured extra time of the second prompt, against the truth worked from its formula
     expect = (2e-5 * 1024 + 2e-8 * 1024 * 1025 / 2 + (2e-8 * 1024 * 1024 if cross else 0.0))
-    assert batching["measured_extra_s"] == pytest.approx(expect, abs=0.004)
+    assert batching.measured_extra_s == pytest.approx(expect, abs=0.004)
 
 
 def test_simulator_charges_the_request_path_before_the_engine(profile):

@@ -9,12 +9,12 @@ import json
 import numpy as np
 import pytest
 
-from etalon.calibration import Profile, load_profile, save_profile
 from etalon.calibration.prefill import fit_prefill
 from etalon.engine import Engine, EngineConfig
 from etalon.perf import ParametricPerfModel
 from etalon.perf.profiled import ProfiledPerfModel
 from etalon.prefill_profiler import main as prefill_main
+from etalon.profiles import Profile, WakeUpResult, load_profile, save_profile
 from etalon.server.process import LocalServer
 from etalon.simulator import Replica, Simulation, make_router
 from etalon.workload.request import Request
@@ -50,11 +50,11 @@ def test_idle_probe_recovers_a_servers_wake_up(tmp_path):
                              "--output-dir", str(tmp_path), "--no-plots"]) == 0
     section = load_profile(tmp_path / "prefill_profile.json").prefill
     w = section.wake_up
-    assert w["planned_gaps_s"] == [0.0, 0.1, 0.6, 1.2]
+    assert w.planned_gaps_s == (0.0, 0.1, 0.6, 1.2)
     # measured idle is close to the plan (the client holds a request until the last finished)
-    assert w["gaps_s"][0] < 0.02 and w["gaps_s"][-1] == pytest.approx(1.2, abs=0.1)
-    assert w["penalty_s"][:2] == pytest.approx([0.0, 0.0], abs=0.006)  # below wake_up_after
-    assert w["penalty_s"][2:] == pytest.approx([0.02, 0.02], abs=0.006)
+    assert w.gaps_s[0] < 0.02 and w.gaps_s[-1] == pytest.approx(1.2, abs=0.1)
+    assert w.penalty_s[:2] == pytest.approx([0.0, 0.0], abs=0.006)  # below wake_up_after
+    assert w.penalty_s[2:] == pytest.approx([0.02, 0.02], abs=0.006)
     assert ProfiledPerfModel(Profile(prefill=section, decode=decode_section(noise=0.0, seed=1))
                              ).wake_up_s(float("inf")) == pytest.approx(0.02, abs=0.006)
 
@@ -62,7 +62,7 @@ def test_idle_probe_recovers_a_servers_wake_up(tmp_path):
 def test_wake_up_entry_interpolates_round_trips_and_is_validated(tmp_path):
     profile = Profile(source={"model": "m"}, prefill=fit_prefill(prefill_meas(noise=0.002, seed=2)),
                       decode=decode_section(noise=0.002, seed=2))
-    profile.prefill.wake_up = {"gaps_s": [0.0, 1.0, 3.0], "penalty_s": [0.0, 0.04, 0.1]}
+    profile.prefill.attach(WakeUpResult(gaps_s=(0.0, 1.0, 3.0), penalty_s=(0.0, 0.04, 0.1)))
     path = save_profile(profile, tmp_path / "p.json")
     model = ProfiledPerfModel(load_profile(path))
     # linear between probed gaps, flat past the longest, nothing when back to back

@@ -25,13 +25,16 @@ replaces the scale rather than compounding it.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 import numpy as np
 
 from etalon.calibration.decode import steady_points
-from etalon.calibration.profile import Profile
+from etalon.calibration.probe import Probe, Round
+from etalon.cli_errors import UserError
+from etalon.profiles import AnchorResult, Profile, Section
+from etalon.profiles.profile import SECTIONS
 from etalon.records import RequestRecord
 from etalon.workload.request import Request
 
@@ -44,11 +47,11 @@ class AnchorSettings:
 
     def validate(self) -> "AnchorSettings":
         if self.prompt_tokens < 1:
-            raise ValueError("--prompt-tokens must be >= 1")
+            raise UserError("--prompt-tokens must be >= 1")
         if self.output_tokens < 3:
-            raise ValueError("--output-tokens must be >= 3 (the decode ratio needs gaps)")
+            raise UserError("--output-tokens must be >= 3 (the decode ratio needs gaps)")
         if self.requests < 2:
-            raise ValueError("--num-requests must be >= 2 (the first one is dropped)")
+            raise UserError("--num-requests must be >= 2 (the first one is dropped)")
         return self
 
 
@@ -60,10 +63,73 @@ def default_prompt_tokens(profile: Profile) -> int:
     return max(1, int(round((lo + hi) / 2)))
 
 
-def plan(settings: AnchorSettings) -> list[Request]:
-    """All due at once; with one request in flight they run back to back."""
-    return [Request(i, 0.0, settings.prompt_tokens, settings.output_tokens)
-            for i in range(settings.requests)]
+@dataclass(frozen=True)
+class AnchorProbe(Probe):
+    """Isolated requests back to back; one set of records anchors both sections
+    (``judge_profile``), each section's result its ``anchor`` entry."""
+
+    settings: AnchorSettings
+    measured_at: str | None = None  # stamped by ``judge_profile``; else when judged
+    entry = AnchorResult.entry
+
+    def plan(self, section: Section | None = None) -> list[Round]:
+        """All due at once; with one request in flight they run back to back."""
+        s = self.settings
+        return [Round(tuple(Request(i, 0.0, s.prompt_tokens, s.output_tokens)
+                            for i in range(s.requests)), 1)]
+
+    def judge(self, records: list[RequestRecord], section: Section) -> AnchorResult | None:
+        """Now over then for ``section`` (None when no request after the first completed with
+        tokens, or, for decode, none delivered three chunks)."""
+        recs = [r for r in sorted(records, key=lambda r: r.request_id)[1:] if r.ok and r.chunk_times]
+        if not recs:
+            return None
+        prompt = np.array([r.num_prompt_tokens for r in recs], dtype=float)
+        when = self.measured_at or datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        common = dict(requests=len(recs), prompt_tokens=int(np.median(prompt)), measured_at=when)
+        if section.name == "prefill":
+            measured = np.array([r.ttft for r in recs])
+            predicted = _base(section, {"prompt_tokens": prompt})
+            then = _ratio_then_prefill(section, float(np.median(prompt)))
+            return AnchorResult(scale=float(np.median(measured / predicted)) / then,
+                                measured_s=float(np.median(measured)),
+                                predicted_s=float(np.median(predicted)), profiled_ratio=then,
+                                **common)
+        decoding = [r for r in recs if len(r.chunk_times) >= 3]
+        if not decoding:
+            return None
+        # the decode profiler's own measure: a stream's duration over the tokens it delivered
+        # (one segment), so a late chunk moves one end instead of skewing the gaps around it
+        points = [steady_points([r], 1, r.num_prompt_tokens, bins=1) for r in decoding]
+        gaps = np.array([p.step_time_s[0] for p in points])
+        context = np.array([p.context[0] for p in points])
+        predicted = _base(section, {"decode_batch": np.ones_like(context), "decode_context": context})
+        then = _ratio_then_decode(section)
+        return AnchorResult(scale=float(np.median(gaps / predicted)) / then,
+                            measured_s=float(np.median(gaps)),
+                            predicted_s=float(np.median(predicted)), profiled_ratio=then,
+                            **{**common, "requests": len(decoding)},
+                            output_tokens=self.settings.output_tokens)
+
+    def announce(self) -> str:
+        s = self.settings
+        return (f"{s.requests} requests of {s.prompt_tokens} prompt and {s.output_tokens} output "
+                f"tokens, one in flight")
+
+    def inconclusive(self) -> str:
+        return "no probe request after the first completed with tokens"
+
+    def judge_profile(self, records: list[RequestRecord], profile: Profile) -> dict[str, AnchorResult]:
+        """``{section name: anchor}`` for each section of ``profile`` the records could
+        measure, all stamped with one time."""
+        probe = replace(self, measured_at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+        out = {}
+        for name in SECTIONS:
+            section = getattr(profile, name)
+            result = probe.judge(records, section) if section is not None else None
+            if result is not None:
+                out[name] = result
+        return out
 
 
 def _base(section, values: dict) -> np.ndarray:
@@ -96,44 +162,9 @@ def _ratio_then_decode(section) -> float:
     return float(np.median(np.asarray(m["step_time_s"], dtype=float)[keep] / fit))
 
 
-def judge(records: list[RequestRecord], profile: Profile, settings: AnchorSettings) -> dict[str, dict]:
-    """``{section name: anchor entry}`` for each section the probe could measure."""
-    recs = [r for r in sorted(records, key=lambda r: r.request_id)[1:] if r.ok and r.chunk_times]
-    when = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    out: dict[str, dict] = {}
-    if not recs:
-        return out
-    prompt = np.array([r.num_prompt_tokens for r in recs], dtype=float)
-    common = {"requests": len(recs), "prompt_tokens": int(np.median(prompt)), "measured_at": when}
-    if profile.prefill is not None:
-        measured = np.array([r.ttft for r in recs])
-        predicted = _base(profile.prefill, {"prompt_tokens": prompt})
-        then = _ratio_then_prefill(profile.prefill, float(np.median(prompt)))
-        out["prefill"] = {"scale": float(np.median(measured / predicted)) / then,
-                          "measured_s": float(np.median(measured)),
-                          "predicted_s": float(np.median(predicted)), "profiled_ratio": then,
-                          **common}
-    decoding = [r for r in recs if len(r.chunk_times) >= 3]
-    if profile.decode is not None and decoding:
-        # the decode profiler's own measure: a stream's duration over the tokens it delivered
-        # (one segment), so a late chunk moves one end instead of skewing the gaps around it
-        points = [steady_points([r], 1, r.num_prompt_tokens, bins=1) for r in decoding]
-        gaps = np.array([p.step_time_s[0] for p in points])
-        context = np.array([p.context[0] for p in points])
-        predicted = _base(profile.decode, {"decode_batch": np.ones_like(context),
-                                           "decode_context": context})
-        then = _ratio_then_decode(profile.decode)
-        out["decode"] = {"scale": float(np.median(gaps / predicted)) / then,
-                         "measured_s": float(np.median(gaps)),
-                         "predicted_s": float(np.median(predicted)), "profiled_ratio": then, **common,
-                         "requests": len(decoding), "output_tokens": settings.output_tokens}
-    return out
-
-
-def anchored(profile: Profile, entries: dict[str, dict]) -> Profile:
+def anchored(profile: Profile, entries: dict[str, AnchorResult]) -> Profile:
     """A copy of ``profile`` whose sections carry ``entries`` (sections not named keep theirs)."""
     out = copy.deepcopy(profile)
     for name, entry in entries.items():
-        getattr(out, name).anchor = dict(entry)
+        out.section(name).attach(entry)
     return out
-

@@ -30,9 +30,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from etalon.calibration.measure import Target, send
-from etalon.calibration.section import Section
+from etalon.calibration.probe import Probe, Round
+from etalon.cli_errors import UserError
 from etalon.perf.base import StepBatch
+from etalon.profiles import BatchingResult, Section
 from etalon.records import RequestRecord
 from etalon.workload.request import Request
 
@@ -51,11 +52,11 @@ class BatchingSettings:
 
     def validate(self) -> "BatchingSettings":
         if self.prompt_tokens < 1:
-            raise ValueError("--batching-probe-length must be >= 1")
+            raise UserError("--batching-probe-length must be >= 1")
         if self.followers < 2:
-            raise ValueError("--batching-probe-prompts must be >= 2 (prompts sharing one step)")
+            raise UserError("--batching-probe-prompts must be >= 2 (prompts sharing one step)")
         if self.repetitions < 1:
-            raise ValueError("--num-repetitions must be >= 1")
+            raise UserError("--num-repetitions must be >= 1")
         return self
 
 
@@ -66,34 +67,73 @@ def default_probe_length(lengths) -> int:
     return int(lengths[(len(lengths) - 1) // 2])
 
 
-def plan_groups(settings: BatchingSettings, section: Section, first_id: int = 0
-                ) -> tuple[list[Request], list[tuple[int, list[int]]]]:
-    """The requests, and per group ``(leader_id, follower_ids)``; ``k = 1`` and ``k = followers``
-    groups alternate so drift affects both alike."""
-    n = settings.prompt_tokens
-    single = float(section.predict({"prompt_tokens": n}, strict=False))
-    requests: list[Request] = []
-    groups: list[tuple[int, list[int]]] = []
-    t, rid = 0.0, first_id
-    for _ in range(settings.repetitions):
-        for k in (1, settings.followers):
-            leader = Request(rid, t, n, 1)
-            followers = [Request(rid + 1 + j, t + FOLLOWER_DELAY * single, n, 1) for j in range(k)]
-            requests += [leader, *followers]
-            groups.append((rid, [f.request_id for f in followers]))
-            rid += 1 + k
-            # the leader, then the followers as one prompt of k·n tokens (an upper bound)
-            together = float(section.predict({"prompt_tokens": k * n}, strict=False))
-            t += 2.0 * (single + together) + MIN_GAP_S
-    return requests, groups
-
-
-@dataclass
+@dataclass(frozen=True)
 class GroupGap:
     """One group's measured step: ``followers`` prompts, ``gap_s`` after the leader's token."""
 
     followers: int
     gap_s: float
+
+
+@dataclass(frozen=True)
+class BatchingProbe(Probe):
+    """Leader + followers groups; the result is ``prefill.batching``."""
+
+    settings: BatchingSettings
+    entry = BatchingResult.entry
+
+    def groups(self, first_id: int = 0) -> list[tuple[int, list[int]]]:
+        """Per group ``(leader_id, follower_ids)``; ``k = 1`` and ``k = followers`` groups
+        alternate so drift affects both alike."""
+        out, rid = [], first_id
+        for _ in range(self.settings.repetitions):
+            for k in (1, self.settings.followers):
+                out.append((rid, list(range(rid + 1, rid + 1 + k))))
+                rid += 1 + k
+        return out
+
+    def plan(self, section: Section) -> list[Round]:
+        n = self.settings.prompt_tokens
+        single = float(section.predict({"prompt_tokens": n}, strict=False))
+        requests: list[Request] = []
+        t = 0.0
+        for leader, followers in self.groups():
+            k = len(followers)
+            requests.append(Request(leader, t, n, 1))
+            requests += [Request(f, t + FOLLOWER_DELAY * single, n, 1) for f in followers]
+            # the leader, then the followers as one prompt of k·n tokens (an upper bound)
+            together = float(section.predict({"prompt_tokens": k * n}, strict=False))
+            t += 2.0 * (single + together) + MIN_GAP_S
+        return [Round(tuple(requests), self.settings.followers + 1)]
+
+    def judge(self, records: list[RequestRecord], section: Section) -> BatchingResult | None:
+        """The measured cost of a cross-prompt pair (None when no usable pair of groups)."""
+        n, k = self.settings.prompt_tokens, self.settings.followers
+        tolerance = max(0.002, 0.2 * section.physical.coefficient("prompt_tokens") * n)
+        gaps, skipped = group_gaps(records, self.groups(), tolerance)
+        one = [g.gap_s for g in gaps if g.followers == 1]
+        many = [g.gap_s for g in gaps if g.followers == k]
+        if not one or not many:
+            return None
+        gamma = section.physical.coefficient("attention_pairs")
+        alone = (k - 1) * (section.join_cost + section.prompt_variable_s(n))
+        pairs = StepBatch.cross_pairs([n] * k)
+        measured = float(np.median(many) - np.median(one))
+        return BatchingResult(
+            per_cross_pair=max(measured - alone, 0.0) / pairs,
+            cross_pair_fraction=(measured - alone) / (gamma * pairs) if gamma > 0 else None,
+            measured_extra_s=measured, alone_s=alone, as_one_prompt_s=alone + gamma * pairs,
+            prompt_tokens=n, followers=k, gaps_1_s=tuple(one), gaps_k_s=tuple(many),
+            groups_left_out=skipped)
+
+    def announce(self) -> str:
+        return (f"batching probe, {self.settings.repetitions} x 2 groups of "
+                f"{self.settings.prompt_tokens}-token prompts")
+
+    def inconclusive(self) -> str:
+        return (f"batching probe inconclusive (no group's prompts shared one step; is the "
+                f"server's per-step token budget below "
+                f"{self.settings.followers * self.settings.prompt_tokens}?); prompts are priced alone")
 
 
 def group_gaps(records: list[RequestRecord], groups: list[tuple[int, list[int]]],
@@ -113,35 +153,3 @@ def group_gaps(records: list[RequestRecord], groups: list[tuple[int, list[int]]]
             continue
         gaps.append(GroupGap(len(followers), float(np.median(firsts) - lead)))
     return gaps, skipped
-
-
-def judge(gaps: list[GroupGap], section: Section, settings: BatchingSettings,
-          skipped: int) -> dict:
-    """The ``batching`` entry of a prefill section: the measured cost of a cross-prompt pair
-    (``{}`` when no usable pair of groups was measured)."""
-    n, k = settings.prompt_tokens, settings.followers
-    one = [g.gap_s for g in gaps if g.followers == 1]
-    many = [g.gap_s for g in gaps if g.followers == k]
-    if not one or not many:
-        return {}
-    gamma = section.physical.coefficient("attention_pairs")
-    alone = (k - 1) * (section.join_cost + section.prompt_variable_s(n))
-    pairs = StepBatch.cross_pairs([n] * k)
-    measured = float(np.median(many) - np.median(one))
-    per_pair = max(measured - alone, 0.0) / pairs
-    return {"per_cross_pair": per_pair,
-            "cross_pair_fraction": (measured - alone) / (gamma * pairs) if gamma > 0 else None,
-            "measured_extra_s": measured,
-            "predicted_extra_s": {"alone": alone, "as_one_prompt": alone + gamma * pairs},
-            "prompt_tokens": n, "followers": k, "gaps_1_s": one, f"gaps_{k}_s": many,
-            "groups_left_out": skipped}
-
-
-def probe_batching(target: Target, settings: BatchingSettings, section: Section) -> dict:
-    """Runs the probe against ``target``; returns the ``batching`` entry (see ``judge``)."""
-    requests, groups = plan_groups(settings.validate(), section)
-    records = send(target, requests, concurrency=settings.followers + 1)
-    beta = section.physical.coefficient("prompt_tokens")
-    tolerance = max(0.002, 0.2 * beta * settings.prompt_tokens)
-    gaps, skipped = group_gaps(records, groups, tolerance)
-    return judge(gaps, section, settings, skipped)

@@ -16,11 +16,11 @@ from pathlib import Path
 
 from etalon.calibration.fitting import FitSettings
 from etalon.calibration.measure import Target
-from etalon.calibration.profile import Profile, load_profile, save_profile
 from etalon.calibration.server_info import describe_server, redact_url
 from etalon.cli_errors import UserError
 from etalon.client.connection import ConnectionConfig
 from etalon.options import embed, option
+from etalon.profiles import Profile, load_profile, save_profile
 from etalon.records import RecordWriter, RequestRecord
 from etalon.report.outputs import OutputConfig
 
@@ -148,20 +148,5 @@ def print_fit(section, prog: str) -> None:
     claim = (f"claimed up to {', '.join(f'{k} {v:g}' for k, v in e.limits.items())} "
              f"within {e.error:.1%}" if e.claimed else f"no extrapolation claimed ({e.reason})")
     print(f"  valid range: {ranges}; {claim}")
-    b = section.batching
-    if b:
-        print(f"  several prompts in one step: {b['followers']} prompts of {b['prompt_tokens']} cost "
-              f"{b['measured_extra_s'] * 1e3:.1f} ms more than one (alone: "
-              f"{b['predicted_extra_s']['alone'] * 1e3:.1f}); a cross-prompt token pair costs "
-              f"{b['per_cross_pair']:.3g} s"
-              + ("" if b.get("cross_pair_fraction") is None
-                 else f" ({b['cross_pair_fraction']:.2f} of an attention pair)"))
-    j = section.join
-    if j:
-        print(f"  a prompt of {j['prompt_tokens']} joining {j['decoders']} decoding sequences: "
-              f"+{j['per_join_s'] * 1e3:.1f} ms of engine work beyond its tokens (median of "
-              f"{len(j['extras_s'])} joins; their own step {j['decode_step_s'] * 1e3:.1f} ms)")
-    w = section.wake_up
-    if w:
-        steps = ", ".join(f"{g:.2g} s: +{p * 1e3:.0f} ms" for g, p in zip(w["gaps_s"], w["penalty_s"]))
-        print(f"  first step after a pause: {steps}")
+    for result in section.results():
+        print(f"  {result.describe(section.name)}")

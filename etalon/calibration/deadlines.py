@@ -15,7 +15,8 @@ import os
 
 import numpy as np
 
-from etalon.calibration.profile import Profile, load_profile
+from etalon.cli_errors import UserError
+from etalon.profiles import Profile, load_profile
 
 
 def ttft_deadline_for(profile: Profile | str | os.PathLike, prompt_tokens, slack: float,
@@ -28,12 +29,12 @@ def ttft_deadline_for(profile: Profile | str | os.PathLike, prompt_tokens, slack
     ``strict=False`` the physical model is used there instead).
     """
     if not (np.isfinite(slack) and slack >= 0):
-        raise ValueError(f"TTFT slack must be a finite number >= 0 seconds, got {slack}")
+        raise UserError(f"TTFT slack must be a finite number >= 0 seconds, got {slack}")
     if not isinstance(profile, Profile):
         profile = load_profile(profile)
     tokens = np.asarray(prompt_tokens, dtype=float)
     if np.any(tokens < 1):
-        raise ValueError("prompt_tokens must be >= 1")
+        raise UserError("prompt_tokens must be >= 1")
     deadline = profile.section("prefill").predict({"prompt_tokens": tokens}, strict=strict) + slack
     return float(deadline) if deadline.ndim == 0 else deadline
 

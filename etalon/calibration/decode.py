@@ -23,7 +23,8 @@ import numpy as np
 
 from etalon.calibration.fitting import FitSettings, fit_section
 from etalon.calibration.measure import Target, send, successful
-from etalon.calibration.section import Section
+from etalon.cli_errors import UserError
+from etalon.profiles import Section
 from etalon.records import RequestRecord
 from etalon.workload.request import Request
 
@@ -46,16 +47,16 @@ class DecodeSettings:
         for flag, values in (("--batch-sizes", self.batch_sizes),
                              ("--prompt-lengths", self.prompt_lengths)):
             if not values or min(values) < 1 or len(set(values)) != len(values):
-                raise ValueError(f"{flag}: give distinct integers >= 1")
+                raise UserError(f"{flag}: give distinct integers >= 1")
         if len(self.batch_sizes) < 2:
-            raise ValueError("--batch-sizes: give at least 2 batch sizes (the fit separates "
+            raise UserError("--batch-sizes: give at least 2 batch sizes (the fit separates "
                              "per-sequence from per-context cost)")
         if self.decode_tokens < 8:
-            raise ValueError("--fixed-request-generator-decode-tokens must be >= 8 for decode "
+            raise UserError("--fixed-request-generator-decode-tokens must be >= 8 for decode "
                              "profiling (long outputs give the steady window)")
         for name, low in (("num_repetitions", 1), ("bins_per_level", 1)):
             if getattr(self, name) < low:
-                raise ValueError(f"--{name.replace('_', '-')} must be >= {low}")
+                raise UserError(f"--{name.replace('_', '-')} must be >= {low}")
         return self
 
     def levels(self) -> list[tuple[int, int]]:
@@ -188,7 +189,7 @@ def measure_decode(target: Target, settings: DecodeSettings, prog: str
             print(f"{prog}: level {k + 1}/{len(order)}: batch {batch}, prompt {prompt}: "
                   f"median step {median * 1e3:.2f} ms", file=sys.stderr)
     if len(set(points.level)) < 2:
-        raise ValueError("decode profiling produced steady-state points for fewer than 2 levels; "
+        raise UserError("decode profiling produced steady-state points for fewer than 2 levels; "
                          "nothing to fit")
     return records, points, summary
 

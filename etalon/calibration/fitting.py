@@ -6,7 +6,7 @@ coefficients and intercept (a non-negative least-squares fit), so it extrapolate
 hardware does. A flexible candidate (a polynomial of the inputs) replaces it inside the profiled
 range only when its cross-validated MAPE is at most ``margin_ratio`` times the physical one's and
 better by at least ``margin_abs``, and when it is non-decreasing over the range; outside the
-range the physical model answers regardless (see ``etalon.calibration.section``).
+range the physical model answers regardless (see ``etalon.profiles.section``).
 
 Cross-validation holds out whole groups (a prompt length, or a decode level), so it measures
 the error at inputs the fit has not seen. Extrapolation is tested the same way: fit on points
@@ -26,14 +26,15 @@ from sklearn.metrics import mean_absolute_percentage_error, r2_score
 from sklearn.model_selection import GroupKFold, cross_val_score
 from sklearn.preprocessing import PolynomialFeatures
 
-from etalon.calibration.predictors import (
+from etalon.cli_errors import UserError
+from etalon.profiles.predictors import (
     FEATURES,
     INPUTS,
     PHYSICAL_FEATURES,
     LinearPredictor,
     PolynomialPredictor,
 )
-from etalon.calibration.section import Extrapolation, Section
+from etalon.profiles.section import Extrapolation, Section
 
 # The input whose growth an extrapolation test holds out.
 EXTRAPOLATION_KEY = {"prefill": "prompt_tokens", "decode": "decode_context"}
@@ -134,7 +135,7 @@ def fit_section(name: str, X: np.ndarray, y: np.ndarray, groups: np.ndarray,
     X = np.asarray(X, dtype=float).reshape(len(y), -1)
     y = np.asarray(y, dtype=float)
     if len(y) < 3 or not np.all(np.isfinite(y)) or np.any(y <= 0):
-        raise ValueError(f"{name} fit: need at least 3 positive, finite measurements "
+        raise UserError(f"{name} fit: need at least 3 positive, finite measurements "
                          f"(got {len(y)})")
     physical = PhysicalRegressor(name).fit(X, y)
     candidates = {"physical": _scores(physical, X, y, groups, settings)}

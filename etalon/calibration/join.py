@@ -33,8 +33,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from etalon.calibration.measure import Target, send
-from etalon.calibration.section import Section
+from etalon.calibration.probe import Probe, Round
+from etalon.cli_errors import UserError
+from etalon.profiles import JoinResult, Section
 from etalon.records import RequestRecord
 from etalon.workload.request import Request
 
@@ -56,14 +57,14 @@ class JoinSettings:
 
     def validate(self) -> "JoinSettings":
         if self.prompt_tokens < 1:
-            raise ValueError("--join-probe-length must be >= 1")
+            raise UserError("--join-probe-length must be >= 1")
         if self.decoders < 1:
-            raise ValueError("--join-probe-decoders must be >= 1 (0 skips the probe)")
+            raise UserError("--join-probe-decoders must be >= 1 (0 skips the probe)")
         if self.decode_tokens < 2 * BEFORE_GAPS + 4:
-            raise ValueError(f"--join-probe-decode-tokens must be >= {2 * BEFORE_GAPS + 4} "
+            raise UserError(f"--join-probe-decode-tokens must be >= {2 * BEFORE_GAPS + 4} "
                              "(steps before and after each join)")
         if self.joins < 1 or self.repetitions < 1:
-            raise ValueError("the join probe needs at least one join and one repetition")
+            raise UserError("the join probe needs at least one join and one repetition")
         return self
 
 
@@ -75,16 +76,52 @@ class Group:
     joins: tuple[int, ...]
 
 
-def plan_group(settings: JoinSettings, section: Section, first_id: int) -> tuple[list[Request], Group]:
-    """One group's requests (arrival times from the group's start)."""
-    b, n = settings.decoders, settings.prompt_tokens
-    start = float(section.predict({"prompt_tokens": b * DECODER_PROMPT}, strict=False))
-    join = float(section.predict({"prompt_tokens": n}, strict=False))
-    decoders = [Request(first_id + i, 0.0, DECODER_PROMPT, settings.decode_tokens) for i in range(b)]
-    t0, spacing = 2.0 * start + LEAD_S, 2.0 * join + LEAD_S
-    joins = [Request(first_id + b + j, t0 + j * spacing, n, 1) for j in range(settings.joins)]
-    return decoders + joins, Group(tuple(r.request_id for r in decoders),
-                                   tuple(r.request_id for r in joins))
+@dataclass(frozen=True)
+class JoinProbe(Probe):
+    """Groups of decoders joined by prompts, one group at a time (so no group's decoders
+    outlive it into the next); the result is ``prefill.join``."""
+
+    settings: JoinSettings
+    entry = JoinResult.entry
+
+    def groups(self) -> list[Group]:
+        b, j = self.settings.decoders, self.settings.joins
+        return [Group(tuple(range(first, first + b)), tuple(range(first + b, first + b + j)))
+                for first in range(0, self.settings.repetitions * (b + j), b + j)]
+
+    def plan(self, section: Section) -> list[Round]:
+        """One round per group (arrival times from the group's start)."""
+        n = self.settings.prompt_tokens
+        start = float(section.predict({"prompt_tokens": self.settings.decoders * DECODER_PROMPT},
+                                      strict=False))
+        join = float(section.predict({"prompt_tokens": n}, strict=False))
+        t0, spacing = 2.0 * start + LEAD_S, 2.0 * join + LEAD_S
+        rounds = []
+        for group in self.groups():
+            decoders = [Request(i, 0.0, DECODER_PROMPT, self.settings.decode_tokens)
+                        for i in group.decoders]
+            joins = [Request(i, t0 + j * spacing, n, 1) for j, i in enumerate(group.joins)]
+            rounds.append(Round(tuple(decoders + joins), len(decoders) + len(joins)))
+        return rounds
+
+    def judge(self, records: list[RequestRecord], section: Section) -> JoinResult | None:
+        extras, steps, skipped = [], [], 0
+        for group in self.groups():
+            e, s, k = join_extras(records, group, section)
+            extras += e
+            steps += s
+            skipped += k
+        return join_result(extras, steps, self.settings, skipped)
+
+    def announce(self) -> str:
+        s = self.settings
+        return (f"join probe, {s.repetitions} x {s.joins} prompts of {s.prompt_tokens} tokens "
+                f"joining {s.decoders} decoding sequences")
+
+    def inconclusive(self) -> str:
+        return ("join probe inconclusive (no prompt's first token came with a decoder's; did the "
+                "decoders finish first? raise --join-probe-decode-tokens); the request path keeps "
+                "the prompt's fixed work")
 
 
 def join_extras(records: list[RequestRecord], group: Group, section: Section) -> tuple[list[float], list[float], int]:
@@ -122,26 +159,11 @@ def join_extras(records: list[RequestRecord], group: Group, section: Section) ->
     return extras, steps, skipped
 
 
-def judge(extras: list[float], steps: list[float], settings: JoinSettings, skipped: int) -> dict:
-    """The ``join`` entry of a prefill section (``{}`` when no join was usable)."""
+def join_result(extras: list[float], steps: list[float], settings: JoinSettings,
+                skipped: int) -> JoinResult | None:
+    """The median join, clipped at 0 (None when no join was usable)."""
     if not extras:
-        return {}
-    return {"per_join_s": max(float(np.median(extras)), 0.0), "extras_s": extras,
-            "decode_step_s": float(np.median(steps)), "prompt_tokens": settings.prompt_tokens,
-            "decoders": settings.decoders, "joins_left_out": skipped}
-
-
-def probe_join(target: Target, settings: JoinSettings, section: Section) -> dict:
-    """Runs the probe against ``target`` (one group at a time, so no group's decoders outlive
-    it into the next); returns the ``join`` entry (see ``judge``)."""
-    settings.validate()
-    extras, steps, skipped, rid = [], [], 0, 0
-    for _ in range(settings.repetitions):
-        requests, group = plan_group(settings, section, rid)
-        rid += len(requests)
-        records = send(target, requests, concurrency=len(requests))
-        e, s, k = join_extras(records, group, section)
-        extras += e
-        steps += s
-        skipped += k
-    return judge(extras, steps, settings, skipped)
+        return None
+    return JoinResult(per_join_s=max(float(np.median(extras)), 0.0), extras_s=tuple(extras),
+                      decode_step_s=float(np.median(steps)), prompt_tokens=settings.prompt_tokens,
+                      decoders=settings.decoders, joins_left_out=skipped)

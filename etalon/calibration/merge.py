@@ -8,28 +8,31 @@ one deployment with the decode curve of another describes neither) unless ``--fo
 
 from __future__ import annotations
 
-import argparse
 import sys
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
-from etalon.calibration.profile import SECTIONS, Profile, load_profile, save_profile
-from etalon.cli_errors import run_cli
+from etalon.cli_errors import UserError
+from etalon.commands import entry_points
+from etalon.options import add_options, apply_namespace, check_required, option
+from etalon.profiles import Profile, load_profile, save_profile
+from etalon.profiles.profile import SECTIONS
 
 PROG = "etalon.calibration.merge"
+DESCRIPTION = "One profile from several (later sections replace earlier ones)."
 MUST_AGREE = ("model", "engine", "engine_version", "hardware")
 
 
 def merge_profiles(profiles: list[Profile], *, force: bool = False) -> Profile:
     """Sections of later profiles replace earlier ones; ``source`` fields are combined."""
     if not profiles:
-        raise ValueError("nothing to merge")
+        raise UserError("nothing to merge")
     source: dict = {}
     sections: dict = {}
     for p in profiles:
         for key in MUST_AGREE:
             mine, theirs = source.get(key), p.source.get(key)
             if not force and mine is not None and theirs is not None and mine != theirs:
-                raise ValueError(f"{p.label}: {key} is {theirs!r} but an earlier profile's is "
+                raise UserError(f"{p.label}: {key} is {theirs!r} but an earlier profile's is "
                                  f"{mine!r}; these profiles describe different deployments "
                                  f"(--force merges anyway)")
         source.update({k: v for k, v in p.source.items() if v is not None})
@@ -37,27 +40,30 @@ def merge_profiles(profiles: list[Profile], *, force: bool = False) -> Profile:
     return replace(Profile(source=source, **sections), path=None)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"python -m {PROG}", description=__doc__.splitlines()[0])
-    p.add_argument("profiles", nargs="+", help="profile files, earliest first")
-    p.add_argument("-o", "--output", required=True, help="where the merged profile goes")
-    p.add_argument("--force", action="store_true",
-                   help="merge profiles whose model/engine/hardware differ")
-    return p
+@dataclass
+class MergeConfig:
+    REQUIRED = ("output",)
+
+    output: str | None = option(None, "where the merged profile goes", aliases=("-o",),
+                                metavar="FILE")
+    force: bool = option(False, "merge profiles whose model/engine/hardware differ")
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def configure(parser) -> None:
+    parser.add_argument("profiles", nargs="+", help="profile files, earliest first")
+    add_options(parser, MergeConfig)
 
-    def go() -> int:
-        merged = merge_profiles([load_profile(f) for f in args.profiles], force=args.force)
-        path = save_profile(merged, args.output)
-        have = [name for name in SECTIONS if getattr(merged, name) is not None]
-        print(f"{PROG}: {'+'.join(have)} profile written to {path}", file=sys.stderr)
-        return 0
 
-    return run_cli(PROG, go)
+def execute(ns) -> int:
+    cfg = check_required(apply_namespace(MergeConfig(), ns))
+    merged = merge_profiles([load_profile(f) for f in ns.profiles], force=cfg.force)
+    path = save_profile(merged, cfg.output)
+    have = [name for name in SECTIONS if getattr(merged, name) is not None]
+    print(f"{PROG}: {'+'.join(have)} profile written to {path}", file=sys.stderr)
+    return 0
 
+
+build_parser, main = entry_points(__name__)
 
 if __name__ == "__main__":
     sys.exit(main())

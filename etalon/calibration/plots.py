@@ -14,7 +14,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from etalon.calibration.section import Section
+from etalon.profiles import Section
 
 
 def _save(fig: Figure, path: Path) -> Path:

@@ -19,7 +19,8 @@ from sklearn.metrics import mean_absolute_percentage_error, r2_score
 
 from etalon.calibration.fitting import FitSettings, fit_section, shift_level
 from etalon.calibration.measure import Target, prompt_count_note, send, successful
-from etalon.calibration.section import Section
+from etalon.cli_errors import UserError
+from etalon.profiles import Section
 from etalon.records import RequestRecord
 from etalon.workload.request import Request
 
@@ -38,12 +39,12 @@ class PrefillSettings:
 
     def validate(self) -> "PrefillSettings":
         if len(self.prompt_lengths) < 3:
-            raise ValueError("--prefill-lengths: give at least 3 lengths (the fit has 3 parameters)")
+            raise UserError("--prefill-lengths: give at least 3 lengths (the fit has 3 parameters)")
         if min(self.prompt_lengths) < 1 or len(set(self.prompt_lengths)) != len(self.prompt_lengths):
-            raise ValueError("--prefill-lengths: lengths must be distinct integers >= 1")
+            raise UserError("--prefill-lengths: lengths must be distinct integers >= 1")
         for name, low in (("num_repetitions", 1), ("num_warmup", 0), ("decode_tokens", 1)):
             if getattr(self, name) < low:
-                raise ValueError(f"--{name.replace('_', '-')} must be >= {low}")
+                raise UserError(f"--{name.replace('_', '-')} must be >= {low}")
         return self
 
 

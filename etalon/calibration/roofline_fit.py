@@ -29,7 +29,6 @@ search runs on each point's unscaled compute, memory and communication seconds (
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from dataclasses import dataclass, replace
@@ -37,9 +36,12 @@ from typing import Callable
 
 import numpy as np
 
-from etalon.calibration.profile import Profile, load_profile
-from etalon.cli_errors import run_cli
+from etalon.cli_errors import UserError
+from etalon.commands import entry_points
+from etalon.estimator.deployment_config import DeploymentConfig
+from etalon.options import add_options, apply_namespace, check_required, embed, option
 from etalon.perf.base import StepBatch
+from etalon.profiles import Profile, load_profile
 
 LOW, HIGH = 1e-3, 1.0
 GOLDEN = (np.sqrt(5.0) - 1.0) / 2.0
@@ -150,7 +152,7 @@ def fit_roofline(base, profile: Profile, *, fit_overheads: bool = True,
     unit = replace(base, mfu=1.0, mbu=1.0, step_overhead=0.0)
     pre, dec = _prefill_points(unit, profile), _decode_points(unit, profile)
     if pre is None and dec is None:
-        raise ValueError(f"{profile.label}: no raw measurements to fit a roofline to")
+        raise UserError(f"{profile.label}: no raw measurements to fit a roofline to")
     mfu, mbu, o, r = base.mfu, base.mbu, base.step_overhead, 0.0
 
     def decode_obj(x: float) -> float:
@@ -185,43 +187,41 @@ def fit_roofline(base, profile: Profile, *, fit_overheads: bool = True,
                        at_bound, fitted)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m etalon.calibration.roofline_fit",
-                                description="Fit a roofline model's MFU/MBU to a profile.")
-    p.add_argument("profile", help="profile JSON with raw measurements")
-    p.add_argument("--model", required=True, help="model: catalog name, config.json or folder")
-    p.add_argument("--hardware", required=True, help="hardware catalog key or YAML file")
-    p.add_argument("--tp", type=int, default=1)
-    p.add_argument("--pp", type=int, default=1)
-    p.add_argument("--dtype", default=None)
-    p.add_argument("--kv-dtype", default=None)
-    p.add_argument("--keep-overhead", action="store_true",
-                   help="keep the model's step_overhead; fit no per-request overhead")
-    return p
+PROG = "etalon.calibration.roofline_fit"
+DESCRIPTION = "Fit a roofline model's MFU/MBU to a profile."
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+@dataclass
+class RooflineFitConfig:
+    REQUIRED = ("model", "hardware")
 
-    def go() -> int:
-        from etalon.estimator.errors import EstimatorError
-        from etalon.perf.roofline import RooflinePerfModel
+    deployment: DeploymentConfig = embed(DeploymentConfig, exclude=("gpu_memory_utilization",))
+    keep_overhead: bool = option(False, "keep the model's step_overhead; fit no per-request "
+                                        "overhead")
 
-        profile = load_profile(args.profile)
-        try:
-            base = RooflinePerfModel(args.model, args.hardware, tp=args.tp, pp=args.pp,
-                                     dtype=args.dtype, kv_dtype=args.kv_dtype)
-        except EstimatorError as exc:
-            raise ValueError(str(exc)) from None
-        result = fit_roofline(base, profile, fit_overheads=not args.keep_overhead)
-        print(json.dumps(result.to_dict(), indent=1))
-        if result.at_bound:
-            print(f"roofline_fit: {', '.join(result.at_bound)} at the search bound: the "
-                  f"measurements do not look like this model on this hardware", file=sys.stderr)
-        return 0
 
-    return run_cli("etalon.calibration.roofline_fit", go)
+def configure(parser) -> None:
+    parser.add_argument("profile", help="profile JSON with raw measurements")
+    add_options(parser, RooflineFitConfig)
 
+
+def execute(ns) -> int:
+    from etalon.perf.roofline import RooflinePerfModel
+
+    cfg = check_required(apply_namespace(RooflineFitConfig(), ns))
+    d = cfg.deployment
+    profile = load_profile(ns.profile)
+    base = RooflinePerfModel(d.model, d.hardware, tp=d.tp, pp=d.pp, dtype=d.dtype,
+                             kv_dtype=d.kv_dtype_or_none)
+    result = fit_roofline(base, profile, fit_overheads=not cfg.keep_overhead)
+    print(json.dumps(result.to_dict(), indent=1))
+    if result.at_bound:
+        print(f"roofline_fit: {', '.join(result.at_bound)} at the search bound: the "
+              f"measurements do not look like this model on this hardware", file=sys.stderr)
+    return 0
+
+
+build_parser, main = entry_points(__name__)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from etalon.calibration.measure import Target, send
-from etalon.calibration.section import Section
+from etalon.calibration.probe import Probe, Round
+from etalon.cli_errors import UserError
+from etalon.profiles import Section, WakeUpResult
 from etalon.records import RequestRecord
 from etalon.workload.request import Request
 
@@ -38,57 +39,73 @@ class WakeUpSettings:
     def validate(self) -> "WakeUpSettings":
         gaps = sorted(self.gaps_s)
         if len(gaps) < 2 or gaps[0] != 0 or len(set(gaps)) != len(gaps):
-            raise ValueError("--idle-probe-gaps: give distinct gaps in seconds, 0 (back to back) "
+            raise UserError("--idle-probe-gaps: give distinct gaps in seconds, 0 (back to back) "
                              "and at least one more")
         if self.repetitions < 1:
-            raise ValueError("--idle-probe-repetitions must be >= 1")
+            raise UserError("--idle-probe-repetitions must be >= 1")
         return self
 
 
-def plan_probe(settings: WakeUpSettings, section: Section, first_id: int = 0
-               ) -> tuple[list[Request], dict[int, float]]:
-    """Requests, and the planned idle gap before each. A request is due ``gap`` after the
-    previous one's predicted completion; the client holds it until that one finished, so a
-    gap of 0 means back to back."""
-    service = float(section.predict({"prompt_tokens": settings.prompt_tokens}, strict=False))
-    rng = np.random.default_rng([settings.seed, 0x1D1E])
-    order = [0.0]  # the first request has an unknown pause before it: dropped below
-    for _ in range(settings.repetitions):
-        order += [float(g) for g in rng.permutation(sorted(settings.gaps_s))]
-    requests, gap_of = [], {}
-    due = done = 0.0  # the previous request's due time and predicted completion
-    for i, gap in enumerate(order):
-        due = done + gap if gap else due  # gap 0: due at once, held until the previous finished
-        requests.append(Request(first_id + i, due, settings.prompt_tokens, 1))
-        gap_of[first_id + i] = gap if i else float("nan")
-        done = max(done, due) + service
-    return requests, gap_of
+@dataclass(frozen=True)
+class WakeUpProbe(Probe):
+    """Isolated requests after planned pauses; the result is ``prefill.wake_up``."""
 
+    settings: WakeUpSettings
+    entry = WakeUpResult.entry
 
-def judge(records: list[RequestRecord], gap_of: dict[int, float], settings: WakeUpSettings) -> dict:
-    """The ``wake_up`` entry of a prefill section (``{}`` without a usable back-to-back level)."""
-    recs = sorted(records, key=lambda r: r.request_id)
-    rows = []  # (planned gap, measured idle, ttft)
-    for prev, rec in zip(recs, recs[1:]):
-        gap = gap_of.get(rec.request_id, float("nan"))
-        if np.isnan(gap) or not (rec.ok and rec.chunk_times and prev.ok and prev.completed_at):
-            continue
-        rows.append((gap, max(0.0, rec.sent_at - prev.completed_at), rec.ttft))
-    gaps = sorted({g for g, _, _ in rows})
-    if not rows or gaps[0] != 0.0 or len(gaps) < 2:
-        return {}
-    table = {g: np.array([(i, t) for gg, i, t in rows if gg == g]) for g in gaps}
-    base = float(np.median(table[0.0][:, 1]))
-    idle = [float(np.median(table[g][:, 0])) for g in gaps]
-    ttft = [float(np.median(table[g][:, 1])) for g in gaps]
-    penalty = np.maximum.accumulate(np.maximum(np.array(ttft) - base, 0.0))
-    # the table is indexed by the idle actually seen; keep it increasing for interpolation
-    keep = [0] + [i for i in range(1, len(idle)) if idle[i] > idle[i - 1]]
-    return {"gaps_s": [idle[i] for i in keep], "penalty_s": [float(penalty[i]) for i in keep],
-            "planned_gaps_s": gaps, "ttft_s": ttft, "prompt_tokens": settings.prompt_tokens,
-            "repetitions": settings.repetitions}
+    def gaps(self) -> list[float]:
+        """The planned idle gap before each request, in send order (request id = index); the
+        first request has an unknown pause before it (NaN) and is dropped."""
+        rng = np.random.default_rng([self.settings.seed, 0x1D1E])
+        order = [float("nan")]
+        for _ in range(self.settings.repetitions):
+            order += [float(g) for g in rng.permutation(sorted(self.settings.gaps_s))]
+        return order
 
+    def plan(self, section: Section) -> list[Round]:
+        """A request is due ``gap`` after the previous one's predicted completion; the client
+        holds it until that one finished, so a gap of 0 means back to back."""
+        n = self.settings.prompt_tokens
+        service = float(section.predict({"prompt_tokens": n}, strict=False))
+        requests = []
+        due = done = 0.0  # the previous request's due time and predicted completion
+        for i, gap in enumerate(self.gaps()):
+            gap = gap if i else 0.0
+            due = done + gap if gap else due  # gap 0: due at once, held until the previous finished
+            requests.append(Request(i, due, n, 1))
+            done = max(done, due) + service
+        return [Round(tuple(requests), 1)]
 
-def probe_wake_up(target: Target, settings: WakeUpSettings, section: Section) -> dict:
-    requests, gap_of = plan_probe(settings.validate(), section)
-    return judge(send(target, requests, concurrency=1), gap_of, settings)
+    def judge(self, records: list[RequestRecord], section: Section) -> WakeUpResult | None:
+        """The penalty table (None without a usable back-to-back level)."""
+        gap_of = dict(enumerate(self.gaps()))
+        recs = sorted(records, key=lambda r: r.request_id)
+        rows = []  # (planned gap, measured idle, ttft)
+        for prev, rec in zip(recs, recs[1:]):
+            gap = gap_of.get(rec.request_id, float("nan"))
+            if np.isnan(gap) or not (rec.ok and rec.chunk_times and prev.ok and prev.completed_at):
+                continue
+            rows.append((gap, max(0.0, rec.sent_at - prev.completed_at), rec.ttft))
+        gaps = sorted({g for g, _, _ in rows})
+        if not rows or gaps[0] != 0.0 or len(gaps) < 2:
+            return None
+        table = {g: np.array([(i, t) for gg, i, t in rows if gg == g]) for g in gaps}
+        base = float(np.median(table[0.0][:, 1]))
+        idle = [float(np.median(table[g][:, 0])) for g in gaps]
+        ttft = [float(np.median(table[g][:, 1])) for g in gaps]
+        penalty = np.maximum.accumulate(np.maximum(np.array(ttft) - base, 0.0))
+        # the table is indexed by the idle actually seen; keep it increasing for interpolation
+        keep = [0] + [i for i in range(1, len(idle)) if idle[i] > idle[i - 1]]
+        return WakeUpResult(gaps_s=tuple(idle[i] for i in keep),
+                            penalty_s=tuple(float(penalty[i]) for i in keep),
+                            planned_gaps_s=tuple(gaps), ttft_s=tuple(ttft),
+                            prompt_tokens=self.settings.prompt_tokens,
+                            repetitions=self.settings.repetitions)
+
+    def announce(self) -> str:
+        return (f"idle probe, {self.settings.repetitions} requests after each of "
+                f"{len(self.settings.gaps_s)} pauses")
+
+    def inconclusive(self) -> str:
+        return ("idle probe inconclusive (no request back to back and after a pause completed); "
+                "pauses cost nothing")

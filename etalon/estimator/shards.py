@@ -14,6 +14,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from etalon.cli_errors import UserError
 from etalon.estimator.dtypes import DType, get_dtype, get_kv_dtype
 from etalon.estimator.layout import split_layers
 from etalon.estimator.params import LayerParams
@@ -162,7 +163,7 @@ def stage_shards(
     size = _Sizer(model, weight)
     counts = list(layer_counts) if layer_counts is not None else split_layers(model.num_layers, pp)
     if sum(counts) != model.num_layers or min(counts) < 1:
-        raise ValueError(f"layer counts {counts} must be positive and sum to {model.num_layers}")
+        raise UserError(f"layer counts {counts} must be positive and sum to {model.num_layers}")
     params = model.params
     kv_layer = kv_bytes_per_token_layer(model, kv) * kv_shard_fraction(model, tp)
     pair_flops = attention_flops_per_pair(model) / tp

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+from etalon.cli_errors import UserError
+
 if TYPE_CHECKING:
     from etalon.estimator.params import ParamCounts
 
@@ -90,7 +92,7 @@ class ModelSpec:
         if not self.layer_windows:
             object.__setattr__(self, "layer_windows", (None,) * self.num_layers)
         if len(self.layer_windows) != self.num_layers:
-            raise ValueError(
+            raise UserError(
                 f"{self.name}: {len(self.layer_windows)} layer windows for {self.num_layers} layers"
             )
 

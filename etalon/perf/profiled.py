@@ -1,6 +1,6 @@
 """A performance model fitted to measurements: step times from a profile's predictors.
 
-A profile (``etalon.calibration``) holds a prefill curve fitted to isolated TTFTs and a decode
+A profile (``etalon.profiles``) holds a prefill curve fitted to isolated TTFTs and a decode
 surface fitted to steady-state inter-token gaps. Their physical predictors are linear in
 exactly ``StepBatch``'s aggregates, so any step is priced from them:
 
@@ -48,9 +48,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from etalon.calibration.profile import PROFILE_KIND, SCHEMA_VERSION, Profile, load_profile
-from etalon.calibration.section import Section
+from etalon.cli_errors import UserError
 from etalon.perf.base import PerfModel, StepBatch
+from etalon.profiles.profile import PROFILE_KIND, SCHEMA_VERSION, Profile, load_profile
+from etalon.profiles.section import Section
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +151,7 @@ class ProfiledPerfModel(PerfModel):
         return np.asarray(self._decode_part(batch_size, ctx), dtype=float)
 
     def describe(self) -> dict:
+        wake = self.profile.prefill.wake_up
         return {
             "kind": self.name,
             "source_file": self.profile.path,
@@ -157,9 +159,8 @@ class ProfiledPerfModel(PerfModel):
             "prefill": {"intercept": self._a_p, "per_prefill_token": self._beta,
                         "per_attention_pair": self._gamma, "chosen": self.profile.prefill.chosen,
                         "per_cross_pair": self._cross, "per_join": self._join,
-                        "wake_up": {k: self.profile.prefill.wake_up.get(k)
-                                    for k in ("gaps_s", "penalty_s")}
-                        if self.profile.prefill.wake_up else None},
+                        "wake_up": None if wake is None else {"gaps_s": list(wake.gaps_s),
+                                                              "penalty_s": list(wake.penalty_s)}},
             "decode": {"intercept": self._a_d, "per_decode_seq": self._b_d,
                        "per_context_token": self._c_d, "chosen": self.profile.decode.chosen},
             "speed_scale": {"prefill": self.profile.prefill.scale,
@@ -176,12 +177,12 @@ class ProfiledPerfModel(PerfModel):
         spec = dict(spec)
         if "path" in spec:
             if set(spec) != {"path"}:
-                raise ValueError(f"{where}: with 'path', no other keys are allowed "
+                raise UserError(f"{where}: with 'path', no other keys are allowed "
                                  f"(got {sorted(set(spec) - {'path'})})")
             return cls(load_profile(spec["path"]))
         unknown = sorted(set(spec) - {"prefill", "decode", "source"})
         if unknown:
-            raise ValueError(f"{where}: unknown key(s) {unknown}; give 'path' or the 'prefill' "
+            raise UserError(f"{where}: unknown key(s) {unknown}; give 'path' or the 'prefill' "
                              f"and 'decode' sections of a profile")
         data = {"kind": PROFILE_KIND, "schema_version": SCHEMA_VERSION, "created_at": "inline",
                 "source": spec.pop("source", {}), **spec}

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from etalon.calibration.schema import Fields
+from etalon.profiles.schema import Fields
 from etalon.cli_errors import UserError
 from etalon.launchers.vllm_cpu.settings import SETTING_FIELDS, VllmSchedulerSettings
 from etalon.options import embed, load_config_file, option, to_mapping

@@ -31,7 +31,7 @@ def _shown(path: Path) -> str:
 
 def save_profile_copy(profile: Path, dest: Path, note: str) -> None:
     """Writes ``profile`` to ``dest`` with ``note`` in its source (etalon's loader and writer)."""
-    from etalon.calibration.profile import load_profile, save_profile
+    from etalon.profiles import load_profile, save_profile
 
     fitted = load_profile(profile)
     fitted.source["notes"] = note

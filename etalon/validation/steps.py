@@ -126,7 +126,7 @@ def anchor(server: VllmCpuServer, job: ValidationJob, profile: Path, out: Path) 
 
 def scales(profile: Path) -> dict[str, float]:
     """How much slower than profiled (> 1) the anchored ``profile`` says the engine runs."""
-    from etalon.calibration.profile import load_profile
+    from etalon.profiles import load_profile
 
     prof = load_profile(profile)
     return {"prefill": prof.prefill.scale, "decode": prof.decode.scale}

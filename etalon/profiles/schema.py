@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from etalon.cli_errors import UserError
+
 
 class Fields:
     """Typed access to one JSON object; ``where`` is the path printed in errors (for the
@@ -17,7 +19,7 @@ class Fields:
 
     def __init__(self, data: Any, where: str, *, root: bool = False):
         if not isinstance(data, dict):
-            raise ValueError(f"{where}: expected a JSON object, got {_kind(data)}")
+            raise UserError(f"{where}: expected a JSON object, got {_kind(data)}")
         self.data = data
         self.where = where
         self._sep = ": " if root else "."  # "file.json: prefill.fit.r2"
@@ -31,7 +33,7 @@ class Fields:
     def raw(self, key: str, *, required: bool = True) -> Any:
         if key not in self.data or self.data[key] is None:
             if required:
-                raise ValueError(f"{self.at(key)}: required field is missing")
+                raise UserError(f"{self.at(key)}: required field is missing")
             return None
         return self.data[key]
 
@@ -42,13 +44,13 @@ class Fields:
     def str(self, key: str, *, required: bool = True) -> str | None:
         value = self.raw(key, required=required)
         if value is not None and not isinstance(value, str):
-            raise ValueError(f"{self.at(key)}: expected a string, got {_kind(value)}")
+            raise UserError(f"{self.at(key)}: expected a string, got {_kind(value)}")
         return value
 
     def bool(self, key: str, *, required: bool = True) -> bool | None:
         value = self.raw(key, required=required)
         if value is not None and not isinstance(value, bool):
-            raise ValueError(f"{self.at(key)}: expected true or false, got {_kind(value)}")
+            raise UserError(f"{self.at(key)}: expected true or false, got {_kind(value)}")
         return value
 
     def num(self, key: str, *, required: bool = True, minimum: float | None = None) -> float | None:
@@ -62,9 +64,9 @@ class Fields:
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{self.at(key)}: expected an integer, got {_kind(value)}")
+            raise UserError(f"{self.at(key)}: expected an integer, got {_kind(value)}")
         if minimum is not None and value < minimum:
-            raise ValueError(f"{self.at(key)}: must be >= {minimum}, got {value}")
+            raise UserError(f"{self.at(key)}: must be >= {minimum}, got {value}")
         return value
 
     def numbers(self, key: str, *, required: bool = True, length: int | None = None,
@@ -79,30 +81,30 @@ class Fields:
         if value is None:
             return None
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ValueError(f"{self.at(key)}: expected a list of strings")
+            raise UserError(f"{self.at(key)}: expected a list of strings")
         return list(value)
 
     def only(self, allowed: set[str]) -> None:
         """Unknown keys are errors: a typo must not silently drop a setting."""
         unknown = sorted(set(self.data) - allowed)
         if unknown:
-            raise ValueError(f"{self.where}: unknown field(s) {unknown}; valid: {sorted(allowed)}")
+            raise UserError(f"{self.where}: unknown field(s) {unknown}; valid: {sorted(allowed)}")
 
 
 def check_number(value: Any, where: str, *, minimum: float | None = None) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{where}: expected a finite number, got {_kind(value)}")
+        raise UserError(f"{where}: expected a finite number, got {_kind(value)}")
     if minimum is not None and value < minimum:
-        raise ValueError(f"{where}: must be >= {minimum}, got {value}")
+        raise UserError(f"{where}: must be >= {minimum}, got {value}")
     return float(value)
 
 
 def check_numbers(value: Any, where: str, *, length: int | None = None,
                   minimum: float | None = None) -> list[float]:
     if not isinstance(value, list):
-        raise ValueError(f"{where}: expected a list of numbers, got {_kind(value)}")
+        raise UserError(f"{where}: expected a list of numbers, got {_kind(value)}")
     if length is not None and len(value) != length:
-        raise ValueError(f"{where}: expected {length} numbers, got {len(value)}")
+        raise UserError(f"{where}: expected {length} numbers, got {len(value)}")
     return [check_number(v, f"{where}[{i}]", minimum=minimum) for i, v in enumerate(value)]
 
 

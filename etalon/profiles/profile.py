@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from etalon.calibration.schema import Fields
-from etalon.calibration.section import Section
+from etalon.cli_errors import UserError
+from etalon.profiles.schema import Fields
+from etalon.profiles.section import Section
 
 SCHEMA_VERSION = 1
 PROFILE_KIND = "etalon-profile"
@@ -54,7 +55,7 @@ class Profile:
         value = getattr(self, name)
         if value is None:
             tool = "prefill_profiler" if name == "prefill" else "decode_profiler"
-            raise ValueError(f"{self.label}: has no {name} section (measure one with "
+            raise UserError(f"{self.label}: has no {name} section (measure one with "
                              f"`python -m etalon.{tool}` and combine files with "
                              f"`python -m etalon.calibration.merge`)")
         return value
@@ -87,10 +88,10 @@ class Profile:
         f = Fields(data, where, root=True)
         f.only({"kind", "schema_version", "created_at", "etalon_version", "source", *SECTIONS})
         if f.str("kind") != PROFILE_KIND:
-            raise ValueError(f"{f.at('kind')}: expected {PROFILE_KIND!r}, got {f.data['kind']!r}")
+            raise UserError(f"{f.at('kind')}: expected {PROFILE_KIND!r}, got {f.data['kind']!r}")
         version = f.int("schema_version")
         if version != SCHEMA_VERSION:
-            raise ValueError(f"{f.at('schema_version')}: this etalon reads version "
+            raise UserError(f"{f.at('schema_version')}: this etalon reads version "
                              f"{SCHEMA_VERSION}, the file is version {version}")
         source = f.obj("source")
         source.only(set(SOURCE_FIELDS))
@@ -99,7 +100,7 @@ class Profile:
         sections = {name: Section.from_dict(name, f.raw(name), f.at(name))
                     for name in SECTIONS if f.has(name)}
         if not sections:
-            raise ValueError(f"{where}: has neither a 'prefill' nor a 'decode' section")
+            raise UserError(f"{where}: has neither a 'prefill' nor a 'decode' section")
         return cls(source=dict(source.data), created_at=f.str("created_at"),
                    etalon_version=f.str("etalon_version", required=False) or "unknown",
                    **sections)
@@ -111,11 +112,11 @@ def load_profile(path: str | os.PathLike) -> Profile:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ValueError(f"{path}: cannot read profile ({exc.strerror or exc})") from None
+        raise UserError(f"{path}: cannot read profile ({exc.strerror or exc})") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        raise UserError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
     profile = Profile.from_dict(data, where=str(path))
     profile.path = str(path)
     return profile
@@ -148,5 +149,5 @@ def dumps(value, indent: int = 0) -> str:
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not np.isfinite(value):
-        raise ValueError(f"profile: cannot write the non-finite number {value} as JSON")
+        raise UserError(f"profile: cannot write the non-finite number {value} as JSON")
     return json.dumps(value)

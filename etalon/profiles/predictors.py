@@ -17,7 +17,8 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from etalon.calibration.schema import Fields
+from etalon.cli_errors import UserError
+from etalon.profiles.schema import Fields
 
 # Inputs are what a profiler controls and measures; features are what time depends on.
 INPUTS: dict[str, tuple[str, ...]] = {
@@ -113,17 +114,17 @@ def predictor_from_dict(data: object, where: str, inputs: tuple[str, ...]) -> Pr
     kind = f.str("kind")
     got_inputs = tuple(f.strings("inputs"))
     if got_inputs != inputs:
-        raise ValueError(f"{f.at('inputs')}: expected {list(inputs)}, got {list(got_inputs)}")
+        raise UserError(f"{f.at('inputs')}: expected {list(inputs)}, got {list(got_inputs)}")
     intercept = f.num("intercept")
     if kind == "linear":
         f.only({"kind", "inputs", "features", "coefficients", "intercept"})
         features = tuple(f.strings("features"))
         for name in features:
             if name not in FEATURES:
-                raise ValueError(f"{f.at('features')}: unknown feature {name!r}; "
+                raise UserError(f"{f.at('features')}: unknown feature {name!r}; "
                                  f"valid: {sorted(FEATURES)}")
             if name not in _features_of(inputs):
-                raise ValueError(f"{f.at('features')}: feature {name!r} needs inputs this "
+                raise UserError(f"{f.at('features')}: feature {name!r} needs inputs this "
                                  f"section does not have ({list(inputs)})")
         coefs = f.numbers("coefficients", length=len(features))
         return LinearPredictor(inputs, features, tuple(coefs), intercept)
@@ -131,18 +132,18 @@ def predictor_from_dict(data: object, where: str, inputs: tuple[str, ...]) -> Pr
         f.only({"kind", "inputs", "scale", "powers", "coefficients", "intercept"})
         scale = f.numbers("scale", length=len(inputs))
         if any(s <= 0 for s in scale):
-            raise ValueError(f"{f.at('scale')}: every scale must be > 0")
+            raise UserError(f"{f.at('scale')}: every scale must be > 0")
         raw_powers = f.raw("powers")
         if not isinstance(raw_powers, list) or not all(
                 isinstance(p, list) and len(p) == len(inputs)
                 and all(isinstance(e, int) and not isinstance(e, bool) and 0 <= e <= 6 for e in p)
                 for p in raw_powers):
-            raise ValueError(f"{f.at('powers')}: expected a list of [{len(inputs)} integer "
+            raise UserError(f"{f.at('powers')}: expected a list of [{len(inputs)} integer "
                              f"exponents 0..6] lists")
         coefs = f.numbers("coefficients", length=len(raw_powers))
         return PolynomialPredictor(inputs, tuple(scale), tuple(tuple(p) for p in raw_powers),
                                    tuple(coefs), intercept)
-    raise ValueError(f"{f.at('kind')}: unknown predictor kind {kind!r}; valid: linear, polynomial")
+    raise UserError(f"{f.at('kind')}: unknown predictor kind {kind!r}; valid: linear, polynomial")
 
 
 def _features_of(inputs: tuple[str, ...]) -> set[str]:
