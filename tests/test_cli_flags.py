@@ -148,7 +148,7 @@ def test_etalon_subcommand_has_the_modules_flags(words, module):
     sub = ["latency"] if module == "etalon.estimate" else []  # a command group: one of its own
     via_etalon = help_flags(["-m", "etalon", *words, *sub])
     via_module = help_flags(["-m", module.removesuffix(".__main__"), *sub])
-    assert via_etalon == via_module and len(via_etalon) > 3
+    assert via_etalon == via_module and len(via_etalon) >= 3  # --help and its own
 
 
 def test_etalon_lists_its_commands():
