@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import subprocess
 import sys
@@ -17,6 +16,8 @@ from etalon.perf import StepBatch
 from etalon.perf.profiled import ProfiledPerfModel
 from etalon.perf.registry import build_perf_model
 from etalon.profiles import OutOfRangeError, Profile, load_profile, save_profile
+
+from profile_edits import corrupt
 
 from test_calibration_fit import TRUTH, decode_section, prefill_meas
 
@@ -45,17 +46,6 @@ def test_round_trip_keeps_every_prediction(profile, profile_file):
     assert back.prefill.measurements["ttft_s"] == profile.prefill.measurements["ttft_s"]
 
 
-def _corrupt(data: dict, path: str, value) -> dict:
-    data = copy.deepcopy(data)
-    *parents, last = path.split(".")
-    node = data
-    for key in parents:
-        node = node[key]
-    if value is KeyError:
-        del node[last]
-    else:
-        node[last] = value
-    return data
 
 
 @pytest.mark.parametrize("path,value,message", [
@@ -74,7 +64,7 @@ def _corrupt(data: dict, path: str, value) -> dict:
 ])
 def test_malformed_profile_is_one_clear_error_naming_file_and_field(profile, tmp_path, path, value, message):
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps(_corrupt(profile.to_dict(), path, value)))
+    bad.write_text(json.dumps(corrupt(profile.to_dict(), path, value)))
     with pytest.raises(ValueError, match=message) as info:
         load_profile(bad)
     assert str(info.value).startswith(str(bad)) and "\n" not in str(info.value)
@@ -94,7 +84,7 @@ def test_unreadable_and_non_json_files_name_the_file(tmp_path):
 
 def test_server_refuses_a_malformed_profile_in_one_line(profile, tmp_path):
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps(_corrupt(profile.to_dict(), "decode.fit", KeyError)))
+    bad.write_text(json.dumps(corrupt(profile.to_dict(), "decode.fit", KeyError)))
     res = subprocess.run([sys.executable, "-m", "etalon.serve", "--port", "0", "--profile", str(bad)],
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 2

