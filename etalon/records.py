@@ -18,13 +18,6 @@ from typing import IO, Iterable, Iterator
 
 from etalon.cli_errors import UserError
 
-# Where a token count came from. ``chat_template``: the tokenizer's count of the prompt as the
-# chat template wraps it; ``tokenizer``: of the text alone (the user's prompt, or the output).
-TOKEN_SOURCES = ("usage", "chat_template", "tokenizer", "chunks", "requested", "simulated")
-# Where a finish reason came from: sent by the server, inferred by the client (the server sent
-# none), or written by the simulator.
-FINISH_REASON_SOURCES = ("server", "inferred", "simulated")
-
 
 @dataclass
 class RequestRecord:
@@ -37,7 +30,11 @@ class RequestRecord:
     ``num_prompt_tokens`` / ``num_output_tokens`` are the counts metrics use and ``*_source``
     says where each came from; ``prompt_token_counts`` / ``output_token_counts`` keep every
     count the client could make, keyed by source (e.g. ``{"usage": 158, "chat_template": 158,
-    "tokenizer": 128}``), so a run shows how the sources disagree.
+    "tokenizer": 128}``), so a run shows how the sources disagree. The sources: ``usage`` (the
+    server's own count), ``chat_template`` (the tokenizer's count of the prompt as the chat
+    template wraps it), ``tokenizer`` (of the text alone), ``chunks`` (one token per streamed
+    chunk), ``requested`` and ``simulated``. ``finish_reason_source`` is ``server``,
+    ``inferred`` (the server sent none) or ``simulated``.
 
     A request that completed without error but streamed no token is *empty*: its own outcome,
     not a success (``ok`` is False) and not an error (see ``outcome``).
