@@ -36,12 +36,12 @@ from etalon.validation.job import load_job
 from etalon.validation.meter import CpuMeter
 from etalon.validation.render import scales_text
 
-# The profile fixture alone (prefill + decode profilers) takes ~2 min on a CPU with AVX-512 and
-# ~8.5 min on an AVX2-only one (vLLM's CPU kernels run ~2x slower: decode step 57 vs 120-130 ms
-# measured on the same code); the suite's 300 s default would cut it. The checks are unchanged.
 from etalon.validation.verdict import checked_rows, drift
 from etalon.validation.vllm_settings import engine_config_of
 
+# The profile fixture alone (prefill + decode profilers) takes ~2 min on a CPU with AVX-512 and
+# ~8.5 min on an AVX2-only one (vLLM's CPU kernels run ~2x slower: decode step 57 vs 120-130 ms
+# measured on the same code); the suite's 300 s default would cut it. The checks are unchanged.
 pytestmark = [pytest.mark.real_engine, pytest.mark.timeout(1500)]
 
 JOB = load_job(Path(__file__).resolve().parents[2] / "validation" / "vllm_cpu_smollm2.yaml")
