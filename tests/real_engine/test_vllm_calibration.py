@@ -35,7 +35,6 @@ from etalon.validation import steps
 from etalon.validation.job import load_job
 from etalon.validation.meter import CpuMeter
 from etalon.validation.render import scales_text
-
 from etalon.validation.verdict import checked_rows, drift
 from etalon.validation.vllm_settings import engine_config_of
 
