@@ -86,12 +86,14 @@ def test_prefill_profile_fits_vllm(profiled):
     batching = section["batching"]
     assert batching["prompt_tokens"] == JOB.prefill.batching_probe_length, batching
     assert batching["groups_left_out"] == 0 and batching["per_cross_pair"] > 0, batching
-    # the join probe: the prompts' first tokens came with the decoders' (vLLM mixes them into
-    # one step), and each cost the decoders more than its tokens (10-21 ms in eight profiles,
-    # of a 15-20 ms request path the profile would otherwise charge outside the engine)
+    # the join probe: most prompts' first tokens came with the decoders' (vLLM mixes them into
+    # one step), and each cost the decoders more than its tokens but less than a decode step of
+    # their own (10-21 ms of a ~57 ms step in eight profiles on an AVX-512 CPU; on an AVX2-only
+    # one, 3 of 9 joins left out and ~110 ms of a ~150 ms step)
     join = section["join"]
-    assert join["prompt_tokens"] == JOB.prefill.join_probe_length and join["joins_left_out"] <= 2, join
-    assert 0 < join["per_join_s"] < 0.05, join
+    assert join["prompt_tokens"] == JOB.prefill.join_probe_length, join
+    assert join["joins_left_out"] <= len(join["extras_s"]) // 2, join
+    assert 0 < join["per_join_s"] < join["decode_step_s"], join
     # the idle probe: a penalty table over the measured pauses, never negative
     wake = section["wake_up"]
     assert len(wake["gaps_s"]) >= 2 and min(wake["penalty_s"]) >= 0, wake
