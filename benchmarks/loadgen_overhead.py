@@ -33,7 +33,7 @@ def free_port() -> int:
 
 def trial(base_url: str, clients: int, qps: float, seconds: float) -> tuple[float, float, int]:
     n = max(50, int(qps * seconds))
-    wl = WorkloadConfig(request_interval_generator_provider="poisson",
+    wl = WorkloadConfig.of(request_interval_generator_provider="poisson",
                         poisson_request_interval_generator_qps=qps,
                         request_length_generator_provider="fixed",
                         fixed_request_generator_prefill_tokens=8,

@@ -15,7 +15,7 @@ from etalon.simulator.deployment import build_simulation
 from etalon.workload.config import WorkloadConfig
 from etalon.workload.schedule import build_requests
 
-TRACE = Path(__file__).resolve().parents[2] / "shared" / "traces" / "sharegpt_8k_filtered_stats_llama2_tokenizer.csv"
+TRACE = Path(__file__).resolve().parents[1] / "data" / "processed_traces" / "sharegpt_8k_filtered_stats_llama2_tokenizer.csv"
 
 
 def main() -> None:
@@ -26,7 +26,7 @@ def main() -> None:
     args = p.parse_args()
     print(f"{'requests':>9} {'wall (s)':>9} {'req/s':>8} {'tokens':>10} {'makespan (s)':>12} {'utilization':>11}")
     for n in args.sizes:
-        wl = WorkloadConfig(request_length_generator_provider="trace",
+        wl = WorkloadConfig.of(request_length_generator_provider="trace",
                             trace_request_length_generator_trace_file=str(TRACE),
                             poisson_request_interval_generator_qps=args.qps,
                             max_num_completed_requests=n)
