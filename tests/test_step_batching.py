@@ -109,7 +109,9 @@ def test_prefill_probe_tells_how_the_server_prices_several_prompts(tmp_path, cro
     # the cost of one cross-prompt pair, against the programmed one (the fitted γ the fraction
     # is taken against is within a few % of the true 2e-8)
     assert batching.per_cross_pair == pytest.approx(2e-8 if cross else 0.0, abs=0.5e-8)
-    assert batching.cross_pair_fraction == pytest.approx(1.0 if cross else 0.0, abs=0.3)
+    # the fraction divides by the *fitted* γ, which carries the prefill fit's own error: 0.68
+    # once on an AVX2-only VM where the pair cost itself was within the bound above
+    assert batching.cross_pair_fraction == pytest.approx(1.0 if cross else 0.0, abs=0.4)
     # the measured extra time of the second prompt, against the truth worked from its formula
     expect = (2e-5 * 1024 + 2e-8 * 1024 * 1025 / 2 + (2e-8 * 1024 * 1024 if cross else 0.0))
     assert batching.measured_extra_s == pytest.approx(expect, abs=0.004)
