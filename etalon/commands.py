@@ -65,12 +65,8 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{name}: error: {message}\n")
 
 
-def make_parser(prog: str, description: str) -> Parser:
-    return Parser(prog=prog, description=description)
-
-
 def build_parser(module: ModuleType, prog: str | None = None) -> Parser:
-    parser = make_parser(prog or f"python -m {module.PROG}", module.DESCRIPTION)
+    parser = Parser(prog=prog or f"python -m {module.PROG}", description=module.DESCRIPTION)
     module.configure(parser)
     return parser
 

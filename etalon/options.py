@@ -191,24 +191,33 @@ class Setting:
     type: Any
 
 
-def settings_of(cls: type, prefix: str = "", path: tuple[str, ...] = (),
-                skip: frozenset[str] = frozenset()) -> list[Setting]:
-    """Every leaf setting of ``cls``, nested configs flattened (``skip``: fields left out)."""
+def _walk(cls: type, prefix: str, path: tuple[str, ...], skip: frozenset[str],
+          sections: dict[str, tuple[tuple[str, ...], type]] | None) -> list[Setting]:
+    """The leaf settings of ``cls``, nested configs flattened. With ``sections`` (a dict to
+    fill), a section field is recorded there instead of descended into: the view of a file."""
     out: list[Setting] = []
     hints = _hints(cls)
     for f in fields(cls):
         if f.name in skip:
             continue
-        if f.metadata.get("embed"):
-            out += settings_of(_unwrap_optional(hints[f.name])[0], prefix + f.metadata["prefix"],
-                               path + (f.name,), f.metadata.get("exclude", frozenset()))
+        sub = _unwrap_optional(hints[f.name])[0]
+        if sections is not None and f.metadata.get("section"):
+            sections[f.name] = (path + (f.name,), sub)
+        elif f.metadata.get("embed"):
+            out += _walk(sub, prefix + f.metadata["prefix"], path + (f.name,),
+                         f.metadata.get("exclude", frozenset()), sections)
         elif f.metadata.get("per_entry"):
             for name, entry in entries_with_params(f.metadata["per_entry"]).items():
-                out += settings_of(entry.params, prefix + entry.params_prefix,
-                                   path + (f.name, name))
+                out += _walk(entry.params, prefix + entry.params_prefix, path + (f.name, name),
+                             frozenset(), sections)
         elif f.init:
             out.append(Setting(path + (f.name,), prefix + f.name, f, hints[f.name]))
     return out
+
+
+def settings_of(cls: type) -> list[Setting]:
+    """Every leaf setting of ``cls``, nested configs (sections included) flattened."""
+    return _walk(cls, "", (), frozenset(), None)
 
 
 def flag_of(name: str) -> str:
@@ -265,10 +274,10 @@ def add_options(parser: argparse.ArgumentParser, cls: type, *, title: str | None
         return groups[heading]
 
     for s in settings_of(cls):
-        group = group_for(s.path)
         meta = s.field.metadata
         if s.name in exclude or not meta.get("flag", True):
             continue
+        group = group_for(s.path)
         tp, _ = _unwrap_optional(s.type)
         item = _item_type(tp)
         help_text = (meta.get("help") or "").replace("%", "%%")
@@ -290,7 +299,7 @@ def add_options(parser: argparse.ArgumentParser, cls: type, *, title: str | None
                 kwargs["nargs"] = "+"
             if choices is not None:
                 kwargs["choices"] = choices
-            if choices is None:
+            else:
                 kwargs["metavar"] = meta.get("metavar") or _METAVARS.get(item or tp, "VALUE")
         group.add_argument(flag_of(s.name), *meta.get("aliases", ()), **kwargs)
 
@@ -367,32 +376,10 @@ def _get_path(cfg: Any, path: tuple[str, ...]) -> Any:
     return cfg
 
 
-def _file_keys(cls: type, prefix: str = "", path: tuple[str, ...] = (),
-               skip: frozenset[str] = frozenset()
-               ) -> tuple[dict[str, Setting], dict[str, tuple[tuple[str, ...], type]]]:
+def _file_keys(cls: type) -> tuple[dict[str, Setting], dict[str, tuple[tuple[str, ...], type]]]:
     """Flat keys (embedded settings included) and section keys of ``cls`` in a file."""
-    flat: dict[str, Setting] = {}
     sections: dict[str, tuple[tuple[str, ...], type]] = {}
-    hints = _hints(cls)
-    for f in fields(cls):
-        if f.name in skip:
-            continue
-        sub = _unwrap_optional(hints[f.name])[0]
-        if f.metadata.get("section"):
-            sections[f.name] = (path + (f.name,), sub)
-        elif f.metadata.get("embed"):
-            inner_flat, inner_sections = _file_keys(sub, prefix + f.metadata["prefix"],
-                                                    path + (f.name,),
-                                                    f.metadata.get("exclude", frozenset()))
-            flat.update(inner_flat)
-            sections.update(inner_sections)
-        elif f.metadata.get("per_entry"):
-            for name, entry in entries_with_params(f.metadata["per_entry"]).items():
-                inner_flat, _ = _file_keys(entry.params, prefix + entry.params_prefix,
-                                           path + (f.name, name))
-                flat.update(inner_flat)
-        elif f.init:
-            flat[prefix + f.name] = Setting(path + (f.name,), prefix + f.name, f, hints[f.name])
+    flat = {s.name: s for s in _walk(cls, "", (), frozenset(), sections)}
     return flat, sections
 
 

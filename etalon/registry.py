@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from etalon.cli_errors import UserError
@@ -152,7 +152,3 @@ def _origin(obj: Any) -> str:
         return obj
     return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', type(obj).__name__)}"
 
-
-def factory(kind: str, name: str) -> Callable[..., Any]:
-    """The registered object, for callers that build something from it."""
-    return registry(kind).get(name)
