@@ -13,7 +13,7 @@ section's name words an anchor's line; the prefill-only entries ignore it).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import ClassVar
 
 import numpy as np
@@ -25,6 +25,16 @@ from etalon.profiles.schema import Fields
 def _floats(f: Fields, key: str, **checks) -> tuple[float, ...] | None:
     values = f.numbers(key, required=False, **checks)
     return None if values is None else tuple(values)
+
+
+def _field_names(cls: type) -> set[str]:
+    """The JSON keys of an entry whose keys are its fields."""
+    return {f.name for f in fields(cls)}
+
+
+def _fields_present(entry: object) -> dict:
+    """An entry whose keys are its fields, in field order, without the absent ones."""
+    return _present({f.name: getattr(entry, f.name) for f in fields(entry)})
 
 
 def _present(pairs: dict, *, nulls: tuple[str, ...] = ()) -> dict:
@@ -118,15 +128,12 @@ class JoinResult:
     entry: ClassVar[str] = "join"
 
     def to_dict(self) -> dict:
-        return _present({"per_join_s": self.per_join_s, "extras_s": self.extras_s,
-                         "decode_step_s": self.decode_step_s, "prompt_tokens": self.prompt_tokens,
-                         "decoders": self.decoders, "joins_left_out": self.joins_left_out})
+        return _fields_present(self)
 
     @classmethod
     def from_dict(cls, data: object, where: str) -> "JoinResult":
         f = Fields(data, where)
-        f.only({"per_join_s", "extras_s", "decode_step_s", "prompt_tokens", "decoders",
-                "joins_left_out"})
+        f.only(_field_names(cls))
         return cls(per_join_s=f.num("per_join_s", minimum=0), extras_s=_floats(f, "extras_s"),
                    decode_step_s=f.num("decode_step_s", required=False, minimum=0),
                    prompt_tokens=f.int("prompt_tokens", required=False, minimum=1),
@@ -162,14 +169,12 @@ class WakeUpResult:
         return float(np.interp(idle_s, self.gaps_s, self.penalty_s))
 
     def to_dict(self) -> dict:
-        return _present({"gaps_s": self.gaps_s, "penalty_s": self.penalty_s,
-                         "planned_gaps_s": self.planned_gaps_s, "ttft_s": self.ttft_s,
-                         "prompt_tokens": self.prompt_tokens, "repetitions": self.repetitions})
+        return _fields_present(self)
 
     @classmethod
     def from_dict(cls, data: object, where: str) -> "WakeUpResult":
         f = Fields(data, where)
-        f.only({"gaps_s", "penalty_s", "planned_gaps_s", "ttft_s", "prompt_tokens", "repetitions"})
+        f.only(_field_names(cls))
         gaps = f.numbers("gaps_s", minimum=0)
         penalty = f.numbers("penalty_s", length=len(gaps), minimum=0)
         if not gaps or any(b <= a for a, b in zip(gaps, gaps[1:])):
@@ -209,16 +214,12 @@ class AnchorResult:
     entry: ClassVar[str] = "anchor"
 
     def to_dict(self) -> dict:
-        return _present({"scale": self.scale, "measured_s": self.measured_s,
-                         "predicted_s": self.predicted_s, "profiled_ratio": self.profiled_ratio,
-                         "requests": self.requests, "prompt_tokens": self.prompt_tokens,
-                         "measured_at": self.measured_at, "output_tokens": self.output_tokens})
+        return _fields_present(self)
 
     @classmethod
     def from_dict(cls, data: object, where: str) -> "AnchorResult":
         f = Fields(data, where)
-        f.only({"scale", "measured_s", "predicted_s", "profiled_ratio", "requests",
-                "prompt_tokens", "measured_at", "output_tokens"})
+        f.only(_field_names(cls))
         if not 0.1 <= f.num("scale") <= 10:
             raise UserError(f"{f.at('scale')}: expected a factor between 0.1 and 10 "
                              "(the engine's speed now against the fit's)")
