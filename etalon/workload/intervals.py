@@ -174,6 +174,5 @@ def make_interval_generator(cfg: WorkloadConfig, rng: np.random.Generator) -> In
     """The generator the config selects, its parameters checked."""
     from etalon.registry import registry
 
-    name = cfg.request_interval_generator_provider
-    return registry("interval_generator").get(name).from_config(cfg.interval_params.get(name),
-                                                                cfg, rng)
+    generator = registry("interval_generator").get(cfg.request_interval_generator_provider)
+    return generator.from_config(cfg.interval, cfg, rng)

@@ -325,6 +325,5 @@ def make_length_generator(cfg: WorkloadConfig, rng: np.random.Generator) -> Leng
     """The generator the config selects, its parameters checked."""
     from etalon.registry import registry
 
-    name = cfg.request_length_generator_provider
-    return registry("length_generator").get(name).from_config(cfg.length_params.get(name),
-                                                              cfg, rng)
+    generator = registry("length_generator").get(cfg.request_length_generator_provider)
+    return generator.from_config(cfg.lengths, cfg, rng)
