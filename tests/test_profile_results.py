@@ -130,3 +130,21 @@ def test_describe_says_what_was_measured(data):
     assert AnchorResult.from_dict(ANCHORS["prefill"], "x").describe("prefill").startswith(
         "engine 5.6% slower than when profiled (TTFT 276.0 ms now")
     assert AnchorResult(scale=1.2).describe() == "engine 20.0% slower than when profiled; scale 1.200"
+
+
+def test_a_join_probe_whose_joins_scatter_more_than_its_cost_says_so():
+    # extras 10, 20, 30 ms: median 20, sd 10, se = 1.2533 * 10 / sqrt(3) = 7.236 ms; 20 >= 2 * 7.236
+    steady = JoinResult(per_join_s=0.020, extras_s=(0.010, 0.020, 0.030), decode_step_s=0.1,
+                        prompt_tokens=128, decoders=4)
+    assert steady.standard_error_s() == pytest.approx(0.0072359, rel=1e-4)
+    assert steady.conclusive() and "INCONCLUSIVE" not in steady.describe()
+    # the CI run on the busy VM: +44 +39 +30 +14 -55 -34 ms (median 22, sd 41.2, se 21.1 ms)
+    busy = JoinResult(per_join_s=0.022, extras_s=(0.044, 0.039, 0.030, 0.014, -0.055, -0.034),
+                      decode_step_s=0.144, prompt_tokens=128, decoders=4)
+    assert busy.standard_error_s() == pytest.approx(0.02109, rel=1e-3)
+    assert not busy.conclusive() and "INCONCLUSIVE: the joins scatter by ±21.1 ms" in busy.describe()
+    # a clipped, consistently negative median is resolved (and wrong): conclusive, so a test sees it
+    assert JoinResult(per_join_s=0.0, extras_s=(-0.030, -0.031, -0.029)).conclusive()
+    # one join, or none: nothing to judge it by
+    assert JoinResult(per_join_s=0.01, extras_s=(0.01,)).conclusive()
+    assert JoinResult(per_join_s=0.01).conclusive()

@@ -140,13 +140,35 @@ class JoinResult:
                    decoders=f.int("decoders", required=False, minimum=1),
                    joins_left_out=f.int("joins_left_out", required=False, minimum=0))
 
+    def standard_error_s(self) -> float | None:
+        """How far the joins' own scatter moves their median: 1.2533 · sd / √n (the normal
+        approximation); None without at least two joins."""
+        if not self.extras_s or len(self.extras_s) < 2:
+            return None
+        return 1.2533 * float(np.std(self.extras_s, ddof=1)) / len(self.extras_s) ** 0.5
+
+    def conclusive(self) -> bool:
+        """Whether the joins agree enough to tell the cost from nothing: their (unclipped)
+        median lies two standard errors or more from 0. On a busy 2-core VM twelve joins have
+        scattered by ±50 ms around a ~20 ms cost; such a probe prices the join at its median
+        but says it could not resolve it."""
+        se = self.standard_error_s()
+        if se is None:
+            return True  # a profile without the evidence: nothing to judge it by
+        return abs(float(np.median(self.extras_s))) >= 2.0 * se
+
     def describe(self, section: str = "prefill") -> str:
         work = f"+{self.per_join_s * 1e3:.1f} ms of engine work beyond its tokens"
         if None in (self.extras_s, self.decode_step_s, self.prompt_tokens, self.decoders):
             return f"a prompt joining decoding sequences: {work}"
-        return (f"a prompt of {self.prompt_tokens} joining {self.decoders} decoding sequences: "
+        text = (f"a prompt of {self.prompt_tokens} joining {self.decoders} decoding sequences: "
                 f"{work} (median of {len(self.extras_s)} joins; their own step "
                 f"{self.decode_step_s * 1e3:.1f} ms)")
+        if not self.conclusive():
+            text += (f"; INCONCLUSIVE: the joins scatter by ±{self.standard_error_s() * 1e3:.1f} ms "
+                     "(standard error of their median), more than half the cost measured: "
+                     "profile again on a quieter machine or with more repetitions")
+        return text
 
 
 @dataclass(frozen=True)

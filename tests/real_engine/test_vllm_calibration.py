@@ -15,11 +15,13 @@ cores during the profiling or the live run, or when the engine's speed changed d
 the same probe right after the run differs from the one right before by more than
 ``DRIFT_LIMIT`` (seen: 10-20 % over minutes with nothing else visible on the machine).
 
-Every check is a hard assertion, the 60 % p90 tails included. Those are queueing tails (they grow
-like 1/(1 - load)), and they were a known gap until the join probe: six runs before it missed
-them by up to -19.6 %, all low, because a prompt costs the decoding sequences 10-21 ms that the
-model charged outside the engine. Ten runs since held them (TTFT p90 -9.3 to +9.4 %, TBT p90
--8.8 to +3.0 %); docs/real_engine.md has the table.
+Every check is a hard assertion, the 60 % p90 tails included, as long as the join probe
+resolved its cost (``JoinResult.conclusive``: the joins' median two standard errors from 0);
+where the machine scattered the joins more than that, the p90 tails are reported and the p50s
+held. Those are queueing tails (they grow like 1/(1 - load)), and they were a known gap until
+the join probe: six runs before it missed them by up to -19.6 %, all low, because a prompt costs
+the decoding sequences 10-21 ms that the model charged outside the engine. Ten runs since held
+them (TTFT p90 -9.3 to +9.4 %, TBT p90 -8.8 to +3.0 %); docs/real_engine.md has the table.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from etalon.profiles import JoinResult
 from etalon.validate import format_table
 from etalon.validation import steps
 from etalon.validation.job import load_job
@@ -93,10 +96,16 @@ def test_prefill_profile_fits_vllm(profiled):
     join = section["join"]
     assert join["prompt_tokens"] == JOB.prefill.join_probe_length, join
     assert join["joins_left_out"] <= len(join["extras_s"]) // 2, join
-    assert 0 < join["per_join_s"] < join["decode_step_s"], join
+    assert 0 <= join["per_join_s"] < join["decode_step_s"], join
     # the idle probe: a penalty table over the measured pauses, never negative
     wake = section["wake_up"]
     assert len(wake["gaps_s"]) >= 2 and min(wake["penalty_s"]) >= 0, wake
+    # the join's cost is above 0 -- where the joins resolve it (a CI run on the busy AVX2 VM:
+    # +44 to -55 ms over twelve joins of a 144 ms step, median <= 0)
+    result = JoinResult.from_dict(join, "prefill.join")
+    if not result.conclusive():
+        pytest.skip(f"join probe inconclusive on this machine: {result.describe()}")
+    assert join["per_join_s"] > 0, join
 
 
 def test_decode_profile_fits_vllm(profiled):
@@ -160,5 +169,10 @@ def test_simulator_predicts_live_run(vllm_server, profiled, load):
                     f"model{table}")
     checked = checked_rows(models["anchored"])
     assert len(checked) == 4
-    misses = [r for r in checked if not abs(r["relative_error"]) <= TOLERANCE]
+    # the p90 tails are queueing tails, priced by the join probe: held only where it resolved
+    join = JoinResult.from_dict(profiled.prefill["join"], "prefill.join")
+    held = checked if join.conclusive() else [r for r in checked if r["percentile"] == 50]
+    misses = [r for r in held if not abs(r["relative_error"]) <= TOLERANCE]
     assert not misses, f"anchored profile off by more than {TOLERANCE:.0%}: {misses}{table}"
+    if len(held) < len(checked):
+        pytest.skip(f"p50s held; p90 tails not compared: {join.describe()}{table}")
