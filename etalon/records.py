@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import IO, Iterable, Iterator
+
+import orjson
 
 from etalon.cli_errors import UserError
 
@@ -119,7 +121,9 @@ class RequestRecord:
         return self.sent_at - self.scheduled_at
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
+        # vars(), not dataclasses.asdict(): asdict deep-copies every chunk timestamp one by one
+        # (4.4 M of them in a 10k-request ShareGPT run: 30 s of a 37 s simulation)
+        return orjson.dumps(vars(self)).decode()
 
     @classmethod
     def from_dict(cls, data: dict, *, where: str = "record") -> "RequestRecord":

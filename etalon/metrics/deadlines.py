@@ -36,7 +36,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from etalon.cli_errors import UserError
-from etalon.metrics.tokens import token_times
+from etalon.metrics.columns import RunColumns
 from etalon.records import RequestRecord
 
 
@@ -132,24 +132,36 @@ class Timelines:
         requests' own TTFT deadlines; omitted, every request uses the run-wide one.
         """
         lengths = np.array([len(t) for t in times], dtype=np.int64)
+        own = (np.full(len(times), np.nan) if ttft_deadlines is None else
+               np.array([np.nan if d is None else d for d in ttft_deadlines], dtype=float))
+        if len(own) != len(times):
+            raise UserError(f"{len(own)} TTFT deadlines for {len(times)} requests")
+        row_major = (np.concatenate([np.asarray(t, dtype=float) for t in times])
+                     if len(times) else np.empty(0))
+        return cls.pack(request_ids, t0, lengths, row_major, own)
+
+    @classmethod
+    def pack(cls, request_ids: Sequence[int] | np.ndarray, t0: Sequence[float] | np.ndarray,
+             lengths: np.ndarray, row_major: np.ndarray, ttft: np.ndarray) -> "Timelines":
+        """Packs requests given as one flat array of token times, request after request
+        (``lengths[j]`` tokens of request j); requests without tokens are left out."""
+        lengths = np.asarray(lengths, dtype=np.int64).reshape(-1)
         order = np.argsort(-lengths, kind="stable")
         order = order[lengths[order] > 0]
+        bounds = np.concatenate([[0], np.cumsum(lengths)])
         lengths = lengths[order]
         n, total = len(lengths), int(lengths.sum())
         max_len = int(lengths[0]) if n else 0
         # active[i] = number of rows with more than i tokens; starts[i] = where column i begins.
         active = n - np.cumsum(np.bincount(lengths, minlength=max_len + 1))[:max_len]
         starts = np.concatenate([[0], np.cumsum(active)[:-1]]).astype(np.int64)[:max_len]
-        row_major = (np.concatenate([np.asarray(times[i], dtype=float) for i in order])
-                     if n else np.empty(0))
+        # the source position of every token, taken row by row in the longest-first order
+        src = (np.repeat(bounds[order] - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
+               + np.arange(total))
         row = np.repeat(np.arange(n), lengths)
         pos = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
         packed = np.empty(total)
-        packed[starts[pos] + row] = row_major
-        own = (np.full(len(times), np.nan) if ttft_deadlines is None else
-               np.array([np.nan if d is None else d for d in ttft_deadlines], dtype=float))
-        if len(own) != len(times):
-            raise UserError(f"{len(own)} TTFT deadlines for {len(times)} requests")
+        packed[starts[pos] + row] = np.asarray(row_major, dtype=float)[src]
         return cls(
             request_ids=np.asarray(request_ids, dtype=np.int64).reshape(-1)[order],
             t0=np.asarray(t0, dtype=float).reshape(-1)[order],
@@ -157,17 +169,22 @@ class Timelines:
             times=packed,
             starts=starts,
             active=active.astype(np.int64),
-            ttft=own.reshape(-1)[order],
+            ttft=np.asarray(ttft, dtype=float).reshape(-1)[order],
         )
 
     @classmethod
-    def from_records(cls, records: Sequence[RequestRecord]) -> "Timelines":
-        """Successful requests with at least one streamed token, with their own TTFT deadlines."""
-        ok = [r for r in records if r.ok]
-        return cls.from_token_times(
-            [r.request_id for r in ok], [r.scheduled_at for r in ok], [token_times(r) for r in ok],
-            [r.ttft_deadline for r in ok],
-        )
+    def from_records(cls, records: "Sequence[RequestRecord] | RunColumns") -> "Timelines":
+        """Successful requests with at least one streamed token, with their own TTFT deadlines
+        (``request_ids`` are the records' ids)."""
+        cols = RunColumns.of(records)
+        rows = np.flatnonzero(cols.ok)
+        return cls.from_columns(cols, rows, cols.request_id[rows])
+
+    @classmethod
+    def from_columns(cls, cols: "RunColumns", rows: np.ndarray, ids: np.ndarray) -> "Timelines":
+        """The given rows of a run's columns, labelled ``ids``."""
+        lengths, times = cols.token_times(rows)
+        return cls.pack(ids, cols.scheduled_at[rows], lengths, times, cols.own_ttft_deadline[rows])
 
     def ttft_deadlines(self, default: float | None) -> np.ndarray:
         """Each row's TTFT deadline (s): its own, else ``default``; NaN where it has none."""

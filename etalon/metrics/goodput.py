@@ -14,10 +14,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
-from etalon.metrics.deadlines import (
-    Timelines, evaluate_timelines, ttft_deadline_label, ttft_deadline_of,
-)
-from etalon.metrics.tokens import token_times
+import numpy as np
+
+from etalon.metrics.columns import RunColumns
+from etalon.metrics.deadlines import Timelines, evaluate_timelines, ttft_deadline_label
 from etalon.records import RequestRecord
 
 
@@ -43,24 +43,22 @@ class Goodput:
 
 
 def good_mask(
-    records: Sequence[RequestRecord], ttft_deadline: float | None, tbt_deadline: float | None
+    records: "Sequence[RequestRecord] | RunColumns", ttft_deadline: float | None,
+    tbt_deadline: float | None,
 ) -> list[bool]:
-    """``mask[i]`` says whether ``records[i]`` is good (see the module docstring)."""
-    mask = [r.ok and _ttft_met(r, ttft_deadline_of(r, ttft_deadline)) for r in records]
+    """``mask[i]`` says whether request i is good (see the module docstring)."""
+    c = RunColumns.of(records)
+    due = np.where(np.isnan(c.own_ttft_deadline),
+                   np.nan if ttft_deadline is None else ttft_deadline, c.own_ttft_deadline)
+    ttft = c.first_chunk - c.sent_at
+    with np.errstate(invalid="ignore"):
+        mask = c.ok & (np.isnan(due) | (ttft <= due))
     if tbt_deadline is not None:
-        idx = [i for i, good in enumerate(mask) if good]
-        tl = Timelines.from_token_times(
-            idx, [records[i].scheduled_at for i in idx], [token_times(records[i]) for i in idx],
-            [records[i].ttft_deadline for i in idx],
-        )
+        rows = np.flatnonzero(mask)
+        tl = Timelines.from_columns(c, rows, rows)
         _, misses, first = evaluate_timelines(tl, ttft_deadline, tbt_deadline)
-        for i in tl.request_ids[(misses - first) > 0]:
-            mask[int(i)] = False
-    return mask
-
-
-def _ttft_met(record: RequestRecord, deadline: float | None) -> bool:
-    return deadline is None or (record.ttft is not None and record.ttft <= deadline)
+        mask[tl.request_ids[(misses - first) > 0]] = False
+    return mask.tolist()
 
 
 def goodput(

@@ -21,8 +21,10 @@ from typing import Iterable
 
 import numpy as np
 
+from etalon.metrics.columns import RunColumns
 from etalon.metrics.series import MetricSpec, Series
 from etalon.metrics.tokens import content_chunks, output_tokens
+from etalon.record_table import RecordTable
 from etalon.records import RequestRecord
 
 COMPLETED = "completed requests (no error, >= 1 streamed token); not failed or empty ones"
@@ -68,37 +70,30 @@ def tpot(record: RequestRecord) -> float | None:
     return float((times[-1] - times[0]) / (n - 1))
 
 
-def latency_series(records: Iterable[RequestRecord]) -> dict[str, Series]:
-    """Every latency metric of :data:`LATENCY_METRICS` as a :class:`Series`, keyed by name."""
+def latency_series(records: "Iterable[RequestRecord] | RecordTable | RunColumns") -> dict[str, Series]:
+    """Every latency metric of :data:`LATENCY_METRICS` as a :class:`Series`, keyed by name,
+    computed over the run's columns (samples in request order)."""
+    c = RunColumns.of(records)
+    ids, ok, sent = c.request_id, c.ok, ~np.isnan(c.sent_at)
+    first, last, n_out = c.first_chunk, c.last_chunk, c.output_tokens
+    e2e = c.completed_at - c.sent_at
     out = {spec.name: Series(spec) for spec in LATENCY_METRICS}
-    for r in records:
-        lag = r.dispatch_lag
-        if lag is not None:
-            out[DISPATCH_LAG.name].add(r.request_id, lag)
-        if r.empty and r.e2e_latency is not None:
-            out[EMPTY.name].add(r.request_id, r.e2e_latency)
-        if not r.ok:
-            continue
-        _add_request(out, r)
+
+    def put(spec: MetricSpec, mask: np.ndarray, values: np.ndarray) -> None:
+        out[spec.name] = Series.of(spec, ids[mask], values[mask])
+
+    put(DISPATCH_LAG, sent, c.sent_at - c.scheduled_at)
+    put(EMPTY, c.empty & sent, e2e)
+    put(TTFT, ok & sent, first - c.sent_at)
+    put(TTFT_FROM_SCHEDULE, ok, first - c.scheduled_at)
+    chunk_ok = ok[c.chunk_row]
+    out[TOKENS_PER_CHUNK.name] = Series.of(TOKENS_PER_CHUNK, ids[c.chunk_row[chunk_ok]],
+                                           c.chunk_tokens[chunk_ok])
+    rows, samples = c.tbt_samples()
+    out[TBT.name] = Series.of(TBT, ids[rows], samples)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        put(TPOT, ok & (c.num_chunks >= 2) & (n_out >= 2), (last - first) / (n_out - 1))
+        put(E2E, ok & sent, e2e)
+        put(NORMALIZED, ok & sent & (n_out >= 1), e2e / n_out)
+    put(E2E_FROM_SCHEDULE, ok, c.completed_at - c.scheduled_at)
     return out
-
-
-def _add_request(out: dict[str, Series], r: RequestRecord) -> None:
-    times, tokens = content_chunks(r)
-    rid = r.request_id
-    n_out, _ = output_tokens(r)
-    if len(times):
-        if r.sent_at is not None:
-            out[TTFT.name].add(rid, times[0] - r.sent_at)
-        out[TTFT_FROM_SCHEDULE.name].add(rid, times[0] - r.scheduled_at)
-        out[TOKENS_PER_CHUNK.name].extend(rid, tokens)
-        out[TBT.name].extend(rid, tbt_samples(times, tokens))
-    per_token = tpot(r)
-    if per_token is not None:
-        out[TPOT.name].add(rid, per_token)
-    e2e = r.e2e_latency
-    if e2e is not None:
-        out[E2E.name].add(rid, e2e)
-        if n_out >= 1:
-            out[NORMALIZED.name].add(rid, e2e / n_out)
-    out[E2E_FROM_SCHEDULE.name].add(rid, r.completed_at - r.scheduled_at)

@@ -10,15 +10,15 @@ columns are filled for completed requests only. ``prompt_token_counts`` and
 
 from __future__ import annotations
 
-import json
 from typing import Sequence
 
-from etalon.metrics.deadlines import (
-    Timelines, evaluate_timelines, min_tbt_deadlines, run_wide_ttft, ttft_deadline_of,
-)
+import numpy as np
+import pandas as pd
+
+from etalon.metrics.columns import RunColumns
+from etalon.metrics.deadlines import Timelines, evaluate_timelines, min_tbt_deadlines, run_wide_ttft
 from etalon.metrics.goodput import good_mask
-from etalon.metrics.latency import tbt_samples, tpot
-from etalon.metrics.tokens import content_chunks, output_tokens, prompt_tokens, token_times
+from etalon.record_table import RecordTable
 from etalon.records import RequestRecord
 
 COLUMNS: tuple[str, ...] = (
@@ -32,76 +32,80 @@ COLUMNS: tuple[str, ...] = (
 )
 
 
-def request_rows(
-    records: Sequence[RequestRecord],
+def request_frame(
+    records: "Sequence[RequestRecord] | RecordTable | RunColumns",
     ttft_deadline: float | str | None = None,
     tbt_deadline: float | None = None,
-) -> list[dict]:
-    """Rows with the keys of :data:`COLUMNS`, in record order; times in seconds.
+) -> pd.DataFrame:
+    """The rows as a DataFrame with the columns of :data:`COLUMNS`, in record order; times in
+    seconds, missing values NaN/None. Computed over the run's columns, no loop per request.
 
     ``ttft_deadline`` is the run-wide one, used for records without their own; a summary's
     ``parameters.ttft_deadline_s`` can be passed as it is (``"per-request"`` means none).
     """
     ttft_deadline = run_wide_ttft(ttft_deadline)
-    deadline_cols = _deadline_columns(records, ttft_deadline, tbt_deadline)
-    has_deadline = (ttft_deadline is not None or tbt_deadline is not None
-                    or any(r.ttft_deadline is not None for r in records))
-    good = good_mask(records, ttft_deadline, tbt_deadline) if has_deadline else None
-    rows = []
-    for i, r in enumerate(records):
-        times, tokens = content_chunks(r)
-        n_prompt, prompt_src = prompt_tokens(r)
-        n_out, out_src = output_tokens(r)
-        tbts = tbt_samples(times, tokens) if r.ok else []
-        e2e = r.e2e_latency if r.ok else None
-        row = {
-            "request_id": r.request_id, "client_id": r.client_id, "replica_id": r.replica_id,
-            "scheduled_at": r.scheduled_at, "sent_at": r.sent_at, "completed_at": r.completed_at,
-            "ok": r.ok, "outcome": r.outcome, "error_type": r.error_type,
-            "error_message": r.error_message, "finish_reason": r.finish_reason,
-            "finish_reason_source": r.finish_reason_source,
-            "requested_prompt_tokens": r.requested_prompt_tokens,
-            "prompt_tokens": n_prompt, "prompt_tokens_source": prompt_src,
-            "prompt_token_counts": _json(r.prompt_token_counts),
-            "requested_output_tokens": r.requested_output_tokens,
-            "output_tokens": n_out, "output_tokens_source": out_src,
-            "output_token_counts": _json(r.output_token_counts),
-            "num_chunks": int(len(times)),
-            "dispatch_lag": r.dispatch_lag,
-            "ttft": r.ttft if r.ok else None,
-            "ttft_from_schedule": r.ttft_from_schedule if r.ok else None,
-            "tpot": tpot(r) if r.ok else None,
-            "max_tbt": float(max(tbts)) if len(tbts) else None,
-            "e2e_latency": e2e,
-            "e2e_latency_from_schedule": r.completed_at - r.scheduled_at if r.ok else None,
-            "normalized_latency": e2e / n_out if e2e is not None and n_out > 0 else None,
-            "ttft_deadline": ttft_deadline_of(r, ttft_deadline),
-            "deadline_misses": None, "fluidity_index": None, "min_tbt_deadline": None,
-            "good": good[i] if good is not None else None,
-        }
-        row.update(deadline_cols.get(i, {}))
-        rows.append(row)
-    return rows
+    c = RunColumns.of(records)
+    req, ok = c.table.requests, c.ok
+    first, n_out = c.first_chunk, c.output_tokens
+    e2e = np.where(ok, c.completed_at - c.sent_at, np.nan)
+    max_tbt = np.full(len(c), np.nan)
+    rows, samples = c.tbt_samples()
+    np.fmax.at(max_tbt, rows, samples)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tpot = np.where(ok & (c.num_chunks >= 2) & (n_out >= 2), (c.last_chunk - first) / (n_out - 1), np.nan)
+        normalized = np.where(n_out > 0, e2e / n_out, np.nan)
+    own = c.own_ttft_deadline
+    has_deadline = (ttft_deadline is not None or tbt_deadline is not None or not np.isnan(own).all())
+    frame = pd.DataFrame({
+        "request_id": c.request_id, "client_id": req["client_id"].to_numpy(),
+        "replica_id": req["replica_id"].astype("Int64"),
+        "scheduled_at": c.scheduled_at, "sent_at": c.sent_at, "completed_at": c.completed_at,
+        "ok": ok, "outcome": c.outcome, "error_type": req["error_type"],
+        "error_message": req["error_message"], "finish_reason": req["finish_reason"],
+        "finish_reason_source": req["finish_reason_source"],
+        "requested_prompt_tokens": req["requested_prompt_tokens"].to_numpy(np.int64),
+        "prompt_tokens": c.prompt_tokens, "prompt_tokens_source": c.token_source("prompt"),
+        "prompt_token_counts": req["prompt_token_counts"],
+        "requested_output_tokens": req["requested_output_tokens"].to_numpy(np.int64),
+        "output_tokens": n_out, "output_tokens_source": c.token_source("output"),
+        "output_token_counts": req["output_token_counts"],
+        "num_chunks": c.num_chunks,
+        "dispatch_lag": c.sent_at - c.scheduled_at,
+        "ttft": np.where(ok, first - c.sent_at, np.nan),
+        "ttft_from_schedule": np.where(ok, first - c.scheduled_at, np.nan),
+        "tpot": tpot, "max_tbt": max_tbt, "e2e_latency": e2e,
+        "e2e_latency_from_schedule": np.where(ok, c.completed_at - c.scheduled_at, np.nan),
+        "normalized_latency": normalized,
+        "ttft_deadline": np.where(np.isnan(own), np.nan if ttft_deadline is None else ttft_deadline, own),
+        "deadline_misses": pd.array([pd.NA] * len(c), dtype="Int64"),
+        "fluidity_index": np.full(len(c), np.nan),
+        "min_tbt_deadline": np.full(len(c), np.nan),
+        "good": (pd.array(good_mask(c, ttft_deadline, tbt_deadline), dtype="boolean") if has_deadline
+                 else pd.array([pd.NA] * len(c), dtype="boolean")),
+    }, columns=list(COLUMNS))
+    _add_deadline_columns(frame, c, ttft_deadline, tbt_deadline)
+    return frame
 
 
-def _json(counts: dict) -> str | None:
-    return json.dumps(counts, separators=(",", ":"), sort_keys=True) if counts else None
+def request_rows(
+    records: "Sequence[RequestRecord] | RecordTable | RunColumns",
+    ttft_deadline: float | str | None = None,
+    tbt_deadline: float | None = None,
+) -> list[dict]:
+    """:func:`request_frame` as one dict per request, None where a value is missing."""
+    frame = request_frame(records, ttft_deadline, tbt_deadline).astype(object)
+    return frame.where(frame.notna(), None).to_dict("records")
 
 
-def _deadline_columns(
-    records: Sequence[RequestRecord], ttft_deadline: float | None, tbt_deadline: float | None
-) -> dict[int, dict]:
-    """Deadline columns keyed by record index, for successful requests with tokens."""
-    idx = [i for i, r in enumerate(records) if r.ok]
-    tl = Timelines.from_token_times(
-        idx, [records[i].scheduled_at for i in idx], [token_times(records[i]) for i in idx],
-        [records[i].ttft_deadline for i in idx],
-    )
-    out = {int(i): {"min_tbt_deadline": float(d)}
-           for i, d in zip(tl.request_ids, min_tbt_deadlines(tl, ttft_deadline))}
+def _add_deadline_columns(frame: pd.DataFrame, c: RunColumns, ttft_deadline: float | None,
+                          tbt_deadline: float | None) -> None:
+    """Deadline columns of completed requests (rows without a value keep NaN)."""
+    rows = np.flatnonzero(c.ok)
+    tl = Timelines.from_columns(c, rows, rows)
+    at = frame.columns.get_loc
+    frame.iloc[tl.request_ids, at("min_tbt_deadline")] = min_tbt_deadlines(tl, ttft_deadline)
     if tbt_deadline is not None:
         on_time, misses, _ = evaluate_timelines(tl, ttft_deadline, tbt_deadline)
-        for i, n_on_time, n_miss in zip(tl.request_ids, on_time, misses):
-            out[int(i)]["deadline_misses"] = int(n_miss)
-            out[int(i)]["fluidity_index"] = float(n_on_time / (n_on_time + n_miss))
-    return out
+        frame.iloc[tl.request_ids, at("deadline_misses")] = misses
+        with np.errstate(divide="ignore", invalid="ignore"):
+            frame.iloc[tl.request_ids, at("fluidity_index")] = on_time / (on_time + misses)

@@ -33,6 +33,14 @@ class Series:
         self._ids: list[int] = []
         self._vals: list[float] = []
 
+    @classmethod
+    def of(cls, spec: MetricSpec, request_ids: np.ndarray, values: np.ndarray) -> "Series":
+        """A series of samples computed all at once."""
+        series = cls(spec)
+        series._blocks.append((np.asarray(request_ids, dtype=np.int64),
+                               np.asarray(values, dtype=float)))
+        return series
+
     @property
     def name(self) -> str:
         return self.spec.name

@@ -1,0 +1,172 @@
+"""The per-request quantities every metric starts from, computed once over a run's columns.
+
+What ``RequestRecord``'s properties (``ok``, ``ttft``, ...) and :mod:`etalon.metrics.tokens`
+say about one request, as arrays over all of them: no Python call per request or per token.
+Content chunks are the ones that carried a token (a zero-token chunk never counts as a first
+token or resets a gap), exactly as :func:`etalon.metrics.tokens.content_chunks`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Iterable
+
+import numpy as np
+
+from etalon.record_table import RecordTable
+from etalon.records import RequestRecord
+
+
+@dataclass(frozen=True)
+class RunColumns:
+    """One run's per-request arrays (row i = ``table.requests`` row i) and content chunks."""
+
+    table: RecordTable
+
+    @classmethod
+    def of(cls, records: "Iterable[RequestRecord] | RecordTable | RunColumns") -> "RunColumns":
+        """Columns of records, of a table, or themselves (so a caller builds them once)."""
+        if isinstance(records, RunColumns):
+            return records
+        return cls(RecordTable.from_records(records))
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    # --- the record's own columns -----------------------------------------------------------
+
+    @cached_property
+    def request_id(self) -> np.ndarray:
+        return self.table.requests["request_id"].to_numpy(np.int64)
+
+    @cached_property
+    def scheduled_at(self) -> np.ndarray:
+        return self.table.numbers("scheduled_at")
+
+    @cached_property
+    def sent_at(self) -> np.ndarray:
+        return self.table.numbers("sent_at")
+
+    @cached_property
+    def completed_at(self) -> np.ndarray:
+        return self.table.numbers("completed_at")
+
+    @cached_property
+    def own_ttft_deadline(self) -> np.ndarray:
+        """Each request's own TTFT deadline (s), NaN where the run-wide one applies."""
+        return self.table.numbers("ttft_deadline")
+
+    # --- content chunks -----------------------------------------------------------------------
+
+    @cached_property
+    def _content(self) -> np.ndarray:
+        return self.table.chunk_tokens > 0
+
+    @cached_property
+    def chunk_row(self) -> np.ndarray:
+        """The request row of every content chunk (request order, arrival order within)."""
+        return self.table.chunk_row[self._content]
+
+    @cached_property
+    def chunk_times(self) -> np.ndarray:
+        return self.table.chunk_times[self._content]
+
+    @cached_property
+    def chunk_tokens(self) -> np.ndarray:
+        return self.table.chunk_tokens[self._content]
+
+    @cached_property
+    def num_chunks(self) -> np.ndarray:
+        """Content chunks per request."""
+        return np.bincount(self.chunk_row, minlength=len(self)).astype(np.int64)
+
+    @cached_property
+    def streamed_tokens(self) -> np.ndarray:
+        """Tokens the content chunks carried, per request."""
+        return np.bincount(self.chunk_row, weights=self.chunk_tokens, minlength=len(self)).astype(np.int64)
+
+    @cached_property
+    def first_chunk(self) -> np.ndarray:
+        """Arrival of each request's first content chunk; NaN without one."""
+        return self._at(np.concatenate([[0], np.cumsum(self.num_chunks)[:-1]]))
+
+    @cached_property
+    def last_chunk(self) -> np.ndarray:
+        """Arrival of each request's last content chunk; NaN without one."""
+        return self._at(np.cumsum(self.num_chunks) - 1)
+
+    def _at(self, index: np.ndarray) -> np.ndarray:
+        out = np.full(len(self), np.nan)
+        has = self.num_chunks > 0
+        out[has] = self.chunk_times[index[has]]
+        return out
+
+    # --- outcomes -----------------------------------------------------------------------------
+
+    @cached_property
+    def answered(self) -> np.ndarray:
+        """Completed without error (with or without tokens)."""
+        return self.table.missing("error_type") & ~np.isnan(self.completed_at)
+
+    @cached_property
+    def ok(self) -> np.ndarray:
+        """``RequestRecord.ok``: completed without error with at least one token."""
+        return self.answered & (self.streamed_tokens > 0)
+
+    @cached_property
+    def empty(self) -> np.ndarray:
+        """``RequestRecord.empty``: completed without error, no token."""
+        return self.answered & (self.streamed_tokens == 0)
+
+    @cached_property
+    def outcome(self) -> np.ndarray:
+        """``RequestRecord.outcome`` per request."""
+        failed = ~self.table.missing("error_type")
+        return np.select([failed, np.isnan(self.completed_at), self.streamed_tokens > 0],
+                         ["failed", "unfinished", "completed"], "empty").astype(object)
+
+    # --- token counts -------------------------------------------------------------------------
+
+    @cached_property
+    def output_tokens(self) -> np.ndarray:
+        """:func:`etalon.metrics.tokens.output_tokens`: the record's count, else streamed tokens."""
+        own = self.table.numbers("num_output_tokens")
+        return np.where(np.isnan(own), self.streamed_tokens, own).astype(np.int64)
+
+    @cached_property
+    def prompt_tokens(self) -> np.ndarray:
+        """:func:`etalon.metrics.tokens.prompt_tokens`: the record's count, else the requested."""
+        own = self.table.numbers("num_prompt_tokens")
+        return np.where(np.isnan(own), self.table.numbers("requested_prompt_tokens"), own).astype(np.int64)
+
+    def token_source(self, kind: str) -> np.ndarray:
+        """Where each request's ``prompt`` or ``output`` count came from (as ``tokens`` says)."""
+        own = self.table.requests[f"{kind}_tokens_source"].astype(object)
+        counted = ~self.table.missing(f"num_{kind}_tokens")
+        fallback = "chunks" if kind == "output" else "requested"
+        return np.where(counted, own.where(own.notna(), "unknown").to_numpy(), fallback).astype(object)
+
+    # --- tokens of completed requests ---------------------------------------------------------
+
+    def tbt_samples(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(request row, sample)`` of every per-token TBT sample of completed requests: a later
+        content chunk of k tokens g seconds after the previous gives k samples of g / k."""
+        row, times, tokens = self.chunk_row, self.chunk_times, self.chunk_tokens
+        same = (row[1:] == row[:-1]) & self.ok[row[1:]]
+        k = tokens[1:][same]
+        return np.repeat(row[1:][same], k), np.repeat(np.diff(times)[same] / k, k)
+
+    def token_times(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(tokens per row, flat arrival time of every token)`` of the given rows, in their
+        order: a chunk of k tokens gives k equal times."""
+        keep = np.zeros(len(self), dtype=bool)
+        keep[rows] = True
+        chunk = keep[self.chunk_row]
+        per_row = np.bincount(self.chunk_row[chunk], weights=self.chunk_tokens[chunk],
+                              minlength=len(self)).astype(np.int64)
+        times = np.repeat(self.chunk_times[chunk], self.chunk_tokens[chunk])
+        if len(rows) > 1 and np.any(np.diff(rows) <= 0):  # not in table order: regroup
+            starts = np.concatenate([[0], np.cumsum(per_row)[:-1]])
+            times = np.concatenate([times[starts[r]:starts[r] + per_row[r]] for r in rows])
+        return per_row[rows], times

@@ -1,0 +1,195 @@
+"""A run's records as columns: one row per request plus one flat table of every streamed chunk.
+
+``RequestRecord`` objects are how a client or the simulator *collects* a request; once a run is
+over, metrics, files and plots read columns. A 10k-request ShareGPT simulation streams 4.4 M
+chunks: as objects that is 4.4 M floats to walk one by one, as columns it is two numpy arrays.
+
+On disk a run is ``requests.parquet`` (the record's scalar fields, one row per request, counts
+by source as JSON text) and ``tokens.parquet`` (``request_id``, ``time``, ``tokens``: every
+chunk, in request order, zero-token chunks included). pandas reads both
+(``pd.read_parquet``). A live run also keeps its crash-safe ``requests.jsonl`` stream, and
+:func:`read_table` / :func:`read_records` load any of the three forms, old runs included.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from etalon.cli_errors import UserError
+from etalon.records import RequestRecord, load_records
+
+REQUESTS_FILE = "requests.parquet"
+TOKENS_FILE = "tokens.parquet"
+JSONL_FILE = "requests.jsonl"
+
+_CHUNK_FIELDS = ("chunk_times", "chunk_tokens")
+_COUNT_FIELDS = ("prompt_token_counts", "output_token_counts")  # dicts, stored as JSON text
+# the scalar fields of RequestRecord, in its order: the columns of requests.parquet
+SCALAR_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(RequestRecord) if f.name not in _CHUNK_FIELDS)
+_KIND = {f.name: str(f.type).split(" ")[0].split("[")[0] for f in fields(RequestRecord)}
+INT_FIELDS = tuple(n for n in SCALAR_FIELDS if _KIND[n] == "int")
+
+
+@dataclass
+class RecordTable:
+    """``requests``: one row per request (:data:`SCALAR_FIELDS` and ``num_chunks``; missing
+    numbers are NaN, missing text None). ``chunk_times`` / ``chunk_tokens``: every chunk of
+    every request, request after request, each request's chunks in arrival order."""
+
+    requests: pd.DataFrame
+    chunk_times: np.ndarray
+    chunk_tokens: np.ndarray
+
+    def __post_init__(self) -> None:
+        total = int(self.requests["num_chunks"].sum()) if len(self.requests) else 0
+        if total != len(self.chunk_times) or total != len(self.chunk_tokens):
+            raise UserError(f"{total} chunks counted by the requests, {len(self.chunk_times)} times "
+                            f"and {len(self.chunk_tokens)} token counts given")
+
+    def __len__(self) -> int:
+        return len(self.requests)
+
+    # --- building ---------------------------------------------------------------------------
+
+    @classmethod
+    def from_records(cls, records: "list[RequestRecord] | RecordTable") -> "RecordTable":
+        """Columns of collected records (a table is returned as it is)."""
+        if isinstance(records, RecordTable):
+            return records
+        records = list(records)
+        data = {name: [getattr(r, name) for r in records] for name in SCALAR_FIELDS}
+        for name in _COUNT_FIELDS:
+            data[name] = [_json(c) for c in data[name]]
+        counts = np.fromiter((len(r.chunk_times) for r in records), dtype=np.int64, count=len(records))
+        data["num_chunks"] = counts
+        total = int(counts.sum())
+        times = np.fromiter(itertools.chain.from_iterable(r.chunk_times for r in records),
+                            dtype=float, count=total)
+        tokens = np.fromiter(itertools.chain.from_iterable(r.chunk_tokens for r in records),
+                             dtype=np.int64, count=total)
+        return cls(pd.DataFrame(data, columns=[*SCALAR_FIELDS, "num_chunks"]), times, tokens)
+
+    def to_records(self) -> list[RequestRecord]:
+        """Back to objects (for code that walks requests one by one, e.g. a replay)."""
+        cols = {name: _python_values(self.requests[name], name in INT_FIELDS) for name in SCALAR_FIELDS}
+        for name in _COUNT_FIELDS:
+            cols[name] = [json.loads(c) if c else {} for c in cols[name]]
+        bounds = self.offsets
+        times, tokens = self.chunk_times.tolist(), self.chunk_tokens.tolist()
+        return [RequestRecord(**{name: cols[name][i] for name in SCALAR_FIELDS},
+                              chunk_times=times[bounds[i]:bounds[i + 1]],
+                              chunk_tokens=tokens[bounds[i]:bounds[i + 1]])
+                for i in range(len(self))]
+
+    # --- the shape of the chunk table --------------------------------------------------------
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """Request i's chunks are ``chunk_*[offsets[i]:offsets[i + 1]]``."""
+        return np.concatenate([[0], np.cumsum(self.requests["num_chunks"].to_numpy(np.int64))])
+
+    @property
+    def chunk_row(self) -> np.ndarray:
+        """The request row (position, not id) of every chunk."""
+        return np.repeat(np.arange(len(self)), self.requests["num_chunks"].to_numpy(np.int64))
+
+    def numbers(self, name: str) -> np.ndarray:
+        """A numeric column as floats, NaN where a request has none."""
+        return self.requests[name].to_numpy(dtype=float, na_value=np.nan)
+
+    def missing(self, name: str) -> np.ndarray:
+        """Where a column has no value."""
+        return self.requests[name].isna().to_numpy()
+
+    # --- files --------------------------------------------------------------------------------
+
+    def write(self, out_dir: str | os.PathLike) -> dict[str, Path]:
+        """Writes ``requests.parquet`` and ``tokens.parquet`` (each to a temporary name first)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        requests = pa.Table.from_pandas(self.requests, schema=_requests_schema(pa), preserve_index=False)
+        ids = np.repeat(self.requests["request_id"].to_numpy(np.int64),
+                        self.requests["num_chunks"].to_numpy(np.int64))
+        tokens = pa.table({"request_id": ids, "time": self.chunk_times,
+                           "tokens": self.chunk_tokens.astype(np.int64)})
+        paths = {}
+        for name, table in (("requests", requests), ("tokens", tokens)):
+            path = out / (REQUESTS_FILE if name == "requests" else TOKENS_FILE)
+            tmp = path.with_name(path.name + ".tmp")
+            pq.write_table(table, tmp)
+            os.replace(tmp, path)
+            paths[name] = path
+        return paths
+
+    @classmethod
+    def read_parquet(cls, requests_path: str | os.PathLike) -> "RecordTable":
+        """``requests.parquet`` and the ``tokens.parquet`` beside it."""
+        import pyarrow.parquet as pq
+
+        path = Path(requests_path)
+        tokens_path = path.with_name(TOKENS_FILE)
+        try:
+            requests = pq.read_table(path).to_pandas()
+            tokens = pq.read_table(tokens_path).to_pandas()
+        except FileNotFoundError as exc:
+            raise UserError(f"{exc.filename}: not found (a run's records are {REQUESTS_FILE} "
+                            f"and {TOKENS_FILE} side by side)") from None
+        except Exception as exc:  # pyarrow's errors for a damaged or foreign file
+            raise UserError(f"{path}: not a readable records table ({type(exc).__name__}: {exc})") from None
+        missing = [c for c in (*SCALAR_FIELDS, "num_chunks") if c not in requests.columns]
+        if missing:
+            raise UserError(f"{path}: missing column(s) {', '.join(missing)}")
+        for column in ("request_id", "time", "tokens"):
+            if column not in tokens.columns:
+                raise UserError(f"{tokens_path}: missing column {column!r}")
+        try:
+            return cls(requests[[*SCALAR_FIELDS, "num_chunks"]], tokens["time"].to_numpy(float),
+                       tokens["tokens"].to_numpy(np.int64))
+        except UserError as exc:
+            raise UserError(f"{path}: {exc}") from None
+
+
+def _requests_schema(pa):
+    kinds = {"int": pa.int64(), "float": pa.float64(), "str": pa.string(), "dict": pa.string()}
+    return pa.schema([(n, kinds[_KIND[n]]) for n in SCALAR_FIELDS] + [("num_chunks", pa.int64())])
+
+
+def _json(counts: dict) -> str | None:
+    return json.dumps(counts, separators=(",", ":"), sort_keys=True) if counts else None
+
+
+def _python_values(column: pd.Series, integers: bool) -> list:
+    """A column as Python values, None where missing (ints come back as ints)."""
+    values = column.astype(object).where(column.notna(), None).tolist()
+    return [None if v is None else int(v) for v in values] if integers else values
+
+
+def read_table(path: str | os.PathLike) -> RecordTable:
+    """A run's records from a run directory, ``requests.parquet`` or ``requests.jsonl``.
+
+    In a directory the Parquet pair wins when present (the complete, converted form); else the
+    JSONL stream, which a live run writes as requests finish."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / REQUESTS_FILE if (p / REQUESTS_FILE).exists() else p / JSONL_FILE
+    if p.suffix == ".parquet":
+        return RecordTable.read_parquet(p)
+    return RecordTable.from_records(load_records(p))
+
+
+def read_records(path: str | os.PathLike) -> list[RequestRecord]:
+    """Like :func:`read_table`, as record objects."""
+    p = Path(path)
+    if p.suffix == ".jsonl":
+        return load_records(p)
+    return read_table(p).to_records()
