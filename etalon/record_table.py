@@ -142,7 +142,8 @@ class RecordTable:
             requests = pq.read_table(path).to_pandas()
             tokens = pq.read_table(tokens_path).to_pandas()
         except FileNotFoundError as exc:
-            raise UserError(f"{exc.filename}: not found (a run's records are {REQUESTS_FILE} "
+            missing = tokens_path if path.exists() else path
+            raise UserError(f"{missing}: not found (a run's records are {REQUESTS_FILE} "
                             f"and {TOKENS_FILE} side by side)") from None
         except Exception as exc:  # pyarrow's errors for a damaged or foreign file
             raise UserError(f"{path}: not a readable records table ({type(exc).__name__}: {exc})") from None

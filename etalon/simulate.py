@@ -1,7 +1,9 @@
 """``python -m etalon.simulate``: simulate a serving deployment under a workload.
 
-It writes the same ``requests.jsonl`` and ``summary.json`` as a live benchmark (plus the
-simulation's own section), so every metric, plot and report reads a simulated run unchanged.
+It writes the same records (``requests.parquet`` + ``tokens.parquet``), ``requests.csv`` and
+``summary.json`` as a live benchmark (plus the simulation's own section), so every metric, plot
+and report reads a simulated run unchanged. The simulator has every record at the end, so it
+writes the columns directly and no ``requests.jsonl`` stream.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import time
 
 from etalon.commands import entry_points
 from etalon.options import add_config_file_flag, add_options, config_from_args
-from etalon.records import RecordWriter
 from etalon.simulator.config import SimConfig
 
 PROG = "etalon.simulate"
@@ -30,6 +31,7 @@ def execute(ns) -> int:
 
 def simulate(cfg: SimConfig, *, quiet: bool = False) -> dict:
     """Runs one simulation and writes its outputs; returns the summary."""
+    from etalon.metrics.columns import RunColumns
     from etalon.metrics.summary import summarize
     from etalon.report.files import write_run_outputs
     from etalon.simulator.deployment import build_simulation
@@ -44,16 +46,16 @@ def simulate(cfg: SimConfig, *, quiet: bool = False) -> dict:
     started = time.perf_counter()
     result = sim.run(requests)
     wall = time.perf_counter() - started
-    out = cfg.outputs.prepare(fresh=("requests.jsonl",))
-    with RecordWriter(out / "requests.jsonl") as writer:
-        writer.write_all(result.records)
+    out = cfg.outputs.prepare(fresh=("requests.jsonl", "requests.parquet", "tokens.parquet"))
     measured = [r for r in result.records if r.scheduled_at >= cfg.warm_up]
+    columns = RunColumns.of(measured)
     summary = summarize(measured, ttft_deadline=cfg.deadlines.ttft_deadline,
-                        tbt_deadline=cfg.deadlines.tbt_deadline)
+                        tbt_deadline=cfg.deadlines.tbt_deadline, columns=columns)
     summary["simulation"] = {**simulation_summary(result), "wall_time_s": wall,
                              "num_requests": len(requests), "warm_up_s": cfg.warm_up}
-    paths = write_run_outputs(out, measured, summary, {"simulation": cfg.to_dict()},
-                              plots=not cfg.outputs.no_plots)
+    paths = write_run_outputs(out, columns, summary, {"simulation": cfg.to_dict()},
+                              plots=not cfg.outputs.no_plots,
+                              stored=result.records if len(measured) < len(result.records) else None)
     if not cfg.outputs.no_plots:
         paths.update(plot_timelines(result, out))
     if not quiet:

@@ -20,7 +20,8 @@ from etalon.commands import entry_points
 from etalon.engine.config import EngineConfig
 from etalon.metrics.latency import latency_series
 from etalon.options import add_options, apply_namespace, check_required, embed, option
-from etalon.records import load_records
+from etalon.record_table import read_records
+from etalon.report.files import write_csv
 
 PROG = "etalon.validate"
 DESCRIPTION = "Does the model predict the live run? Predicted vs measured."
@@ -32,7 +33,8 @@ PERCENTILES = (50, 90, 99)
 class ValidateConfig:
     REQUIRED: ClassVar[tuple[str, ...]] = ("requests", "profile")
 
-    requests: str | None = option(None, "a live run's requests.jsonl", metavar="FILE")
+    requests: str | None = option(None, "a live run's records: its directory, requests.jsonl or "
+                                         "requests.parquet", metavar="PATH")
     profile: str | None = option(None, "fitted profile (JSON) that times the simulator",
                                  metavar="FILE")
     roofline_model: str | None = option(None, "also simulate with a roofline of this model, its "
@@ -88,13 +90,13 @@ def _simulate(args: ValidateConfig, out: Path, name: str, **timing) -> list:
     cfg = SimConfig(replay=args.requests, engine=args.engine, perf=PerfModelConfig(**timing),
                     outputs=OutputConfig(output_dir=str(out / name), no_plots=True)).validate()
     simulate(cfg, quiet=True)
-    return load_records(out / name / "requests.jsonl")
+    return read_records(out / name)
 
 
 def validate(args: ValidateConfig) -> dict:
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    live = [r for r in load_records(args.requests) if r.ok]
+    live = [r for r in read_records(args.requests) if r.ok]
     if not live:
         raise UserError(f"{args.requests}: no successful requests to compare with")
     measured = percentiles(live)
@@ -133,15 +135,9 @@ def format_table(report: dict) -> str:
 
 
 def _write_csv(path: Path, report: dict) -> None:
-    import csv
-
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["model", "metric", "percentile", "measured_s", "predicted_s", "relative_error"])
-        for name, rows in report["models"].items():
-            for r in rows:
-                w.writerow([name, r["metric"], r["percentile"], r["measured_s"], r["predicted_s"],
-                            r["relative_error"]])
+    write_csv(path, ["model", "metric", "percentile", "measured_s", "predicted_s", "relative_error"],
+              ([name, r["metric"], r["percentile"], r["measured_s"], r["predicted_s"], r["relative_error"]]
+               for name, rows in report["models"].items() for r in rows))
 
 
 def _plot(live, models: dict, path: Path) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from etalon.record_table import read_records
 from etalon.registry import Registry, UnknownName, registry
 
 PLUGIN_SRC = Path(__file__).parent / "plugins" / "etalon_example_plugin"
@@ -58,7 +59,7 @@ def test_plugin_scheduler_runs_in_the_simulator(plugin_env, tmp_path):
     for scheduler in ("one-at-a-time", "vllm"):
         out = tmp_path / scheduler
         etalon(plugin_env, "simulate", "--scheduler", scheduler, "--output-dir", str(out), *common)
-        rows = [json.loads(line) for line in (out / "requests.jsonl").read_text().splitlines()]
+        rows = [vars(r) for r in read_records(out)]
         runs[scheduler] = sorted(rows, key=lambda r: r["chunk_times"][0])
     serial = runs["one-at-a-time"]
     for before, after in zip(serial, serial[1:]):

@@ -1,9 +1,13 @@
-"""Result files: summary/config JSON, per-metric CSVs with the right row counts, plots, redact."""
+"""Result files: summary/config JSON, the records as Parquet, requests.csv, plots, redact."""
 
 import csv
 import json
 
+import pandas as pd
+
+from etalon.metrics.latency import latency_series
 from etalon.metrics.summary import summarize
+from etalon.record_table import read_records, read_table
 from etalon.records import RequestRecord
 from etalon.report.files import redact, write_run_outputs
 
@@ -32,15 +36,21 @@ def test_files_are_written_with_matching_row_counts(tmp_path):
     assert json.loads(paths["summary"].read_text()) == json.loads(json.dumps(summary))
     assert json.loads(paths["config"].read_text()) == {"model": "m"}
     assert len(rows(paths["requests"])) == 5                   # every request, failed included
-    assert len(rows(tmp_path / "run" / "ttft.csv")) == 4        # successful requests only
-    # TBT: per request chunk 2 carries 2 tokens, chunk 3 one -> 3 samples per request.
-    tbt = rows(tmp_path / "run" / "tbt.csv")
-    assert len(tbt) == 12 and float(tbt[0]["tbt_s"]) == 0.125   # gap 0.25 over 2 tokens
-    assert len(rows(tmp_path / "run" / "dispatch_lag.csv")) == 5
-    assert len(rows(tmp_path / "run" / "fluidity_index.csv")) == 4
     requests = rows(paths["requests"])
     assert requests[4]["error_type"] == "timeout" and requests[4]["ttft"] == ""
     assert float(requests[0]["ttft"]) == 0.24
+    assert [r["ok"] for r in requests] == ["True"] * 4 + ["False"]
+    # chunk 2 carries 2 tokens 0.25 s after chunk 1, chunk 3 one 0.25 s later: max TBT 0.25
+    assert float(requests[0]["max_tbt"]) == 0.25 and float(requests[0]["tpot"]) == 0.5 / 3
+    # the records as columns: read back, they are the records written
+    assert paths["records"].name == "requests.parquet" and paths["tokens"].name == "tokens.parquet"
+    assert read_records(tmp_path / "run") == recs
+    tokens = pd.read_parquet(paths["tokens"])
+    assert list(tokens.columns) == ["request_id", "time", "tokens"] and len(tokens) == 12
+    # TBT from the stored columns: 3 samples per request, the first 0.25 s / 2 tokens
+    tbt = latency_series(read_table(tmp_path / "run"))["tbt"]
+    assert len(tbt) == 12 and tbt.values[0] == 0.125
+    assert not list((tmp_path / "run").glob("tbt.csv"))        # no per-sample CSVs any more
     for name in ("ttft_cdf", "tbt_cdf", "e2e_latency_cdf", "dispatch_lag_cdf",
                  "ttft_vs_prompt_tokens", "output_tokens_over_time"):
         assert paths[f"plot/{name}"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

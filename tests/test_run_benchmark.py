@@ -79,8 +79,8 @@ def test_quick_start_run_writes_every_output_and_wandb_offline(tmp_path, ray_clu
                 "--should-write-metrics", "--wandb-project", "etalon-test", "--wandb-group", "g",
                 "--wandb-run-name", "r", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
-    for name in ("requests.jsonl", "summary.json", "config.json", "ttft.csv", "tbt.csv",
-                 "requests.csv"):
+    for name in ("requests.jsonl", "requests.parquet", "tokens.parquet", "summary.json",
+                 "config.json", "requests.csv"):
         assert (out / name).is_file(), name
     assert list((out / "plots").glob("*.png"))
     summary = json.loads((out / "summary.json").read_text())
@@ -102,8 +102,8 @@ def test_api_key_never_written(embedded, tmp_path):
                          capture_output=True, text=True, timeout=120, env=env)
     assert res.returncode == 0, res.stderr
     for f in out.rglob("*"):
-        if f.is_file() and f.suffix in (".json", ".jsonl", ".csv"):
-            assert "sk-secret-123456" not in f.read_text(), f
+        if f.is_file():  # every file, the Parquet tables and plots included
+            assert b"sk-secret-123456" not in f.read_bytes(), f
 
 
 @pytest.mark.parametrize("args, needle", [

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from etalon.engine import Engine, EngineConfig
@@ -112,7 +113,11 @@ def test_simulate_cli_writes_live_run_files(tmp_path):
     assert summary["counts"]["num_completed"] == 200
     assert len(summary["simulation"]["replicas"]) == 2
     assert (out / "plots" / "kv_memory_over_time.png").is_file()
-    assert len((out / "requests.jsonl").read_text().splitlines()) == 200
+    # the simulator writes the columns directly: one row per request, every chunk in tokens
+    assert not (out / "requests.jsonl").exists()
+    requests, tokens = (pd.read_parquet(out / name) for name in ("requests.parquet", "tokens.parquet"))
+    assert len(requests) == 200 and requests["request_id"].is_unique
+    assert len(tokens) == requests["num_chunks"].sum() and set(tokens["request_id"]) == set(requests["request_id"])
 
 
 def test_simulate_config_rejects_unknown_keys(tmp_path):

@@ -1,6 +1,6 @@
 """Goodput: the requests per second that succeeded and met their latency deadlines.
 
-A request is good when it succeeded (``record.ok``), its TTFT **from send** (``first chunk -
+A request is good when it succeeded (``record.ok``), its TTFT **from send** (``first content chunk -
 sent_at``) is at most its D_ttft (the record's own ``ttft_deadline`` when set, else the
 run-wide one), and it had zero TBT misses under the slack-carry-over schedule of
 :mod:`etalon.metrics.deadlines` (first-token misses there are judged by TTFT, not again here).
@@ -66,12 +66,14 @@ def goodput(
     ttft_deadline: float | None,
     tbt_deadline: float | None,
     duration_s: float | None,
+    columns: RunColumns | None = None,
 ) -> Goodput | None:
-    """Goodput over a window of ``duration_s`` seconds; None when no deadline applies."""
+    """Goodput over a window of ``duration_s`` seconds; None when no deadline applies
+    (``columns``: the records' own, when the caller has built them)."""
     ttft_label = ttft_deadline_label(records, ttft_deadline)
     if ttft_label is None and tbt_deadline is None:
         return None
-    n_good = sum(good_mask(records, ttft_deadline, tbt_deadline))
+    n_good = sum(good_mask(columns if columns is not None else records, ttft_deadline, tbt_deadline))
     return Goodput(
         num_good=n_good,
         num_requests=len(records),

@@ -15,6 +15,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from etalon.cli_errors import UserError
+from etalon.metrics.columns import RunColumns
 from etalon.metrics.deadlines import (
     Timelines, evaluate_timelines, min_tbt_deadlines, run_wide_ttft, ttft_deadline_label,
 )
@@ -41,6 +42,7 @@ def summarize(
     fluid_min_fluidity: float = 0.9,
     fluid_percentile: float = 1.0,
     length_tolerance: LengthTolerance = TOLERANCE,
+    columns: RunColumns | None = None,
 ) -> dict:
     """Summarises a run. Deadlines are seconds; None skips what needs them.
 
@@ -52,17 +54,20 @@ def summarize(
 
     Records with their own ``ttft_deadline`` are judged by it; ``ttft_deadline`` is the
     run-wide one for the rest. ``parameters.ttft_deadline_s`` is that run-wide value, or
-    ``"per-request"`` when there is none and records carry their own.
+    ``"per-request"`` when there is none and records carry their own. ``columns``: the
+    records' own (:class:`RunColumns`), when the caller has built them.
     """
     ttft_deadline = run_wide_ttft(ttft_deadline)
     for name, value in (("ttft_deadline", ttft_deadline), ("tbt_deadline", tbt_deadline)):
         if value is not None and value <= 0:
             raise UserError(f"{name} must be > 0 seconds, got {value}")
     records = list(records)
+    if columns is None:  # built once: the latency, deadline and goodput arrays
+        columns = RunColumns.of(records)
     tput = throughput(records)
     load = check_load(records, target_qps=target_qps, lag_threshold_s=lag_threshold_s,
                       min_rate_fraction=min_rate_fraction)
-    good = goodput(records, ttft_deadline, tbt_deadline, tput.duration_s)
+    good = goodput(records, ttft_deadline, tbt_deadline, tput.duration_s, columns=columns)
     outputs = output_lengths(records, length_tolerance)
     return {
         "schema_version": SCHEMA_VERSION,
@@ -78,13 +83,14 @@ def summarize(
         "counts": count_summary(records),
         "latency": {
             name: {"unit": s.spec.unit, "includes": s.spec.includes, **s.distribution().to_dict()}
-            for name, s in latency_series(records).items()
+            for name, s in latency_series(columns).items()
         },
         "throughput": tput.to_dict(),
         "load": load.to_dict(),
         "lengths": {"output": outputs.to_dict(), "prompt": prompt_lengths(records)},
         "deadlines": deadline_summary(records, ttft_deadline, tbt_deadline,
-                                      min_fluidity=fluid_min_fluidity, percentile=fluid_percentile),
+                                      min_fluidity=fluid_min_fluidity, percentile=fluid_percentile,
+                                      columns=columns),
         "goodput": good.to_dict() if good else None,
         "warnings": [w for w in (load.warning, outputs.warning) if w],
     }
@@ -122,15 +128,17 @@ def deadline_summary(
     *,
     min_fluidity: float = 0.9,
     percentile: float = 1.0,
+    columns: RunColumns | None = None,
 ) -> dict:
-    """Deadline metrics over successful requests with tokens.
+    """Deadline metrics over successful requests with tokens (``columns``: the records' own,
+    when the caller has built them).
 
     ``min_tbt_deadline`` and ``fluid_token_rate`` need no TBT deadline (they search for one);
     miss counts, mean miss rate and the fluidity distribution are None without ``tbt_deadline``.
     ``num_own_ttft_deadlines`` counts the evaluated requests judged by their record's own TTFT
     deadline instead of ``ttft_deadline``.
     """
-    tl = Timelines.from_records(records)
+    tl = Timelines.from_records(columns if columns is not None else records)
     out: dict = {
         "includes": "completed requests (no error, >= 1 streamed token)",
         "ttft_deadline_s": ttft_deadline_label(records, ttft_deadline),

@@ -1,7 +1,13 @@
-"""Writes a run's result files: summary.json, config.json (redacted), per-metric CSVs, plots.
+"""Writes a run's result files: summary.json, config.json (redacted), the records as Parquet,
+requests.csv, plots.
 
 Results are written before plots, and each file is written to a temporary name and renamed,
 so a crash or a plotting failure never leaves a half-written summary behind.
+
+Per-sample CSVs (one line per TBT sample: 4.4 M lines, 15 s, for a 10k-request ShareGPT run)
+are gone: every per-request metric is a column of ``requests.csv`` and every chunk a row of
+``tokens.parquet``, from which any per-token metric is one vectorised step
+(``etalon.metrics.latency.latency_series(read_table(run_dir))``).
 """
 
 from __future__ import annotations
@@ -12,60 +18,49 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
-from etalon.metrics.latency import latency_series
-from etalon.metrics.per_request import COLUMNS, request_rows
+from etalon.metrics.columns import RunColumns
+from etalon.metrics.per_request import request_frame
+from etalon.record_table import RecordTable
 from etalon.records import RequestRecord
 from etalon.report.plots import make_plots
 from etalon.report.redact import redact
 
 __all__ = ["write_run_outputs", "redact", "write_json", "write_csv"]
 
-# Per-request deadline columns of requests.csv that also get a CSV of their own.
-DEADLINE_CSVS: tuple[str, ...] = ("fluidity_index", "deadline_misses", "min_tbt_deadline")
-_UNIT_SUFFIX = {"s": "_s", "s/token": "_s_per_token"}
-
 
 def write_run_outputs(
     output_dir: str | Path,
-    records: Sequence[RequestRecord],
+    records: "Sequence[RequestRecord] | RecordTable | RunColumns",
     summary: dict,
     config: dict,
     *,
     plots: bool = True,
+    stored: "Sequence[RequestRecord] | None" = None,
 ) -> dict[str, Path]:
     """Writes every result file into ``output_dir``; returns ``{name: path}``.
 
-    Names: ``summary``, ``config``, ``requests`` (the flat table), ``csv/<metric>`` for each
-    per-metric CSV and ``plot/<plot>`` for each PNG under ``plots/``.
+    Names: ``summary``, ``config``, ``records`` (``requests.parquet``), ``tokens``
+    (``tokens.parquet``), ``requests`` (``requests.csv``, the flat per-request table) and
+    ``plot/<plot>`` for each PNG under ``plots/``. ``stored``: the records the Parquet pair
+    keeps when they are more than the measured ones (a simulation's warm-up requests).
     """
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    records = list(records)
+    columns = RunColumns.of(records)
     params = summary.get("parameters", {}) if isinstance(summary, dict) else {}
-    ttft_d, tbt_d = params.get("ttft_deadline_s"), params.get("tbt_deadline_s")
-
     paths = {
         "summary": write_json(out / "summary.json", summary),
         "config": write_json(out / "config.json", redact(config)),
     }
-    for name, series in latency_series(records).items():
-        column = name + _UNIT_SUFFIX.get(series.spec.unit, "")
-        paths[f"csv/{name}"] = write_csv(
-            out / f"{name}.csv", ("request_id", column), zip(series.request_ids, series.values)
-        )
-    rows = request_rows(records, ttft_d, tbt_d)
-    paths["requests"] = write_csv(out / "requests.csv", COLUMNS,
-                                  ([row[c] for c in COLUMNS] for row in rows))
-    for name in DEADLINE_CSVS:
-        values = [(row["request_id"], row[name]) for row in rows if row[name] is not None]
-        if values:
-            column = name + ("_s" if name == "min_tbt_deadline" else "")
-            paths[f"csv/{name}"] = write_csv(out / f"{name}.csv", ("request_id", column), values)
+    written = (columns.table if stored is None else RecordTable.from_records(stored)).write(out)
+    paths["records"], paths["tokens"] = written["requests"], written["tokens"]
+    frame = request_frame(columns, params.get("ttft_deadline_s"), params.get("tbt_deadline_s"))
+    paths["requests"] = _atomic_write(out / "requests.csv", lambda fh: frame.to_csv(fh, index=False))
     if plots:
         try:
-            for name, path in make_plots(records, out / "plots").items():
+            for name, path in make_plots(columns, out / "plots").items():
                 paths[f"plot/{name}"] = path
         except Exception as exc:  # plots are a view; the results above are already safe
             print(f"etalon: warning: plots were not written ({type(exc).__name__}: {exc})",

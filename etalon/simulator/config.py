@@ -51,8 +51,9 @@ class SimConfig:
     engine: EngineConfig = embed(EngineConfig, title="engine (per replica)")
     disaggregation: DisaggregationConfig = embed(DisaggregationConfig,
                                                  title="disaggregated serving")
-    replay: str | None = option(None, "replay a live run's requests.jsonl (its arrivals and "
-                                      "lengths)", metavar="FILE")
+    replay: str | None = option(None, "replay a live run's records (its directory, "
+                                      "requests.jsonl or requests.parquet: its arrivals and "
+                                      "lengths)", metavar="PATH")
     duration: float | None = option(None, "only requests arriving before this many seconds")
     warm_up: float = option(0.0, "leave requests arriving before this many seconds out of the "
                                  "summary")

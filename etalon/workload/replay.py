@@ -1,4 +1,5 @@
-"""Replays a recorded run: its requests, with their real scheduled arrivals and lengths.
+"""Replays a recorded run (its ``requests.jsonl``, ``requests.parquet`` or run directory): its
+requests, with their real scheduled arrivals and lengths.
 
 Token counts prefer what the server reported (so a simulation of a live run sees the prompt the
 server saw), falling back to what was requested.
@@ -9,13 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from etalon.cli_errors import UserError
-from etalon.records import iter_records
+from etalon.record_table import read_records
 from etalon.workload.request import Request
 
 
 def requests_from_records(path: str | Path) -> list[Request]:
     out = []
-    for rec in iter_records(path):
+    for rec in read_records(path):
         prompt = rec.num_prompt_tokens or rec.requested_prompt_tokens
         output = (rec.num_output_tokens if rec.ok and rec.num_output_tokens
                   else rec.requested_output_tokens)

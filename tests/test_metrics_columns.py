@@ -1,0 +1,148 @@
+"""The columnar metrics agree with the per-record definitions on random records, and a run's
+records survive the Parquet pair (and load from any of its forms).
+
+The references below are written from the definitions (``RequestRecord``'s properties, the
+per-token TBT convention, the deadline rule of ``etalon.metrics.deadlines``' docstring) one
+request and one token at a time in plain Python, independently of the arrays under test.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+
+import numpy as np
+import pytest
+
+from etalon.cli_errors import UserError
+from etalon.metrics.goodput import good_mask
+from etalon.metrics.latency import latency_series
+from etalon.metrics.per_request import request_rows
+from etalon.record_table import RecordTable, read_records, read_table
+from etalon.records import RecordWriter, RequestRecord
+
+
+def random_records(seed: int, n: int = 60) -> list[RequestRecord]:
+    """Completed, empty, failed and unfinished requests; zero-token and multi-token chunks;
+    some with their own TTFT deadline, some never sent."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        t0 = rng.uniform(0, 20)
+        kind = rng.choice(["ok", "ok", "ok", "ok", "empty", "failed", "unfinished", "unsent"])
+        sent = None if kind == "unsent" else t0 + rng.uniform(0, 0.05)
+        times, tokens, t = [], [], (sent or t0)
+        if kind in ("ok", "failed", "unfinished"):
+            for _ in range(rng.randint(0 if kind != "ok" else 1, 12)):
+                t += rng.expovariate(20)
+                times.append(t)
+                tokens.append(rng.choice([0, 1, 1, 1, 2, 4]))
+            if kind == "ok" and not any(tokens):
+                tokens[-1] = 1
+        completed = None if kind in ("unfinished", "unsent") else t + 0.001
+        out.append(RequestRecord(
+            request_id=i, scheduled_at=t0, sent_at=sent, completed_at=completed,
+            chunk_times=times, chunk_tokens=tokens, requested_prompt_tokens=rng.randint(1, 500),
+            requested_output_tokens=12,
+            num_output_tokens=rng.choice([None, sum(tokens)]) if kind == "ok" else None,
+            output_tokens_source="usage", error_type="timeout" if kind == "failed" else None,
+            ttft_deadline=rng.choice([None, None, 0.05, 0.2]),
+            prompt_token_counts=rng.choice([{}, {"usage": 7, "tokenizer": 6}])))
+    return out
+
+
+def first_token(r: RequestRecord) -> float:
+    """The first chunk that carried a token (a zero-token chunk is not a first token)."""
+    return next(t for t, k in zip(r.chunk_times, r.chunk_tokens) if k > 0)
+
+
+def reference_tbt(r: RequestRecord) -> list[float]:
+    chunks = [(t, k) for t, k in zip(r.chunk_times, r.chunk_tokens) if k > 0]
+    return [(t - prev) / k for (prev, _), (t, k) in zip(chunks, chunks[1:]) for _ in range(k)]
+
+
+def reference_deadlines(r: RequestRecord, ttft: float | None, tbt: float) -> tuple[int, int]:
+    """(on time, misses) by the rule: the next deadline is max(d, t) + D_tbt."""
+    times = [t for t, k in zip(r.chunk_times, r.chunk_tokens) for _ in range(k)]
+    ttft = r.ttft_deadline if r.ttft_deadline is not None else ttft
+    on_time = misses = 0
+    d = r.scheduled_at + ttft if ttft is not None else times[0]
+    for i, t in enumerate(times):
+        if t <= d:
+            on_time += 1 if (i > 0 or ttft is not None) else 0
+        else:
+            misses += math.floor((t - d) / tbt) + 1
+        d = max(d, t) + tbt
+    return on_time, misses
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_columnar_metrics_match_the_per_record_definitions(seed):
+    recs = random_records(seed)
+    series = latency_series(recs)
+    ok = [r for r in recs if r.ok]
+    assert series["ttft"].values.tolist() == pytest.approx(
+        [first_token(r) - r.sent_at for r in ok if r.sent_at is not None])
+    assert series["e2e_latency"].values.tolist() == pytest.approx([r.e2e_latency for r in ok])
+    assert series["dispatch_lag"].values.tolist() == pytest.approx(
+        [r.dispatch_lag for r in recs if r.sent_at is not None])
+    assert series["empty_response_latency"].request_ids.tolist() == [r.request_id for r in recs if r.empty]
+    assert series["tbt"].values.tolist() == pytest.approx([x for r in ok for x in reference_tbt(r)])
+    assert series["tbt"].request_ids.tolist() == [r.request_id for r in ok for _ in reference_tbt(r)]
+
+    ttft_d, tbt_d = 0.1, 0.03
+    rows = request_rows(recs, ttft_d, tbt_d)
+    good = good_mask(recs, ttft_d, tbt_d)
+    for r, row, is_good in zip(recs, rows, good):
+        assert row["request_id"] == r.request_id and row["outcome"] == r.outcome and row["ok"] == r.ok
+        if not r.ok:
+            assert row["ttft"] is None and row["deadline_misses"] is None and not is_good
+            continue
+        on_time, misses = reference_deadlines(r, ttft_d, tbt_d)
+        assert (row["deadline_misses"], row["fluidity_index"]) == (misses, pytest.approx(on_time / (on_time + misses)))
+        tbts = reference_tbt(r)
+        assert row["max_tbt"] == (pytest.approx(max(tbts)) if tbts else None)
+        # good: TTFT from send within its deadline and no TBT miss (first-token misses aside)
+        due = r.ttft_deadline if r.ttft_deadline is not None else ttft_d
+        assert is_good == (first_token(r) - r.sent_at <= due and reference_tbt_misses(r, due, tbt_d) == 0), r
+
+
+def reference_tbt_misses(r: RequestRecord, ttft: float, tbt: float) -> int:
+    """Misses after the first token, under the same schedule (first-token misses left out)."""
+    times = [t for t, k in zip(r.chunk_times, r.chunk_tokens) for _ in range(k)]
+    d, misses = r.scheduled_at + ttft, 0
+    for i, t in enumerate(times):
+        if t > d and i > 0:
+            misses += math.floor((t - d) / tbt) + 1
+        d = max(d, t) + tbt
+    return misses
+
+
+def test_a_run_reads_back_from_parquet_jsonl_or_its_directory(tmp_path):
+    recs = random_records(7)
+    RecordTable.from_records(recs).write(tmp_path / "pq")
+    with RecordWriter(tmp_path / "js" / "requests.jsonl") as w:
+        w.write_all(recs)
+    for where in (tmp_path / "pq", tmp_path / "pq" / "requests.parquet", tmp_path / "js",
+                  tmp_path / "js" / "requests.jsonl"):
+        assert read_records(where) == recs, where
+    table = read_table(tmp_path / "pq")
+    assert len(table) == 60 and table.chunk_times.tolist() == [t for r in recs for t in r.chunk_times]
+
+
+def test_a_damaged_table_is_one_line_naming_the_file(tmp_path):
+    RecordTable.from_records(random_records(1)).write(tmp_path)
+    (tmp_path / "tokens.parquet").unlink()
+    with pytest.raises(UserError, match="tokens.parquet: not found"):
+        read_table(tmp_path)
+    (tmp_path / "requests.parquet").write_bytes(b"not parquet at all")
+    (tmp_path / "tokens.parquet").write_bytes(b"PAR1")
+    with pytest.raises(UserError, match="requests.parquet: not a readable records table"):
+        read_table(tmp_path / "requests.parquet")
+
+
+def test_chunk_counts_must_match_the_chunk_table():
+    table = RecordTable.from_records(random_records(2))
+    with pytest.raises(UserError, match="chunks counted"):
+        RecordTable(table.requests, table.chunk_times[:-1], table.chunk_tokens[:-1])
+    assert np.array_equal(table.offsets[1:] - table.offsets[:-1], table.requests["num_chunks"])
