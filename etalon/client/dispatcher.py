@@ -10,6 +10,8 @@ generator that falls behind says so instead of silently closing the loop.
 from __future__ import annotations
 
 import asyncio
+import socket
+import sys
 import threading
 import time
 from collections import deque
@@ -31,6 +33,14 @@ class GeneratorStats:
 
 
 READY_TIMEOUT_S = 60.0
+
+
+def _ray_node_id() -> str | None:
+    """The Ray node this generator runs on; None outside a Ray worker (never imports Ray)."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return None
+    return ray.get_runtime_context().get_node_id()
 
 
 def _run_loop(coro) -> None:
@@ -94,7 +104,8 @@ class LoadGenerator:
         self._stop_after = stop_after
         self._loop.call_soon_threadsafe(self._go.set)
         return {"client_id": self.client_id, "anchor_wall": self.clock.anchor_wall,
-                "anchor_monotonic": self.clock.anchor_mono}
+                "anchor_monotonic": self.clock.anchor_mono, "wall_now": time.time(),
+                "host": socket.gethostname(), "node_id": _ray_node_id()}
 
     def drain(self) -> list[dict]:
         out = []
@@ -159,8 +170,10 @@ class LoadGenerator:
 
     async def _dispatch(self, client, gate: asyncio.Semaphore, tasks: set, clock: Clock) -> None:
         for (request, prompt), counts in zip(self._items, self._prompt_counts):
-            delay = clock.to_monotonic(request.arrival_time) - time.monotonic()
-            if delay > 0:
+            # a loop, not one sleep: uvloop's timers have millisecond resolution and fired up
+            # to 0.8 ms before the slot (a negative dispatch lag); the rest is yielded away
+            slot = clock.to_monotonic(request.arrival_time)
+            while (delay := slot - time.monotonic()) > 0:
                 await asyncio.sleep(delay)
             await gate.acquire()
             task = asyncio.create_task(self._one(client, gate, request, prompt, counts, clock))
