@@ -88,6 +88,13 @@ class RecordTable:
                               chunk_tokens=tokens[bounds[i]:bounds[i + 1]])
                 for i in range(len(self))]
 
+    def select(self, rows: np.ndarray) -> "RecordTable":
+        """The requests where the boolean mask ``rows`` is True, with their chunks."""
+        rows = np.asarray(rows, dtype=bool)
+        keep = rows[self.chunk_row]
+        return RecordTable(self.requests[rows].reset_index(drop=True), self.chunk_times[keep],
+                           self.chunk_tokens[keep])
+
     # --- the shape of the chunk table --------------------------------------------------------
 
     @property

@@ -16,7 +16,7 @@ from pathlib import Path
 from etalon.capacity_search.search import Probe
 from etalon.capacity_search.slo import SLO
 from etalon.cli_errors import UserError
-from etalon.record_table import read_records
+from etalon.record_table import read_table
 
 
 def simulated_probe(sim_settings: dict, slo: SLO, num_requests: int, out_dir: Path, where: str):
@@ -37,10 +37,9 @@ def simulated_probe(sim_settings: dict, slo: SLO, num_requests: int, out_dir: Pa
         data.update(output_dir=str(out), no_plots=True)
         cfg = from_mapping(SimConfig, data, where).validate()
         summary = simulate(cfg, quiet=True)
-        records = read_records(out)
-        warm = cfg.warm_up
-        passed, observed = slo.check([r for r in records if r.scheduled_at >= warm],
-                                     summary["load"]["fell_behind"])
+        table = read_table(out)
+        measured = table.select(table.numbers("scheduled_at") >= cfg.warm_up)
+        passed, observed = slo.check(measured, summary["load"]["fell_behind"])
         return Probe(qps, passed, observed, str(out))
 
     return probe
@@ -65,7 +64,7 @@ def live_probe(benchmark_args: list[str], slo: SLO, num_requests: int, out_dir: 
             last = (res.stderr.strip().splitlines() or ["no output"])[-1]
             raise UserError(f"{where}: the benchmark at {qps:g} req/s failed: {last}")
         summary = json.loads((out / "summary.json").read_text())
-        passed, observed = slo.check(read_records(out), summary["load"]["fell_behind"])
+        passed, observed = slo.check(read_table(out), summary["load"]["fell_behind"])
         return Probe(qps, passed, observed, str(out))
 
     return probe

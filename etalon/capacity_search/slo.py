@@ -13,8 +13,10 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from etalon.cli_errors import UserError
+from etalon.metrics.columns import RunColumns
 from etalon.metrics.latency import latency_series
-from etalon.metrics.per_request import request_rows
+from etalon.metrics.per_request import request_frame
+from etalon.record_table import RecordTable
 from etalon.records import RequestRecord
 
 
@@ -46,12 +48,13 @@ class SLO:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def check(self, records: list[RequestRecord], fell_behind: bool = False) -> tuple[bool, dict]:
+    def check(self, records: "list[RequestRecord] | RecordTable", fell_behind: bool = False) -> tuple[bool, dict]:
         """``(passed, observed)``: ``observed`` holds each measured value and the reasons it failed."""
         observed: dict = {"reasons": []}
         reasons = observed["reasons"]
+        records = RunColumns.of(records)
         n = len(records)
-        errors = sum(1 for r in records if not r.ok)
+        errors = int(n - records.ok.sum())
         observed["error_rate"] = errors / n if n else None
         if not n or errors / n > self.max_error_rate:
             reasons.append(f"error rate {errors}/{n} > {self.max_error_rate:g}")
@@ -68,8 +71,8 @@ class SLO:
             if value > limit:
                 reasons.append(f"p{q:g} {metric.upper()} {value * 1e3:.1f} ms > {limit * 1e3:.1f} ms")
         if self.tbt_deadline_s is not None:
-            rows = request_rows(records, self.ttft_deadline_s, self.tbt_deadline_s)
-            fluidity = np.array([r["fluidity_index"] for r in rows if r.get("fluidity_index") is not None])
+            frame = request_frame(records, self.ttft_deadline_s, self.tbt_deadline_s)
+            fluidity = frame["fluidity_index"].dropna().to_numpy(float)
             value = float(np.percentile(fluidity, self.fluidity_percentile)) if len(fluidity) else 0.0
             observed[f"fluidity_p{self.fluidity_percentile:g}"] = value
             if value < self.min_fluidity:
