@@ -1,8 +1,10 @@
 """How fast can the load generator dispatch on this machine while staying on schedule?
 
 For 1, 2 and 4 Ray clients, raise the Poisson rate until the p99 dispatch lag (sent − scheduled)
-exceeds 5 ms, against a server that streams 16 tokens immediately. Prints a table of the highest
-passing rate and the streamed tokens/s it carried. ``python benchmarks/loadgen_overhead.py``.
+exceeds 5 ms, against a server that streams 16 tokens immediately, in one write. Prints a table of
+the highest passing rate and the streamed tokens/s it carried. ``python
+benchmarks/loadgen_overhead.py``; ``--tokens 20 --per-token`` measures against 20 separate
+events per request, one token each (how ``vllm bench serve`` is usually run).
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from etalon.client.pool import PoolSpec, run_pool
 from etalon.workload.config import WorkloadConfig
 from etalon.workload.schedule import build_requests
 
-TOKENS = 16
 LAG_LIMIT = 0.005
 
 
@@ -31,13 +32,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def trial(base_url: str, clients: int, qps: float, seconds: float) -> tuple[float, float, int]:
+def trial(base_url: str, clients: int, qps: float, seconds: float, tokens: int) -> tuple[float, float, int]:
     n = max(50, int(qps * seconds))
     wl = WorkloadConfig.of(request_interval_generator_provider="poisson",
                         poisson_request_interval_generator_qps=qps,
                         request_length_generator_provider="fixed",
                         fixed_request_generator_prefill_tokens=8,
-                        fixed_request_generator_decode_tokens=TOKENS,
+                        fixed_request_generator_decode_tokens=tokens,
                         max_num_completed_requests=n, seed=7).validate()
     reqs = build_requests(wl)
     cfg = ClientConfig(base_url=base_url, model="m", ignore_eos=False)
@@ -47,9 +48,9 @@ def trial(base_url: str, clients: int, qps: float, seconds: float) -> tuple[floa
     run_pool(spec, reqs, recs.append)
     lags = np.array([r["sent_at"] - r["scheduled_at"] for r in recs if r["sent_at"] is not None])
     errors = sum(1 for r in recs if r["error_type"])
-    tokens = sum(r["num_output_tokens"] or 0 for r in recs)
+    streamed = sum(r["num_output_tokens"] or 0 for r in recs)
     span = max(r["completed_at"] or 0 for r in recs) - min(r["scheduled_at"] for r in recs)
-    return float(np.percentile(lags, 99)), tokens / span, errors
+    return float(np.percentile(lags, 99)), streamed / span, errors
 
 
 def main() -> None:
@@ -57,13 +58,15 @@ def main() -> None:
     p.add_argument("--clients", type=int, nargs="+", default=[1, 2, 4])
     p.add_argument("--rates", type=float, nargs="+", default=[25, 50, 100, 150, 200, 300, 400, 600])
     p.add_argument("--seconds", type=float, default=4.0)
+    p.add_argument("--tokens", type=int, default=16, help="tokens per request")
+    p.add_argument("--per-token", action="store_true", help="one write per token (see instant_server)")
     args = p.parse_args()
     import ray
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     port = free_port()
     server = subprocess.Popen([sys.executable, str(Path(__file__).with_name("instant_server.py")),
-                               str(port)])
+                               str(port), *(["--per-token"] if args.per_token else [])])
     time.sleep(1.5)
     base = f"http://127.0.0.1:{port}/v1"
     print(f"{'clients':>7} {'rate (req/s)':>12} {'p99 lag (ms)':>12} {'tokens/s':>9} {'errors':>6}")
@@ -71,7 +74,7 @@ def main() -> None:
     try:
         for clients in args.clients:
             for qps in args.rates:
-                lag, tps, errors = trial(base, clients, qps, args.seconds)
+                lag, tps, errors = trial(base, clients, qps, args.seconds, args.tokens)
                 print(f"{clients:>7} {qps:>12g} {lag * 1e3:>12.2f} {tps:>9.0f} {errors:>6}", flush=True)
                 if lag > LAG_LIMIT or errors:
                     break
