@@ -177,6 +177,7 @@ def _dispatch(spec: PoolSpec, requests, out: Path, cfg: BenchmarkConfig,
 
 def _finish(outcome: Dispatched, run_config: dict, out: Path, cfg: BenchmarkConfig,
             requests) -> int:
+    from etalon.metrics.columns import RunColumns
     from etalon.metrics.summary import summarize
     from etalon.report.console import print_summary
     from etalon.report.files import write_run_outputs
@@ -184,7 +185,8 @@ def _finish(outcome: Dispatched, run_config: dict, out: Path, cfg: BenchmarkConf
     records = sorted(outcome.records, key=lambda r: r.request_id)
     # The load check compares sends with the realised schedule (not the nominal rate, which a
     # short Poisson schedule misses by sampling noise alone); the nominal rate is reported.
-    summary = summarize(records, ttft_deadline=cfg.deadlines.ttft_deadline,
+    columns = RunColumns.of(records)  # built once: for the summary and the result files
+    summary = summarize(records, columns=columns, ttft_deadline=cfg.deadlines.ttft_deadline,
                         tbt_deadline=cfg.deadlines.tbt_deadline)
     if cfg.prefill_profile is not None:
         summary["parameters"].update(ttft_slack_s=cfg.ttft_slack,
@@ -192,7 +194,7 @@ def _finish(outcome: Dispatched, run_config: dict, out: Path, cfg: BenchmarkConf
     summary["run"] = {"nominal_qps": cfg.workload.nominal_qps(), "num_scheduled": len(requests),
                       "not_dispatched": outcome.not_dispatched,
                       "clock_sync": outcome.clock_sync, "finished_at": time.time()}
-    paths = write_run_outputs(out, records, summary, run_config, plots=not cfg.outputs.no_plots)
+    paths = write_run_outputs(out, columns, summary, run_config, plots=not cfg.outputs.no_plots)
     print_summary(summary)
     print(f"{PROG}: results in {out}", file=sys.stderr)
     w = cfg.wandb

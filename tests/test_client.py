@@ -8,7 +8,7 @@ import pytest
 from etalon.client import ClientConfig
 from etalon.client.pool import PoolSpec, run_pool
 from etalon.client.token_accounting import split_tokens
-from etalon.metrics.latency import tbt_samples
+from etalon.metrics.latency import latency_series
 from etalon.records import RequestRecord
 from etalon.workload.request import Request
 
@@ -31,8 +31,7 @@ def test_measured_ttft_and_tbt_match_programmed_delays(programmed_server):
     recs = run(programmed_server.base_url, schedule(8, 0.15, output=12))
     assert all(r.ok for r in recs)
     ttft = np.median([r.ttft for r in recs])
-    tbt = np.median(np.concatenate([tbt_samples(np.array(r.chunk_times), np.array(r.chunk_tokens))
-                                    for r in recs]))
+    tbt = np.median(latency_series(recs)["tbt"].values)
     assert ttft == pytest.approx(0.050, abs=0.005)
     assert tbt == pytest.approx(0.020, abs=0.003)
     for r in recs:

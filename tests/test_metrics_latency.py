@@ -2,7 +2,7 @@
 
 import pytest
 
-from etalon.metrics.latency import latency_series, tbt_samples, tpot
+from etalon.metrics.latency import latency_series
 from etalon.records import RequestRecord
 
 
@@ -35,11 +35,16 @@ def test_tbt_spreads_a_multi_token_chunk_gap_over_its_tokens():
     assert sum(s["tbt"].values) == pytest.approx(3.75 - 1.75)
 
 
+def tpot(record: RequestRecord) -> float | None:
+    """The record's TPOT sample, None when it has none."""
+    values = latency_series([record])["tpot"].values
+    return float(values[0]) if len(values) else None
+
+
 def test_extra_tokens_of_the_first_chunk_give_no_tbt_sample():
-    import numpy as np
-    samples = tbt_samples(np.array([1.0, 1.5]), np.array([2, 1]))
-    assert list(samples) == [0.5]
     r = make_record(chunk_times=[1.0, 1.5], chunk_tokens=[2, 1], num_output_tokens=3)
+    samples = latency_series([r])["tbt"].values
+    assert list(samples) == [0.5]
     assert tpot(r) == pytest.approx(0.5 / 2)
 
 

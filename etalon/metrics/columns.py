@@ -1,9 +1,9 @@
 """The per-request quantities every metric starts from, computed once over a run's columns.
 
-What ``RequestRecord``'s properties (``ok``, ``ttft``, ...) and :mod:`etalon.metrics.tokens`
+What ``RequestRecord``'s properties (``ok``, ``outcome``, ...) and :mod:`etalon.metrics.tokens`
 say about one request, as arrays over all of them: no Python call per request or per token.
-Content chunks are the ones that carried a token (a zero-token chunk never counts as a first
-token or resets a gap), exactly as :func:`etalon.metrics.tokens.content_chunks`.
+Content chunks are the ones that carried a token: a zero-token chunk never counts as a first
+token or resets a gap.
 """
 
 from __future__ import annotations
@@ -101,6 +101,27 @@ class RunColumns:
         has = self.num_chunks > 0
         out[has] = self.chunk_times[index[has]]
         return out
+
+    # --- per-request latencies (NaN where a request has none) ---------------------------------
+
+    @cached_property
+    def ttft(self) -> np.ndarray:
+        """First content chunk - sent_at."""
+        return self.first_chunk - self.sent_at
+
+    @cached_property
+    def tpot(self) -> np.ndarray:
+        """(last - first content chunk) / (output tokens - 1), for completed requests with 2+
+        content chunks and 2+ output tokens."""
+        n = self.output_tokens
+        defined = self.ok & (self.num_chunks >= 2) & (n >= 2)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(defined, (self.last_chunk - self.first_chunk) / (n - 1), np.nan)
+
+    def ttft_deadlines(self, default: float | None) -> np.ndarray:
+        """Each request's TTFT deadline (s): its own, else ``default``; NaN where it has none."""
+        own = self.own_ttft_deadline
+        return np.where(np.isnan(own), np.nan if default is None else default, own)
 
     # --- outcomes -----------------------------------------------------------------------------
 

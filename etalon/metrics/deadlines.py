@@ -58,11 +58,6 @@ def run_wide_ttft(value: float | str | None) -> float | None:
     return value
 
 
-def ttft_deadline_of(record: RequestRecord, default: float | None) -> float | None:
-    """The TTFT deadline (s) that applies to ``record``: its own, else ``default``."""
-    return record.ttft_deadline if record.ttft_deadline is not None else default
-
-
 def ttft_deadline_label(records: Iterable[RequestRecord],
                         ttft_deadline: float | None) -> float | str | None:
     """How a summary names the TTFT deadline: the run-wide seconds when given (records with

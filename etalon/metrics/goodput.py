@@ -48,11 +48,9 @@ def good_mask(
 ) -> list[bool]:
     """``mask[i]`` says whether request i is good (see the module docstring)."""
     c = RunColumns.of(records)
-    due = np.where(np.isnan(c.own_ttft_deadline),
-                   np.nan if ttft_deadline is None else ttft_deadline, c.own_ttft_deadline)
-    ttft = c.first_chunk - c.sent_at
+    due = c.ttft_deadlines(ttft_deadline)
     with np.errstate(invalid="ignore"):
-        mask = c.ok & (np.isnan(due) | (ttft <= due))
+        mask = c.ok & (np.isnan(due) | (c.ttft <= due))
     if tbt_deadline is not None:
         rows = np.flatnonzero(mask)
         tl = Timelines.from_columns(c, rows, rows)

@@ -23,7 +23,6 @@ import numpy as np
 
 from etalon.metrics.columns import RunColumns
 from etalon.metrics.series import MetricSpec, Series
-from etalon.metrics.tokens import content_chunks, output_tokens
 from etalon.record_table import RecordTable
 from etalon.records import RequestRecord
 
@@ -52,47 +51,29 @@ LATENCY_METRICS: tuple[MetricSpec, ...] = (
 )
 
 
-def tbt_samples(chunk_times: np.ndarray, chunk_tokens: np.ndarray) -> np.ndarray:
-    """Per-token TBT samples of one request's content chunks (see the module docstring)."""
-    if len(chunk_times) < 2:
-        return np.empty(0)
-    gaps = np.diff(chunk_times)
-    k = chunk_tokens[1:]
-    return np.repeat(gaps / k, k)
-
-
-def tpot(record: RequestRecord) -> float | None:
-    """Mean time per output token after the first; None unless 2+ chunks and 2+ tokens."""
-    times, _ = content_chunks(record)
-    n, _ = output_tokens(record)
-    if len(times) < 2 or n < 2:
-        return None
-    return float((times[-1] - times[0]) / (n - 1))
-
-
 def latency_series(records: "Iterable[RequestRecord] | RecordTable | RunColumns") -> dict[str, Series]:
     """Every latency metric of :data:`LATENCY_METRICS` as a :class:`Series`, keyed by name,
     computed over the run's columns (samples in request order)."""
     c = RunColumns.of(records)
     ids, ok, sent = c.request_id, c.ok, ~np.isnan(c.sent_at)
-    first, last, n_out = c.first_chunk, c.last_chunk, c.output_tokens
+    first, n_out = c.first_chunk, c.output_tokens
     e2e = c.completed_at - c.sent_at
     out = {spec.name: Series(spec) for spec in LATENCY_METRICS}
 
     def put(spec: MetricSpec, mask: np.ndarray, values: np.ndarray) -> None:
-        out[spec.name] = Series.of(spec, ids[mask], values[mask])
+        out[spec.name] = Series(spec, ids[mask], values[mask])
 
     put(DISPATCH_LAG, sent, c.sent_at - c.scheduled_at)
     put(EMPTY, c.empty & sent, e2e)
-    put(TTFT, ok & sent, first - c.sent_at)
+    put(TTFT, ok & sent, c.ttft)
     put(TTFT_FROM_SCHEDULE, ok, first - c.scheduled_at)
     chunk_ok = ok[c.chunk_row]
-    out[TOKENS_PER_CHUNK.name] = Series.of(TOKENS_PER_CHUNK, ids[c.chunk_row[chunk_ok]],
-                                           c.chunk_tokens[chunk_ok])
+    out[TOKENS_PER_CHUNK.name] = Series(TOKENS_PER_CHUNK, ids[c.chunk_row[chunk_ok]],
+                                        c.chunk_tokens[chunk_ok])
     rows, samples = c.tbt_samples()
-    out[TBT.name] = Series.of(TBT, ids[rows], samples)
+    out[TBT.name] = Series(TBT, ids[rows], samples)
+    put(TPOT, ~np.isnan(c.tpot), c.tpot)
     with np.errstate(divide="ignore", invalid="ignore"):
-        put(TPOT, ok & (c.num_chunks >= 2) & (n_out >= 2), (last - first) / (n_out - 1))
         put(E2E, ok & sent, e2e)
         put(NORMALIZED, ok & sent & (n_out >= 1), e2e / n_out)
     put(E2E_FROM_SCHEDULE, ok, c.completed_at - c.scheduled_at)

@@ -52,10 +52,9 @@ def request_frame(
     rows, samples = c.tbt_samples()
     np.fmax.at(max_tbt, rows, samples)
     with np.errstate(divide="ignore", invalid="ignore"):
-        tpot = np.where(ok & (c.num_chunks >= 2) & (n_out >= 2), (c.last_chunk - first) / (n_out - 1), np.nan)
         normalized = np.where(n_out > 0, e2e / n_out, np.nan)
-    own = c.own_ttft_deadline
-    has_deadline = (ttft_deadline is not None or tbt_deadline is not None or not np.isnan(own).all())
+    has_deadline = (ttft_deadline is not None or tbt_deadline is not None
+                    or not np.isnan(c.own_ttft_deadline).all())
     frame = pd.DataFrame({
         "request_id": c.request_id, "client_id": req["client_id"].to_numpy(),
         "replica_id": req["replica_id"].astype("Int64"),
@@ -71,12 +70,12 @@ def request_frame(
         "output_token_counts": req["output_token_counts"],
         "num_chunks": c.num_chunks,
         "dispatch_lag": c.sent_at - c.scheduled_at,
-        "ttft": np.where(ok, first - c.sent_at, np.nan),
+        "ttft": np.where(ok, c.ttft, np.nan),
         "ttft_from_schedule": np.where(ok, first - c.scheduled_at, np.nan),
-        "tpot": tpot, "max_tbt": max_tbt, "e2e_latency": e2e,
+        "tpot": c.tpot, "max_tbt": max_tbt, "e2e_latency": e2e,
         "e2e_latency_from_schedule": np.where(ok, c.completed_at - c.scheduled_at, np.nan),
         "normalized_latency": normalized,
-        "ttft_deadline": np.where(np.isnan(own), np.nan if ttft_deadline is None else ttft_deadline, own),
+        "ttft_deadline": c.ttft_deadlines(ttft_deadline),
         "deadline_misses": pd.array([pd.NA] * len(c), dtype="Int64"),
         "fluidity_index": np.full(len(c), np.nan),
         "min_tbt_deadline": np.full(len(c), np.nan),
