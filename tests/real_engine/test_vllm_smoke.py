@@ -9,8 +9,10 @@ accounting and simulator rely on (see docs/real_engine.md):
 * /v1/chat/completions counts the chat-template rendering (with the model's default system
   prompt and the generation prompt), ``== len(tok.apply_chat_template(msgs,
   add_generation_prompt=True))``;
-* with stream_interval=1 every streamed chunk carries exactly one token, including special
-  tokens whose text is '' (so a client must not count tokens by non-empty text);
+* with stream_interval=1 a streamed chunk usually carries one token, special tokens included
+  (their text is '', so a client must not count tokens by non-empty text) -- but not always:
+  when the HTTP side falls behind the engine (a busy CPU), vLLM v1 merges the deltas waiting
+  to be sent into one chunk, so a client takes the total from ``usage`` and spreads it;
 * chat streams start with one role-only chunk (no token); completion streams do not;
 * the usage chunk comes last, with ``choices == []``, then ``data: [DONE]``;
 * ``min_tokens`` is accepted and enforced; ``ignore_eos`` too.
@@ -89,7 +91,7 @@ def test_greedy_chat_answers_paris(vllm_server, post_json, real_tokenizer):
     assert r["usage"]["prompt_tokens"] == len(_chat_ids(real_tokenizer, messages))
 
 
-def test_streaming_completion_usage_and_one_token_per_chunk(vllm_server, post_stream, real_tokenizer):
+def test_streaming_completion_usage_and_tokens_per_chunk(vllm_server, post_stream, real_tokenizer):
     res = post_stream("/v1/completions", {
         "model": vllm_server.model_name, "prompt": QUESTION, "max_tokens": 16, "temperature": 0,
         "ignore_eos": True, "stream_options": {"include_usage": True}, "logprobs": 0,
@@ -106,16 +108,19 @@ def test_streaming_completion_usage_and_one_token_per_chunk(vllm_server, post_st
     assert usage["total_tokens"] == usage["prompt_tokens"] + 16
 
     chunks = _token_chunks(events)
-    assert len(chunks) == 16, [c["choices"][0]["text"] for c in chunks]  # no role/empty preamble
-    for c in chunks:  # logprobs show the one token each chunk carries
-        assert len(c["choices"][0]["logprobs"]["tokens"]) == 1
-    assert [c["choices"][0]["finish_reason"] for c in chunks] == [None] * 15 + ["length"]
-    texts = [c["choices"][0]["text"] for c in chunks]
-    # special tokens (<|im_end|>, <|im_start|>) stream as '' but still count as tokens
-    assert "" in texts
+    # logprobs show how many tokens each chunk carries: at least one (no role or empty
+    # preamble), several only where vLLM merged deltas not yet sent -- in all, the usage count
+    per_chunk = [len(c["choices"][0]["logprobs"]["tokens"]) for c in chunks]
+    assert min(per_chunk) >= 1 and sum(per_chunk) == 16, per_chunk
+    assert [c["choices"][0]["finish_reason"] for c in chunks] == [None] * (len(chunks) - 1) + ["length"]
+    # the greedy continuation starts with <|im_end|> and later <|im_start|>: special tokens
+    # stream as '' text, so the text re-encoded holds fewer tokens than were generated
+    text = "".join(c["choices"][0]["text"] for c in chunks)
+    assert "<|im_end|>" not in text and "assistant" in text
+    assert len(_ids(real_tokenizer(text))) < 16
 
 
-def test_streaming_chat_has_role_chunk_then_one_token_per_chunk(vllm_server, post_stream, real_tokenizer):
+def test_streaming_chat_has_role_chunk_then_tokens(vllm_server, post_stream, real_tokenizer):
     messages = [{"role": "user", "content": QUESTION}]
     res = post_stream("/v1/chat/completions", {
         "model": vllm_server.model_name, "messages": messages, "max_tokens": 16, "temperature": 0,
@@ -127,9 +132,10 @@ def test_streaming_chat_has_role_chunk_then_one_token_per_chunk(vllm_server, pos
     assert first.get("role") == "assistant" and first.get("content", "") == ""
     assert chunks[0]["usage"]["completion_tokens"] == 0  # the role chunk carries no token
     content = chunks[1:]
-    assert len(content) == 16
-    # continuous usage: the count goes up by exactly one per chunk
-    assert [c["usage"]["completion_tokens"] for c in content] == list(range(1, 17))
+    # continuous usage: the count goes up by at least one per chunk (by one unless vLLM
+    # merged deltas the HTTP side had not sent yet) and ends at the requested 16
+    counts = [c["usage"]["completion_tokens"] for c in content]
+    assert all(b > a for a, b in zip([0] + counts, counts)) and counts[-1] == 16, counts
     assert content[-1]["choices"][0]["finish_reason"] == "length"
     final = res["events"][-1]
     assert final["choices"] == [] and final["usage"]["completion_tokens"] == 16
@@ -185,4 +191,4 @@ def test_concurrent_streams_each_get_exact_token_counts(vllm_server, post_stream
     for res in results:
         assert res["done"]
         assert res["events"][-1]["usage"]["completion_tokens"] == 16
-        assert len(_token_chunks(res["events"])) == 16
+        assert 1 <= len(_token_chunks(res["events"])) <= 16  # four streams: merges likely
