@@ -408,6 +408,13 @@ def add_config_file_flag(parser: argparse.ArgumentParser, sections: str = "") ->
                              f"or '-'{sections}); flags given on the command line override it")
 
 
+def as_flags(settings: Mapping[str, Any]) -> list[str]:
+    """``{"max_batch_size": 4}`` → ``["--max-batch-size", "4"]``: a settings mapping as the
+    flags that set it (for a child process); ``None`` values are left out."""
+    return [part for k, v in settings.items() if v is not None
+            for part in (flag_of(str(k)), str(v))]
+
+
 def config_from_args(cls: type, ns: argparse.Namespace, *, what: str = "config file") -> Any:
     """Defaults, then ``--config FILE`` (when the namespace has one), then the typed flags."""
     path = getattr(ns, "config", None)

@@ -1,8 +1,9 @@
-"""Probes: run one load level against a deployment and judge it against the SLO.
+"""Probes: run one load level against a configuration and judge it against the SLO.
 
-A simulated probe runs ``etalon.simulate`` with the job's settings at the probe's Poisson rate;
-a live probe runs ``etalon.run_benchmark`` (a child process, exactly as a user would) at that
-rate. Both read back the records they wrote, so the SLO is judged by the same code.
+A simulated probe runs ``etalon.simulate`` in this process; a live probe runs
+``etalon.run_benchmark`` as a child process, exactly as a user would, from a config file it
+leaves in the probe's folder (``probe.yaml``: rerun it by hand to see the probe again). Both
+read back the records they wrote, so the SLO is judged by the same code.
 """
 
 from __future__ import annotations
@@ -13,27 +14,46 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
+from etalon.capacity_search.jobs import probe_workload
 from etalon.capacity_search.search import Probe
 from etalon.capacity_search.slo import SLO
 from etalon.cli_errors import UserError
 from etalon.record_table import read_table
 
+#: run_benchmark settings a live probe sets itself
+RESERVED_FLAGS = ("--poisson-request-interval-generator-qps", "--gamma-request-interval-generator-qps",
+                  "--request-interval-generator-provider", "--output-dir",
+                  "--max-num-completed-requests", "--config")
 
-def simulated_probe(sim_settings: dict, slo: SLO, num_requests: int, out_dir: Path, where: str):
+
+class Repeats:
+    """Counts the probes at each rate: a repeat gets its own folder and its own workload seed
+    (the same seed would replay the same requests, and a simulation would repeat exactly)."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir, self.seen = out_dir, {}
+
+    def next(self, qps: float) -> tuple[Path, int]:
+        n = self.seen.get(qps, 0)
+        self.seen[qps] = n + 1
+        return self.out_dir / (f"qps_{qps:.4g}" + (f"_r{n + 1}" if n else "")), n
+
+
+def simulated_probe(sim_settings: dict, workload: dict, slo: SLO, num_requests: int,
+                    out_dir: Path, where: str):
     """A probe function over a simulator config mapping (the ``etalon.simulate`` file schema)."""
-    from etalon.simulate import simulate
     from etalon.options import from_mapping
+    from etalon.simulate import simulate
     from etalon.simulator.config import SimConfig
 
-    from_mapping(SimConfig, copy.deepcopy(sim_settings), where).validate()  # fail before probing
+    repeats = Repeats(out_dir)
 
     def probe(qps: float) -> Probe:
+        out, n = repeats.next(qps)
         data = copy.deepcopy(sim_settings)
-        workload = data.setdefault("workload", {})
-        workload.update(request_interval_generator_provider="poisson",
-                        poisson_request_interval_generator_qps=qps,
-                        max_num_completed_requests=num_requests)
-        out = out_dir / f"qps_{qps:.4g}"
+        data["workload"] = probe_workload(data.get("workload"), workload, qps, num_requests, n)
         data.update(output_dir=str(out), no_plots=True)
         cfg = from_mapping(SimConfig, data, where).validate()
         summary = simulate(cfg, quiet=True)
@@ -45,20 +65,27 @@ def simulated_probe(sim_settings: dict, slo: SLO, num_requests: int, out_dir: Pa
     return probe
 
 
-def live_probe(benchmark_args: list[str], slo: SLO, num_requests: int, out_dir: Path, where: str):
-    """A probe function that runs ``run_benchmark`` with ``benchmark_args`` plus the rate."""
-    reserved = ("--poisson-request-interval-generator-qps", "--request-interval-generator-provider",
-                "--output-dir", "--max-num-completed-requests")
-    clash = [a for a in benchmark_args if a.split("=")[0] in reserved]
+def live_probe(settings: dict, extra_flags: list[str], workload: dict, slo: SLO,
+               num_requests: int, out_dir: Path, where: str):
+    """A probe function that runs ``run_benchmark`` with ``settings`` (its file keys: server,
+    model, clients, ...) and ``extra_flags``, at the probe's rate."""
+    clash = [a for a in extra_flags if a.split("=")[0] in RESERVED_FLAGS]
     if clash:
         raise UserError(f"{where}: benchmark_args must not set {clash}: the search sets them")
+    base = {"no_ray": True, **copy.deepcopy(settings)}
+    if "workload" in base:
+        raise UserError(f"{where}: benchmark: put the workload under the job's 'workloads'")
+
+    repeats = Repeats(out_dir)
 
     def probe(qps: float) -> Probe:
-        out = out_dir / f"qps_{qps:.4g}"
-        cmd = [sys.executable, "-m", "etalon.run_benchmark", "--no-progress", "--no-plots",
-               *benchmark_args, "--request-interval-generator-provider", "poisson",
-               "--poisson-request-interval-generator-qps", str(qps),
-               "--max-num-completed-requests", str(num_requests), "--output-dir", str(out)]
+        out, n = repeats.next(qps)
+        out.mkdir(parents=True, exist_ok=True)
+        config = {**base, "output_dir": str(out), "no_progress": True, "no_plots": True,
+                  "workload": probe_workload(None, workload, qps, num_requests, n)}
+        (out / "probe.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        cmd = [sys.executable, "-m", "etalon.run_benchmark", "--config", str(out / "probe.yaml"),
+               *extra_flags]
         res = subprocess.run(cmd, capture_output=True, text=True)
         if res.returncode != 0:
             last = (res.stderr.strip().splitlines() or ["no output"])[-1]

@@ -101,3 +101,37 @@ def log_to_wandb(
 def _warn(reason: str) -> None:
     print(f"etalon: warning: W&B logging failed, results are in the output files ({reason})",
           file=sys.stderr)
+
+
+def log_capacity_job(project: str, report: Mapping[str, Any], *, entity: str | None = None) -> int:
+    """Logs a capacity-search job: one run per probe, grouped by configuration, the probes of
+    the highest-capacity configuration tagged ``best``. Returns the number of runs logged; a
+    failure is one warning line (the job's files are already written)."""
+    try:
+        import wandb
+    except ImportError:
+        _warn("wandb is not installed (pip install wandb)")
+        return 0
+    logged = 0
+    slos = report.get("slos", {})
+    try:
+        for name, conf in report.get("configurations", {}).items():
+            search = conf.get("search") or {}
+            tags = ["capacity-search"] + (["best"] if name == report.get("best") else [])
+            for i, probe in enumerate(search.get("probes", [])):
+                config = {"configuration": name, "deployment": conf.get("deployment"),
+                          "kind": conf.get("kind"), "workload": conf.get("workload"),
+                          "slo_name": conf.get("slo"), "slo": slos.get(conf.get("slo"), {}),
+                          "qps": probe["qps"], "probe": i, "key": conf.get("key")}
+                run = wandb.init(project=project, group=name, name=f"{name}@{probe['qps']:.4g}",
+                                 entity=entity, tags=tags, config=redact(config),
+                                 settings=_settings(wandb), reinit=True)
+                run.summary.update(flatten({"passed": bool(probe["passed"]),
+                                            **{k: v for k, v in probe["observed"].items()
+                                               if k != "reasons"},
+                                            "capacity_qps": conf.get("capacity_qps")}))
+                run.finish()
+                logged += 1
+    except Exception as exc:
+        _warn(f"{type(exc).__name__}: {exc}")
+    return logged

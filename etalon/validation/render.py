@@ -6,7 +6,7 @@ as ``result.json``), so a saved result renders the same table again.
 
 from __future__ import annotations
 
-from etalon.validation.steps import as_flags
+from etalon.options import as_flags
 from etalon.validation.verdict import worst_error
 
 MODELS = ("anchored", "as_fitted", "roofline")

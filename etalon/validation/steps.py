@@ -13,19 +13,12 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from etalon.engine.config import EngineConfig
 from etalon.launchers.vllm_cpu import VllmCpuServer
+from etalon.options import as_flags
 from etalon.validation.job import ValidationJob
-
-
-def as_flags(options: Mapping[str, Any]) -> list[str]:
-    """``{"max_batch_size": 4}`` → ``["--max-batch-size", "4"]``; ``None`` values are left out."""
-    return [part for k, v in options.items() if v is not None
-            for part in (f"--{k.replace('_', '-')}", str(v))]
 
 
 def engine_flags(engine: EngineConfig) -> list[str]:

@@ -1,0 +1,180 @@
+"""Runs a job's configurations: each one's server up once, its search, its server down.
+
+Configurations that share a server (the same ``url`` or ``benchmark_args`` deployment) form a
+*lane* and run one after another; every other configuration is a lane of its own. Lanes run as
+Ray tasks that ask for what they need (a launched configuration its ``resources``: GPUs for
+TP×PP, which Ray pins to one node and exposes through ``CUDA_VISIBLE_DEVICES``; CPUs), so
+simulated and CPU-only configurations run side by side and ``--ray-address`` spreads them over
+a cluster. A failure (a server that never gets ready, a probe that cannot run) ends that
+configuration only: it is reported, its finished probes stay in its ledger.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from etalon.capacity_search.jobs import Configuration, Job
+from etalon.capacity_search.launch import LaunchError, start
+from etalon.capacity_search.ledger import ProbeLedger
+from etalon.capacity_search.probes import live_probe, simulated_probe
+from etalon.capacity_search.search import search_capacity
+from etalon.cli_errors import UserError
+from etalon.report.files import write_json
+
+
+@dataclass
+class ConfigResult:
+    """One configuration's outcome, as ``capacity.json`` stores it."""
+
+    config: dict
+    key: str
+    search: dict | None = None  # SearchResult.to_dict()
+    error: str | None = None
+    server: dict | None = None  # launched: pid, url, log, startup seconds
+    probes_run: int = 0
+    probes_reused: int = 0
+    seconds: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def capacity_qps(self) -> float | None:
+        return (self.search or {}).get("capacity_qps")
+
+    def to_dict(self) -> dict:
+        return {**self.config, "key": self.key, "capacity_qps": self.capacity_qps,
+                "error": self.error, "server": self.server, "probes_run": self.probes_run,
+                "probes_reused": self.probes_reused, "seconds": round(self.seconds, 2),
+                "search": self.search}
+
+
+def config_dir(out_dir: Path, conf: Configuration) -> Path:
+    return out_dir / conf.name
+
+
+def run_configuration(job: Job, conf: Configuration, out_dir: Path, verbose: bool = True) -> ConfigResult:
+    """Searches one configuration; its server (if launched) is stopped whatever happens."""
+    out = config_dir(out_dir, conf)
+    out.mkdir(parents=True, exist_ok=True)
+    where = f"configuration {conf.name!r}"
+    result = ConfigResult(conf.describe(), conf.key(job.num_requests))
+    ledger = ProbeLedger(out / "probes.jsonl", result.key)
+    began = time.monotonic()
+
+    def show(p) -> None:
+        if verbose:
+            verdict = "pass" if p.passed else "FAIL: " + "; ".join(p.observed.get("reasons", []))
+            print(f"  {conf.name}: {p.qps:8.3f} req/s  {verdict}", flush=True)
+
+    try:
+        with ExitStack() as stack:
+            probe = _probe(job, conf, out, where, stack, result)
+            sr = search_capacity(ledger.wrap(probe), job.search, show)
+            result.search = sr.to_dict()
+    except (LaunchError, UserError) as exc:
+        result.error = str(exc)
+        if verbose:
+            print(f"  {conf.name}: ERROR {exc}", flush=True)
+    result.probes_reused = ledger.reused
+    result.probes_run = sum(ledger.calls.values()) - ledger.reused
+    result.seconds = time.monotonic() - began
+    write_json(out / "capacity.json", result.to_dict())
+    return result
+
+
+def _probe(job: Job, conf: Configuration, out: Path, where: str, stack: ExitStack,
+           result: ConfigResult):
+    dep = conf.deployment
+    if conf.simulated:
+        return simulated_probe(dep.twin(), conf.workload, conf.slo, job.num_requests, out, where)
+    settings = dict(dep.benchmark)
+    if dep.kind == "url":
+        settings.update(server=dep.url, model=dep.model)
+    if dep.kind != "launched":
+        return live_probe(settings, dep.benchmark_args or [], conf.workload, conf.slo,
+                          job.num_requests, out, where)
+    probe = None
+
+    def first_start(qps: float):
+        # the server starts at the first probe the ledger cannot answer: a resumed job whose
+        # probes are all stored never starts it
+        nonlocal probe
+        if probe is None:
+            srv, url = start(dep.launch, out / "server.log", where)
+            stack.callback(srv.stop)
+            result.server = {"pid": srv.pid, "url": url, "log": str(srv.log_path),
+                             "startup_s": round(srv.startup_seconds or 0.0, 2)}
+            write_json(out / "server.json", result.server)
+            probe = live_probe({**settings, "server": url, "model": dep.served_model()},
+                               dep.benchmark_args or [], conf.workload, conf.slo,
+                               job.num_requests, out, where)
+        return probe(qps)
+
+    return first_start
+
+
+def lanes(configs: list[Configuration]) -> list[list[Configuration]]:
+    """Configurations that share a server run in one lane, in order; the rest alone."""
+    shared: dict[str, list[Configuration]] = {}
+    out: list[list[Configuration]] = []
+    for conf in configs:
+        if not conf.simulated and conf.deployment.kind in ("url", "benchmark"):
+            lane = shared.get(conf.deployment.name)
+            if lane is None:
+                lane = shared[conf.deployment.name] = []
+                out.append(lane)
+            lane.append(conf)
+        else:
+            out.append([conf])
+    return out
+
+
+def lane_resources(lane: list[Configuration]) -> dict:
+    """What Ray reserves for a lane: the largest of its configurations' ``resources``."""
+    cpus = max(float(c.deployment.resources.get("cpus", 1)) for c in lane)
+    gpus = 0.0 if all(c.simulated for c in lane) else \
+        max(float(c.deployment.resources.get("gpus", 0)) for c in lane)
+    return {"num_cpus": cpus, "num_gpus": gpus}
+
+
+def _run_lane(job: Job, lane: list[Configuration], out_dir: Path) -> list[ConfigResult]:
+    return [run_configuration(job, conf, out_dir) for conf in lane]
+
+
+def run_all(job: Job, configs: list[Configuration], out_dir: Path, use_ray: bool,
+            address: str | None) -> list[ConfigResult]:
+    """Every configuration's result, in the job's order."""
+    groups = lanes(configs)
+    if not use_ray or len(groups) == 1:
+        done = [r for lane in groups for r in _run_lane(job, lane, out_dir)]
+    else:
+        done = _run_on_ray(job, groups, out_dir, address)
+    order = {c.name: i for i, c in enumerate(configs)}
+    return sorted(done, key=lambda r: order[r.config["name"]])
+
+
+def _run_on_ray(job: Job, groups: list[list[Configuration]], out_dir: Path,
+                address: str | None) -> list[ConfigResult]:
+    import ray
+
+    from etalon.client.pool import init_ray
+
+    init_ray(address)
+    task = ray.remote(_run_lane)
+    refs = [task.options(**lane_resources(lane)).remote(job, lane, out_dir) for lane in groups]
+    try:
+        results: list[ConfigResult] = []
+        pending = list(refs)
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            for lane_results in ray.get(ready):
+                results += lane_results
+        return results
+    except BaseException:
+        # Ctrl-C or a crash: cancelling kills the lanes' workers, whose servers die with them
+        # (each server gets SIGTERM when the process that started it dies)
+        for ref in refs:
+            ray.cancel(ref, force=True)
+        raise

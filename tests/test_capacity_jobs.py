@@ -1,0 +1,228 @@
+"""Capacity-search jobs: expansion into configurations, launched servers, resume, errors.
+
+The live checks launch the embedded server with a programmed step time, so the capacity is
+known by construction: one request per 50 ms step (max_batch_size 1, one output token, a
+fixed 50 ms per step whatever the batch holds) serves at most mu = 20 req/s. With nearly
+regular arrivals (gamma, cv 0.05) below mu nothing queues, so TTFT stays ~50 ms; above it
+the queue grows by (1/mu - 1/lambda) per request, so over N = 60 requests the p90 TTFT
+passes 150 ms once 0.9 * 60 * (1/mu - 1/lambda) > 0.1 s, i.e. lambda > mu / (1 - 0.1 * mu /
+54) = 20.75 req/s. The true boundary therefore lies in [20, 20.75].
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from etalon.capacity_search.jobs import load_job
+from etalon.launchers.base import pid_alive
+
+MU = 20.0
+BOUNDARY_HIGH = MU / (1 - 0.1 * MU / 54)  # 20.75: see the module docstring
+
+
+def _perf_file(tmp_path: Path, step_s: float = 0.05) -> str:
+    perf = tmp_path / f"perf_{step_s * 1e3:g}ms.json"
+    perf.write_text(json.dumps({"kind": "parametric", "step_overhead": step_s, "per_prefill_token": 0,
+                                "per_attention_pair": 0, "per_decode_seq": 0, "per_context_token": 0}))
+    return str(perf)
+
+
+def _regular_workload(**extra) -> dict:
+    return {"request_interval_generator_provider": "gamma", "gamma_request_interval_generator_cv": 0.05,
+            "request_length_generator_provider": "fixed", "fixed_request_generator_prefill_tokens": 64,
+            "fixed_request_generator_decode_tokens": 1, **extra}
+
+
+def _run(cfg: Path, out: Path, *flags: str, timeout: float = 400) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "etalon.capacity_search", "--config", str(cfg),
+                           "--output-dir", str(out), "--no-plots", *flags],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _write(tmp_path: Path, job: dict, name: str = "job.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(job, sort_keys=False))
+    return path
+
+
+# ---- expansion and errors -------------------------------------------------------------------
+def test_job_expands_to_the_product_narrowed_by_rules(tmp_path):
+    job = load_job(_write(tmp_path, {
+        "slos": {"tight": {"ttft_max_s": 0.1}, "loose": {"ttft_max_s": 1.0}},
+        "workloads": {"short": {"fixed_request_generator_prefill_tokens": 64},
+                      "long": {"fixed_request_generator_prefill_tokens": 2048}},
+        "deployments": [{"name": "a", "launch": "embedded"},
+                        {"name": "b", "launch": {"kind": "embedded", "args": {"scheduler": "sarathi"}}},
+                        {"name": "sim", "simulate": {"scheduler": "orca"}}],
+        "exclude": [{"deployment": "sim", "workload": "long"}, {"slo": "tight", "workload": "long"}],
+    }))
+    names = [c.name for c in job.configurations()]
+    # 3 x 2 x 2 = 12, minus sim/long/* (2) and the remaining */long/tight (a, b): 8
+    assert names == ["a/short/tight", "a/short/loose", "a/long/loose", "b/short/tight",
+                     "b/short/loose", "b/long/loose", "sim/short/tight", "sim/short/loose"]
+    # include narrows to what any rule names
+    job.include = [{"deployment": {"b"}, "slo": {"loose"}}]
+    assert [c.name for c in job.configurations()] == ["b/short/loose", "b/long/loose"]
+    # --simulate: the embedded server's twin is the simulator with its engine and timing
+    twins = {c.name: c.deployment.twin() for c in job.configurations(simulate=True)}
+    assert twins["b/short/loose"] == {"scheduler": "sarathi"}
+    assert all(c.simulated for c in job.configurations(simulate=True))
+    # the key changes with anything a probe measures, not with the search settings
+    confs = job.configurations()
+    assert confs[0].key(100) != confs[1].key(100) and confs[0].key(100) != confs[0].key(200)
+
+
+@pytest.mark.parametrize("job, message", [
+    ({"slo": {"ttft_max_s": 1}, "deployments": [{"name": "a", "launch": "embeded"}]},
+     "kind must be one of"),
+    ({"slo": {"ttft_max_s": 1, "ttft_percentil": 90}, "deployments": [{"name": "a", "launch": "embedded"}]},
+     "unknown SLO key(s) ['ttft_percentil']"),
+    ({"slo": {"ttft_max_s": 1}, "deployments": [{"name": "a", "launch": {"kind": "embedded",
+                                                                         "args": {"schedular": "x"}}}]},
+     "unknown key(s) schedular"),
+    ({"slo": {"ttft_max_s": 1}, "deployments": [{"name": "a", "launch": {"kind": "command",
+                                                                         "command": "srv", "model": "m"}}]},
+     "must contain {port}"),
+    ({"slo": {"ttft_max_s": 1}, "deployments": [{"name": "a", "launch": "embedded"}],
+      "exclude": [{"deployment": "b"}]}, "unknown deployment(s) ['b']"),
+    ({"slo": {"ttft_max_s": 1}, "deployments": [{"name": "a", "url": "http://x:1"}]}, "needs 'model'"),
+    ({"slo": {"ttft_max_s": 1}, "deployments": [{"name": "a", "launch": "embedded",
+                                                 "url": "http://x:1", "model": "m"}]},
+     "exactly one of"),
+])
+def test_job_mistakes_are_one_line_naming_the_field(tmp_path, job, message):
+    res = _run(_write(tmp_path, job), tmp_path / "out", "--no-ray", timeout=60)
+    assert res.returncode == 2, res.stderr
+    assert message in res.stderr and "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_url_deployment_without_twin_cannot_be_simulated(tmp_path):
+    cfg = _write(tmp_path, {"slo": {"ttft_max_s": 1},
+                            "deployments": [{"name": "remote", "url": "http://127.0.0.1:9", "model": "m"}]})
+    res = _run(cfg, tmp_path / "out", "--no-ray", "--simulate", timeout=60)
+    assert res.returncode == 2 and "no simulated twin" in res.stderr
+
+
+# ---- live: a launched server whose capacity is known by construction -------------------------
+def test_launched_search_finds_the_constructed_boundary_and_resumes(tmp_path):
+    job = {"slo": {"ttft_percentile": 90, "ttft_max_s": 0.15},
+           "search": {"start_qps": 5, "max_qps": 80, "tolerance": 0.05, "max_probes": 8},
+           "num_requests": 60,
+           "workloads": {"regular": _regular_workload()},
+           "deployments": [{"name": "step50", "launch": {"kind": "embedded", "args": {
+               "perf_model_file": _perf_file(tmp_path), "max_batch_size": 1}}}]}
+    cfg = _write(tmp_path, job)
+    res = _run(cfg, tmp_path / "out", "--no-ray")
+    assert res.returncode == 0, res.stderr[-2000:]
+    conf = json.loads((tmp_path / "out" / "capacity.json").read_text())["configurations"]["step50"]
+    probes = conf["search"]["probes"]
+    assert len(probes) <= 8
+    # within the search's 5 % granularity of the boundary in [20, 20.75]; a margin of a few %
+    # for what a busy 2-core box adds to a 50 ms step
+    assert 0.92 * MU <= conf["capacity_qps"] <= 1.06 * BOUNDARY_HIGH, probes
+    low, high = conf["search"]["interval"]
+    assert low <= conf["capacity_qps"] <= high
+    assert not pid_alive(conf["server"]["pid"])  # the server was stopped
+    # a rerun answers every probe from the ledger and never starts the server
+    again = _run(cfg, tmp_path / "out", "--no-ray")
+    assert again.returncode == 0, again.stderr[-2000:]
+    conf2 = json.loads((tmp_path / "out" / "capacity.json").read_text())["configurations"]["step50"]
+    assert conf2["probes_run"] == 0 and conf2["probes_reused"] == len(probes)
+    assert conf2["capacity_qps"] == conf["capacity_qps"] and conf2["server"] is None
+    # a changed SLO is a different configuration: nothing is reused
+    job["slo"]["ttft_max_s"] = 0.2
+    res3 = _run(_write(tmp_path, job, "job2.yaml"), tmp_path / "out", "--no-ray", "--simulate")
+    conf3 = json.loads((tmp_path / "out" / "capacity.json").read_text())["configurations"]["step50"]
+    assert res3.returncode == 0 and conf3["probes_reused"] == 0 and conf3["kind"] == "simulated"
+
+
+def test_server_that_never_gets_ready_fails_its_configuration_only(tmp_path):
+    never = {"kind": "command", "model": "m", "startup_timeout_s": 3,
+             "command": [sys.executable, "-c", "import sys, time; time.sleep(60)", "{port}", str(tmp_path)]}
+    job = {"slo": {"ttft_max_s": 5.0},
+           "search": {"start_qps": 2, "max_qps": 2, "max_probes": 1},
+           "num_requests": 10,
+           "workloads": {"regular": _regular_workload()},
+           "deployments": [{"name": "never", "launch": never},
+                           {"name": "sim", "simulate": {"perf_model_file": _perf_file(tmp_path)}}]}
+    res = _run(_write(tmp_path, job), tmp_path / "out", "--no-ray", timeout=120)
+    assert res.returncode == 1
+    errors = [ln for ln in res.stderr.splitlines() if "error:" in ln]
+    assert len(errors) == 1 and "'never'" in errors[0] and "did not start" in errors[0]
+    report = json.loads((tmp_path / "out" / "capacity.json").read_text())["configurations"]
+    assert report["sim"]["capacity_qps"] == 2 and report["never"]["capacity_qps"] is None
+    # the server that never got ready was stopped, not left behind
+    left = [d.name for d in Path("/proc").iterdir() if d.name.isdigit()
+            and str(tmp_path) in _cmdline(d) and "time.sleep(60)" in _cmdline(d)]
+    assert left == []
+
+
+def _cmdline(proc_dir: Path) -> str:
+    try:
+        return (proc_dir / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _server_pids(out: Path) -> list[int]:
+    return [json.loads(p.read_text())["pid"] for p in out.rglob("server.json")]
+
+
+def _wait_gone(pids: list[int], seconds: float = 30.0) -> list[int]:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        alive = [p for p in pids if pid_alive(p)]
+        if not alive:
+            return []
+        time.sleep(0.2)
+    return alive
+
+
+def test_parallel_job_of_four_launched_servers_survives_an_interrupt(tmp_path, ray_cluster):
+    address = ray_cluster.get_runtime_context().gcs_address
+    job = {"slos": {"p90": {"ttft_percentile": 90, "ttft_max_s": 0.15},
+                    "p50": {"ttft_percentile": 50, "ttft_max_s": 0.15}},
+           "search": {"start_qps": 5, "max_qps": 40, "tolerance": 0.1, "max_probes": 6},
+           "num_requests": 40,
+           "workloads": {"regular": _regular_workload()},
+           "deployments": [{"name": name, "launch": {"kind": "embedded", "args": {
+               "perf_model_file": _perf_file(tmp_path, step), "max_batch_size": 1}}}
+               for name, step in (("step50", 0.05), ("step100", 0.1))]}
+    cfg = _write(tmp_path, job)
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "etalon.capacity_search", "--config", str(cfg),
+                             "--output-dir", str(out), "--no-plots", "--ray-address", address],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # interrupt once two configurations have finished a probe (they run side by side)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        if sum(1 for p in out.rglob("probes.jsonl") if p.read_text().strip()) >= 2:
+            break
+        time.sleep(0.3)
+    assert proc.poll() is None, proc.communicate()[1][-2000:]
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=120)
+    assert _wait_gone(_server_pids(out)) == [], "a server outlived the interrupted job"
+    done_before = sum(len(p.read_text().splitlines()) for p in out.rglob("probes.jsonl"))
+    assert done_before >= 2
+    res = _run(cfg, out, "--ray-address", address)
+    assert res.returncode == 0, res.stderr[-2000:]
+    report = json.loads((out / "capacity.json").read_text())["configurations"]
+    assert sorted(report) == ["step100/p50", "step100/p90", "step50/p50", "step50/p90"]
+    assert sum(c["probes_reused"] for c in report.values()) >= done_before
+    # twice the step time, half the capacity (same SLO); both within the search's granularity
+    for slo in ("p50", "p90"):
+        fast, slow = report[f"step50/{slo}"]["capacity_qps"], report[f"step100/{slo}"]["capacity_qps"]
+        assert 1.5 <= fast / slow <= 2.6, (fast, slow)
+    assert _wait_gone(_server_pids(out)) == []
+    assert os.path.exists(out / "capacity.csv") and os.path.exists(out / "probes.csv")
