@@ -37,6 +37,8 @@ SUBCOMMANDS: dict[str, tuple[str, str] | dict[str, tuple[str, str]]] = {
                                     "measured"),
     "search": ("etalon.capacity_search.__main__", "capacity search: the highest request rate "
                                                   "within the SLO"),
+    "recommend": ("etalon.capacity_search.recommend", "the cheapest deployment that meets an "
+                                                      "SLO at a target request rate"),
     "validate-engine": ("etalon.validation.__main__", "the real-engine validation loop: profile, "
                                                       "anchor, live runs, replay, table"),
 }

@@ -103,7 +103,8 @@ FLAGS = {
         '--seed', '--server', '--server-args', '--timeout', '--tokenizer',
     ],
     'etalon.capacity_search.__main__': [
-        '--config', '--no-ray', '--output-dir', '--ray-address',
+        '--config', '--no-plots', '--no-ray', '--output-dir', '--ray-address', '--simulate',
+        '--wandb-project',
     ],
     'etalon.validation.__main__': [
         '--doc', '--job', '--loads', '--num-requests', '--output-dir', '--profile',
