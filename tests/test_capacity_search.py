@@ -54,7 +54,7 @@ def test_simulated_capacity_matches_mm1_sojourn_percentile(tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     report = json.loads((tmp_path / "out" / "capacity.json").read_text())
-    capacity = report["deployments"]["mm1"]["capacity_qps"]
+    capacity = report["configurations"]["mm1"]["capacity_qps"]
     assert capacity == pytest.approx(10 - math.log(10) / 0.5, rel=0.08)
     assert (tmp_path / "out" / "capacity.png").is_file()
 
@@ -73,8 +73,8 @@ def test_live_capacity_search_on_embedded_server(tmp_path):
     res = subprocess.run([sys.executable, "-m", "etalon.capacity_search", "--config", str(cfg),
                           "--output-dir", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
-    dep = json.loads((tmp_path / "out" / "capacity.json").read_text())["deployments"]["embedded"]
-    probes = dep["probes"]
+    dep = json.loads((tmp_path / "out" / "capacity.json").read_text())["configurations"]["embedded"]
+    probes = dep["search"]["probes"]
     assert probes[0]["qps"] == 4 and probes[0]["passed"]  # ~6 req/s load on a ~40 req/s engine
     # Monotone verdicts: no rate passes above one that failed.
     failed = [p["qps"] for p in probes if not p["passed"]]
@@ -84,7 +84,7 @@ def test_live_capacity_search_on_embedded_server(tmp_path):
 
 def test_job_file_errors_are_one_line(tmp_path):
     cfg = tmp_path / "bad.yaml"
-    cfg.write_text("slo: {ttft_max_s: 1}\ndeployments: [{name: a, simulate: {}, benchmark_args: []}]\n")
+    cfg.write_text("slo: {ttft_max_s: 1}\ndeployments: [{name: a, launch: embedded, url: 'http://x:1', model: m}]\n")
     res = subprocess.run([sys.executable, "-m", "etalon.capacity_search", "--config", str(cfg)],
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 2 and "exactly one of" in res.stderr and "Traceback" not in res.stderr

@@ -4,10 +4,18 @@ Two kinds, combinable: latency percentiles (``p90 TTFT <= 0.5 s``) and deadlines
 with slack carry-over; the ``fluidity_percentile``-th percentile of per-request fluidity-index
 must reach ``min_fluidity``). A probe whose load generator fell behind never passes: its server
 did not see the load it was asked to take.
+
+Besides the verdict, :meth:`SLO.check` reports a signed *margin* that the search interpolates:
+the worst target's ``log(value / limit)`` (``log(min_fluidity / value)`` for fluidity, where
+higher is better). It is <= 0 exactly when every latency and deadline target is met, and near
+the boundary it is roughly linear in log(load). Too many errors or a load generator that fell
+behind are *hard* failures (``hard_fail``): the probe fails, but its margin says nothing about
+where the boundary is.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
@@ -18,6 +26,19 @@ from etalon.metrics.latency import latency_series
 from etalon.metrics.per_request import request_frame
 from etalon.record_table import RecordTable
 from etalon.records import RequestRecord
+
+MARGIN_CAP = 20.0  # |margin| is clipped here (a ratio of e^20 ~ 5e8) so observed stays JSON-safe
+_TINY = 1e-300  # zeros are floored here before taking a log
+
+
+def log_margin(value: float, limit: float, missed: bool) -> float:
+    """``log(value / limit)`` clipped to +-:data:`MARGIN_CAP`, with its sign forced to agree
+    with the verdict (> 0 exactly when ``missed``) where rounding or the zero floor would not."""
+    raw = math.log(max(value, _TINY)) - math.log(max(limit, _TINY))
+    raw = min(max(raw, -MARGIN_CAP), MARGIN_CAP)
+    if missed:
+        return raw if raw > 0 else math.ulp(0.0)
+    return min(raw, 0.0)
 
 
 @dataclass
@@ -49,33 +70,61 @@ class SLO:
         return asdict(self)
 
     def check(self, records: "list[RequestRecord] | RecordTable", fell_behind: bool = False) -> tuple[bool, dict]:
-        """``(passed, observed)``: ``observed`` holds each measured value and the reasons it failed."""
+        """``(passed, observed)``. ``observed`` holds each measured value, the reasons it failed,
+        ``margins`` (per target, see :func:`log_margin`), ``margin`` (their max, <= 0 exactly when
+        every target is met; None when the SLO sets no target) and ``hard_fail`` (too many errors,
+        the load generator fell behind, or a target had no sample: failed, margin not meaningful).
+        A target without samples gets the margin :data:`MARGIN_CAP`. Every value is JSON-safe."""
         observed: dict = {"reasons": []}
         reasons = observed["reasons"]
+        margins: dict[str, float] = {}
+        hard = False
         records = RunColumns.of(records)
         n = len(records)
         errors = int(n - records.ok.sum())
         observed["error_rate"] = errors / n if n else None
         if not n or errors / n > self.max_error_rate:
             reasons.append(f"error rate {errors}/{n} > {self.max_error_rate:g}")
+            hard = True
         if fell_behind:
             reasons.append("the load generator fell behind its schedule")
+            hard = True
         series = latency_series(records)
         for metric, q, limit in (("ttft", self.ttft_percentile, self.ttft_max_s),
                                  ("tbt", self.tbt_percentile, self.tbt_max_s)):
             if limit is None:
                 continue
             values = series[metric].values
-            value = float(np.percentile(values, q)) if len(values) else float("inf")
-            observed[f"{metric}_p{q:g}_s"] = value
+            key = f"{metric}_p{q:g}_s"
+            if not len(values):
+                observed[key] = None
+                margins[metric] = MARGIN_CAP
+                hard = True
+                reasons.append(f"p{q:g} {metric.upper()}: no samples")
+                continue
+            value = float(np.percentile(values, q))
+            observed[key] = value
+            margins[metric] = log_margin(value, limit, value > limit)
             if value > limit:
                 reasons.append(f"p{q:g} {metric.upper()} {value * 1e3:.1f} ms > {limit * 1e3:.1f} ms")
         if self.tbt_deadline_s is not None:
             frame = request_frame(records, self.ttft_deadline_s, self.tbt_deadline_s)
             fluidity = frame["fluidity_index"].dropna().to_numpy(float)
-            value = float(np.percentile(fluidity, self.fluidity_percentile)) if len(fluidity) else 0.0
-            observed[f"fluidity_p{self.fluidity_percentile:g}"] = value
-            if value < self.min_fluidity:
-                reasons.append(f"p{self.fluidity_percentile:g} fluidity-index {value:.3f} < "
-                               f"{self.min_fluidity:g}")
+            key = f"fluidity_p{self.fluidity_percentile:g}"
+            if not len(fluidity):
+                observed[key] = None
+                margins["fluidity"] = MARGIN_CAP
+                hard = True
+                reasons.append(f"p{self.fluidity_percentile:g} fluidity-index: no samples")
+            else:
+                value = float(np.percentile(fluidity, self.fluidity_percentile))
+                observed[key] = value
+                missed = value < self.min_fluidity
+                margins["fluidity"] = log_margin(self.min_fluidity, value, missed)
+                if missed:
+                    reasons.append(f"p{self.fluidity_percentile:g} fluidity-index {value:.3f} < "
+                                   f"{self.min_fluidity:g}")
+        observed["margins"] = margins
+        observed["margin"] = max(margins.values()) if margins else None
+        observed["hard_fail"] = hard
         return not reasons, observed
