@@ -87,6 +87,7 @@ class Probe:
     ttft_s: float | None
     tbt_s: float | None
     fluidity: float | None = None
+    slo_margin: float | None = None  # SLO.check's log margin (<= 0: met)
 
 
 @dataclass
@@ -350,7 +351,7 @@ def _observe(sweep: Sweep, records, fell_behind: bool, n: int) -> Probe:
         values[metric] = float(np.percentile(samples, q)) if len(samples) else None
     fluidity = next((v for k, v in observed.items() if k.startswith("fluidity_p")), None)
     return Probe(n, passed, list(observed.get("reasons", [])), values["ttft"], values["tbt"],
-                 fluidity)
+                 fluidity, observed.get("margin"))
 
 
 def simulate_once(sweep: Sweep, layout: Layout, n: int) -> Probe:
@@ -379,16 +380,10 @@ def simulate_once(sweep: Sweep, layout: Layout, n: int) -> Probe:
     return _observe(sweep, measured, check_load(measured).fell_behind, n)
 
 
-def margin(slo: SLO, probe: Probe) -> float | None:
-    """Headroom of the tightest target, as a fraction of it (0.2: 20 % below the limit)."""
-    out = []
-    if slo.ttft_max_s and probe.ttft_s is not None:
-        out.append((slo.ttft_max_s - probe.ttft_s) / slo.ttft_max_s)
-    if slo.tbt_max_s and probe.tbt_s is not None:
-        out.append((slo.tbt_max_s - probe.tbt_s) / slo.tbt_max_s)
-    if slo.tbt_deadline_s is not None and probe.fluidity is not None and slo.min_fluidity:
-        out.append((probe.fluidity - slo.min_fluidity) / slo.min_fluidity)
-    return min(out) if out else None
+def margin(probe: Probe) -> float | None:
+    """Headroom of the tightest target as a fraction of it (0.2: 20 % below the limit): the
+    SLO's own log margin m (worst value = limit * e^m) read as 1 - e^m."""
+    return None if probe.slo_margin is None else 1.0 - math.exp(probe.slo_margin)
 
 
 def search_layout(sweep: Sweep, layout: Layout) -> Outcome:
@@ -440,7 +435,7 @@ def search_layout(sweep: Sweep, layout: Layout) -> Outcome:
                        probes=probes)
     best = done[hi]
     return Outcome(layout, PASS, n=hi, ttft_s=best.ttft_s, tbt_s=best.tbt_s,
-                   margin=margin(sweep.slo, best), probes=probes)
+                   margin=margin(best), probes=probes)
 
 
 def run_sweep(sweep: Sweep, layouts: list[Layout], jobs: int = 1) -> list[Outcome]:
