@@ -57,3 +57,26 @@ def test_a_logging_failure_is_one_warning_line(offline, monkeypatch, capsys):
 def test_flatten_joins_keys_and_drops_none():
     assert flatten({"a": {"b": 1, "c": None, "d": {"e": 0.5}}, "f": "x", "g": float("nan")}) == {
         "a/b": 1, "a/d/e": 0.5, "f": "x"}
+
+
+def test_capacity_job_logs_one_run_per_probe_grouped_and_tags_the_best(offline, tmp_path):
+    pytest.importorskip("wandb")
+    from etalon.report.wandb_logger import log_capacity_job
+
+    def conf(name, probes, capacity):
+        return {"deployment": name.split("/")[0], "kind": "simulated", "workload": "w",
+                "slo": "default", "key": "k-" + name, "capacity_qps": capacity,
+                "search": {"probes": [{"qps": q, "passed": ok, "observed": {"margin": m, "reasons": []}}
+                                      for q, ok, m in probes]}}
+
+    report = {"best": "fast", "slos": {"default": {"ttft_max_s": 0.5}},
+              "configurations": {"fast": conf("fast", [(1, True, -1.0), (2, True, -0.2), (4, False, 0.5)], 2),
+                                 "slow": conf("slow", [(1, False, 0.3)], None)}}
+    assert log_capacity_job("etalon-test", report) == 4
+    runs = sorted((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 4
+    blobs = [b"".join(p.read_bytes() for p in run.rglob("*") if p.is_file()) for run in runs]
+    # the group and the "best" tag are in the three runs of "fast", not in the one of "slow"
+    assert sum(b"fast@" in b for b in blobs) == 3 and sum(b"slow@" in b for b in blobs) == 1
+    assert all(b"best" in b for b in blobs if b"fast@" in b)
+    assert not any(b"best" in b for b in blobs if b"slow@" in b)

@@ -72,7 +72,10 @@ def live_probe(settings: dict, extra_flags: list[str], workload: dict, slo: SLO,
     clash = [a for a in extra_flags if a.split("=")[0] in RESERVED_FLAGS]
     if clash:
         raise UserError(f"{where}: benchmark_args must not set {clash}: the search sets them")
-    base = {"no_ray": True, **copy.deepcopy(settings)}
+    # The probe's load generators must never be what limits the load: threads of the probe's
+    # process, and an in-flight cap far above what a server at its capacity holds (the
+    # default 2 x 10 made a chunked-prefill server at 12 req/s "fall behind": ~24 in flight)
+    base = {"no_ray": True, "num_concurrent_requests_per_client": 256, **copy.deepcopy(settings)}
     if "workload" in base:
         raise UserError(f"{where}: benchmark: put the workload under the job's 'workloads'")
 
