@@ -72,7 +72,8 @@ def test_capacity_job_logs_one_run_per_probe_grouped_and_tags_the_best(offline, 
     report = {"best": "fast", "slos": {"default": {"ttft_max_s": 0.5}},
               "configurations": {"fast": conf("fast", [(1, True, -1.0), (2, True, -0.2), (4, False, 0.5)], 2),
                                  "slow": conf("slow", [(1, False, 0.3)], None)}}
-    assert log_capacity_job("etalon-test", report) == 4
+    # W&B reads WANDB_DIR once per process (an earlier test set it): say where explicitly
+    assert log_capacity_job("etalon-test", report, directory=tmp_path) == 4
     runs = sorted((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 4
     blobs = [b"".join(p.read_bytes() for p in run.rglob("*") if p.is_file()) for run in runs]

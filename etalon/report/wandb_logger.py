@@ -103,7 +103,8 @@ def _warn(reason: str) -> None:
           file=sys.stderr)
 
 
-def log_capacity_job(project: str, report: Mapping[str, Any], *, entity: str | None = None) -> int:
+def log_capacity_job(project: str, report: Mapping[str, Any], *, entity: str | None = None,
+                     directory: str | Path | None = None) -> int:
     """Logs a capacity-search job: one run per probe, grouped by configuration, the probes of
     the highest-capacity configuration tagged ``best``. Returns the number of runs logged; a
     failure is one warning line (the job's files are already written)."""
@@ -125,7 +126,8 @@ def log_capacity_job(project: str, report: Mapping[str, Any], *, entity: str | N
                           "qps": probe["qps"], "probe": i, "key": conf.get("key")}
                 run = wandb.init(project=project, group=name, name=f"{name}@{probe['qps']:.4g}",
                                  entity=entity, tags=tags, config=redact(config),
-                                 settings=_settings(wandb), reinit=True)
+                                 settings=_settings(wandb), reinit=True,
+                                 **({"dir": str(directory)} if directory else {}))
                 run.summary.update(flatten({"passed": bool(probe["passed"]),
                                             **{k: v for k, v in probe["observed"].items()
                                                if k != "reasons"},
