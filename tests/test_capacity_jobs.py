@@ -226,3 +226,29 @@ def test_parallel_job_of_four_launched_servers_survives_an_interrupt(tmp_path, r
         assert 1.5 <= fast / slow <= 2.6, (fast, slow)
     assert _wait_gone(_server_pids(out)) == []
     assert os.path.exists(out / "capacity.csv") and os.path.exists(out / "probes.csv")
+
+
+# ---- goodput ---------------------------------------------------------------------------------
+def test_deadline_slo_reports_the_good_fraction_and_the_job_its_highest_goodput():
+    from etalon.capacity_search.runner import ConfigResult
+    from etalon.capacity_search.slo import SLO
+    from etalon.records import RequestRecord
+
+    def rec(i, ttft, ok=True):
+        # sent at i; first token after ttft, then tokens every 10 ms (far inside a 0.1 s TBT deadline)
+        times = [i + ttft + 0.01 * k for k in range(5)]
+        return RequestRecord(request_id=i, scheduled_at=float(i), sent_at=float(i),
+                             completed_at=times[-1], chunk_times=times, chunk_tokens=[1] * 5,
+                             error_type=None if ok else "http_error", error_message=None if ok else "HTTP 500")
+
+    # TTFT deadline 0.5 s: 0.2 and 0.4 are good, 0.9 is late, the failed request never is: 2 / 4
+    records = [rec(0, 0.2), rec(1, 0.4), rec(2, 0.9), rec(3, 0.1, ok=False)]
+    slo = SLO(ttft_deadline_s=0.5, tbt_deadline_s=0.1, max_error_rate=1.0)
+    _, observed = slo.check(records)
+    assert observed["good_fraction"] == pytest.approx(0.5)
+    # goodput = rate x good fraction: 1 x 1.0, 2 x 0.9 = 1.8 (the highest), 4 x 0.4 = 1.6
+    probes = [{"qps": q, "passed": q < 2, "observed": {"good_fraction": g, "reasons": []}}
+              for q, g in ((1, 1.0), (2, 0.9), (4, 0.4))]
+    result = ConfigResult({"name": "x"}, "k", search={"capacity_qps": 1, "probes": probes})
+    assert result.max_goodput == {"qps": 2, "goodput_qps": pytest.approx(1.8)}
+    assert ConfigResult({"name": "y"}, "k", search={"probes": []}).max_goodput is None

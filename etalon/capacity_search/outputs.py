@@ -11,7 +11,8 @@ from etalon.capacity_search.runner import ConfigResult
 from etalon.report.files import write_csv, write_json
 
 TABLE = ("configuration", "deployment", "kind", "workload", "slo", "capacity_qps",
-         "interval_low", "interval_high", "boundary_qps", "sharpness", "probes_run",
+         "interval_low", "interval_high", "boundary_qps", "sharpness", "max_goodput_qps",
+         "max_goodput_at_qps", "probes_run",
          "probes_reused", "note")
 
 
@@ -22,6 +23,8 @@ def row(r: ConfigResult) -> dict:
             "kind": r.config["kind"], "workload": r.config["workload"], "slo": r.config["slo"],
             "capacity_qps": s.get("capacity_qps"), "interval_low": low, "interval_high": high,
             "boundary_qps": s.get("boundary_qps"), "sharpness": s.get("sharpness"),
+            "max_goodput_qps": (r.max_goodput or {}).get("goodput_qps"),
+            "max_goodput_at_qps": (r.max_goodput or {}).get("qps"),
             "probes_run": r.probes_run, "probes_reused": r.probes_reused,
             "note": r.error or s.get("note") or ""}
 

@@ -43,8 +43,20 @@ class ConfigResult:
     def capacity_qps(self) -> float | None:
         return (self.search or {}).get("capacity_qps")
 
+    @property
+    def max_goodput(self) -> dict | None:
+        """The probe with the most good requests per second (deadline SLOs only): goodput can
+        peak above the capacity, where the SLO's percentile already fails."""
+        probes = [p for p in (self.search or {}).get("probes", [])
+                  if p["observed"].get("good_fraction") is not None]
+        if not probes:
+            return None
+        best = max(probes, key=lambda p: p["qps"] * p["observed"]["good_fraction"])
+        return {"qps": best["qps"], "goodput_qps": best["qps"] * best["observed"]["good_fraction"]}
+
     def to_dict(self) -> dict:
         return {**self.config, "key": self.key, "capacity_qps": self.capacity_qps,
+                "max_goodput": self.max_goodput,
                 "error": self.error, "server": self.server, "probes_run": self.probes_run,
                 "probes_reused": self.probes_reused, "seconds": round(self.seconds, 2),
                 "search": self.search}

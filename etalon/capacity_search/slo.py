@@ -22,6 +22,7 @@ import numpy as np
 
 from etalon.cli_errors import UserError
 from etalon.metrics.columns import RunColumns
+from etalon.metrics.goodput import good_mask
 from etalon.metrics.latency import latency_series
 from etalon.metrics.per_request import request_frame
 from etalon.record_table import RecordTable
@@ -124,6 +125,10 @@ class SLO:
                 if missed:
                     reasons.append(f"p{self.fluidity_percentile:g} fluidity-index {value:.3f} < "
                                    f"{self.min_fluidity:g}")
+        if (self.ttft_deadline_s is not None or self.tbt_deadline_s is not None) and n:
+            # the share of requests that met their deadlines: x the rate, the probe's goodput
+            observed["good_fraction"] = float(np.mean(good_mask(records, self.ttft_deadline_s,
+                                                                self.tbt_deadline_s)))
         observed["margins"] = margins
         observed["margin"] = max(margins.values()) if margins else None
         observed["hard_fail"] = hard
