@@ -252,3 +252,16 @@ def test_deadline_slo_reports_the_good_fraction_and_the_job_its_highest_goodput(
     result = ConfigResult({"name": "x"}, "k", search={"capacity_qps": 1, "probes": probes})
     assert result.max_goodput == {"qps": 2, "goodput_qps": pytest.approx(1.8)}
     assert ConfigResult({"name": "y"}, "k", search={"probes": []}).max_goodput is None
+
+
+def test_a_probe_judges_dispatch_lag_against_its_arrival_gaps():
+    from etalon.capacity_search.probes import generator_fell_behind
+
+    load = {"achieved_qps": 0.3, "target_qps": 0.3, "min_rate_fraction": 0.95,
+            "lag_threshold_s": 0.010, "dispatch_lag_p99_s": 0.0106}
+    # 10.6 ms against 3.3 s gaps: the arrivals were as asked; the same lag at 200 req/s
+    # (5 ms gaps, limit max(10 ms, 0.5 ms)) is not
+    assert not generator_fell_behind(load, 0.3)
+    assert generator_fell_behind(load, 200.0)
+    assert generator_fell_behind({**load, "dispatch_lag_p99_s": 0.40}, 0.3)  # > 333 ms: late
+    assert generator_fell_behind({**load, "achieved_qps": 0.25}, 0.3)  # < 95 % of the rate
