@@ -79,7 +79,7 @@ def test_simulated_searches_run_as_tasks_on_the_cluster(cluster, tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     report = json.loads((tmp_path / "out" / "capacity.json").read_text())
-    found = {name: d["capacity_qps"] for name, d in report["deployments"].items()}
+    found = {name: d["capacity_qps"] for name, d in report["configurations"].items()}
     assert set(found) == {"tp1", "tp2"} and all(q > 0 for q in found.values()), found
     # two GPUs of tensor parallelism serve at least what one does
     assert found["tp2"] >= found["tp1"] * 0.95, found
