@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -44,22 +45,31 @@ def job(num_requests: int) -> dict:
                             for name, args in DEPLOYMENTS.items()]}
 
 
-def run(cfg: Path, out: Path, *flags: str) -> tuple[dict, float]:
+def run(cfg: Path, out: Path, *flags: str, cpus: set[int] | None = None) -> tuple[dict, float]:
+    """``etalon.capacity_search`` of ``cfg`` into ``out``, one configuration at a time (on
+    ``cpus`` when given): its configurations' results and the wall time."""
     began = time.monotonic()
     res = subprocess.run([sys.executable, "-m", "etalon.capacity_search", "--config", str(cfg),
-                          "--output-dir", str(out), "--no-ray", *flags], text=True)
+                          "--output-dir", str(out), "--no-ray", *flags], text=True,
+                         preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
     if res.returncode != 0:
         sys.exit(f"capacity search failed (exit {res.returncode})")
     return json.loads((out / "capacity.json").read_text())["configurations"], time.monotonic() - began
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default="capacity_live_vs_sim_out")
-    ap.add_argument("--num-requests", type=int, default=300)
+def arguments(doc: str, out: str, num_requests: int) -> tuple[argparse.Namespace, Path]:
+    """The two flags both capacity benchmarks take; the output folder, made."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--out", default=out)
+    ap.add_argument("--num-requests", type=int, default=num_requests)
     args = ap.parse_args()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    path = Path(args.out)
+    path.mkdir(parents=True, exist_ok=True)
+    return args, path
+
+
+def main() -> None:
+    args, out = arguments(__doc__, "capacity_live_vs_sim_out", 300)
     cfg = out / "job.yaml"
     cfg.write_text(yaml.safe_dump(job(args.num_requests), sort_keys=False))
     live, live_s = run(cfg, out / "live")

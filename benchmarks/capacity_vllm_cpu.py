@@ -13,16 +13,14 @@ Needs ``bash scripts/setup_vllm_cpu.sh`` first; ~15 minutes on a 2-core VM.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import yaml
+
+from capacity_live_vs_simulated import arguments, run  # the sibling benchmark's helpers
 
 from etalon.launchers.vllm_cpu import VllmCpuServer
 from etalon.validation import steps
@@ -36,24 +34,8 @@ VJOB = ROOT / "validation" / "vllm_cpu_smollm2.yaml"
 SLO = {"ttft_percentile": 90, "ttft_max_s": 1.5}
 
 
-def search(cfg: Path, out: Path, cpus: set[int] | None, *flags: str) -> tuple[dict, float]:
-    began = time.monotonic()
-    res = subprocess.run([sys.executable, "-m", "etalon.capacity_search", "--config", str(cfg),
-                          "--output-dir", str(out), "--no-ray", "--no-plots", *flags], text=True,
-                         preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
-    if res.returncode != 0:
-        sys.exit(f"capacity search failed (exit {res.returncode})")
-    return json.loads((out / "capacity.json").read_text())["configurations"]["vllm-cpu"], \
-        time.monotonic() - began
-
-
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default="capacity_vllm_cpu_out")
-    ap.add_argument("--num-requests", type=int, default=40)
-    args = ap.parse_args()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    args, out = arguments(__doc__, "capacity_vllm_cpu_out", 40)
     vjob = load_validation_job(VJOB)
     began = time.monotonic()
     with VllmCpuServer(settings=vjob.settings) as server:
@@ -71,11 +53,11 @@ def main() -> None:
                }]}
         cfg = out / "job.yaml"
         cfg.write_text(yaml.safe_dump(job, sort_keys=False))
-        live, live_s = search(cfg, out / "live", steps.client_cpus(server))
+        live, live_s = run(cfg, out / "live", "--no-plots", cpus=steps.client_cpus(server))
         after = steps.scales(steps.anchor(server, vjob, PROFILE, out / "anchor_after"))
     before = steps.scales(anchored)
-    sim, sim_s = search(cfg, out / "simulated", None, "--simulate")
-    a, b = live, sim
+    sim, sim_s = run(cfg, out / "simulated", "--no-plots", "--simulate")
+    a, b = live["vllm-cpu"], sim["vllm-cpu"]
     err = (b["capacity_qps"] / a["capacity_qps"] - 1) * 100 if a["capacity_qps"] and b["capacity_qps"] else None
 
     def cell(c: dict) -> str:
