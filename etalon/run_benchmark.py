@@ -126,7 +126,7 @@ def run(cfg: BenchmarkConfig) -> int:
         spec = PoolSpec(cfg.connection.llm_api, client, cfg.load.num_ray_clients,
                         cfg.load.num_concurrent_requests_per_client, cfg.connection.tokenizer,
                         cfg.workload.seed, use_ray=not cfg.load.no_ray,
-                        ray_address=cfg.load.ray_address)
+                        ray_address=cfg.load.ray_address, closed_loop=cfg.workload.closed_loop())
         settings = to_mapping(cfg)
         run_config = {"benchmark": {k: v for k, v in settings.items() if k != "workload"},
                       "workload": settings["workload"], "client": client.redacted(),
@@ -186,8 +186,10 @@ def _finish(outcome: Dispatched, run_config: dict, out: Path, cfg: BenchmarkConf
     # The load check compares sends with the realised schedule (not the nominal rate, which a
     # short Poisson schedule misses by sampling noise alone); the nominal rate is reported.
     columns = RunColumns.of(records)  # built once: for the summary and the result files
+    loop = cfg.workload.closed_loop()
     summary = summarize(records, columns=columns, ttft_deadline=cfg.deadlines.ttft_deadline,
-                        tbt_deadline=cfg.deadlines.tbt_deadline)
+                        tbt_deadline=cfg.deadlines.tbt_deadline,
+                        closed_loop=(loop.users, loop.think_time_s) if loop else None)
     if cfg.prefill_profile is not None:
         summary["parameters"].update(ttft_slack_s=cfg.ttft_slack,
                                      prefill_profile=str(cfg.prefill_profile))

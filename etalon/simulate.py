@@ -44,13 +44,15 @@ def simulate(cfg: SimConfig, *, quiet: bool = False) -> dict:
         requests = [r for r in requests if r.arrival_time < cfg.duration]
     sim = build_simulation(cfg)
     started = time.perf_counter()
-    result = sim.run(requests)
+    loop = cfg.workload.closed_loop()
+    result = sim.run(requests, closed_loop=loop)
     wall = time.perf_counter() - started
     out = cfg.outputs.prepare(fresh=("requests.jsonl", "requests.parquet", "tokens.parquet"))
     measured = [r for r in result.records if r.scheduled_at >= cfg.warm_up]
     columns = RunColumns.of(measured)
     summary = summarize(measured, ttft_deadline=cfg.deadlines.ttft_deadline,
-                        tbt_deadline=cfg.deadlines.tbt_deadline, columns=columns)
+                        tbt_deadline=cfg.deadlines.tbt_deadline, columns=columns,
+                        closed_loop=(loop.users, loop.think_time_s) if loop else None)
     summary["simulation"] = {**simulation_summary(result), "wall_time_s": wall,
                              "num_requests": len(requests), "warm_up_s": cfg.warm_up}
     paths = write_run_outputs(out, columns, summary, {"simulation": cfg.to_dict()},

@@ -14,7 +14,9 @@ from etalon.commands import SUBCOMMANDS
 
 FLAGS = {
     'etalon.run_benchmark': [
-        '--additional-sampling-params', '--config', '--fixed-request-generator-decode-tokens',
+        '--additional-sampling-params', '--closed-loop-request-interval-generator-think-time-s',
+        '--closed-loop-request-interval-generator-users', '--config',
+        '--fixed-request-generator-decode-tokens',
         '--fixed-request-generator-prefill-tokens', '--gamma-request-interval-generator-cv',
         '--gamma-request-interval-generator-qps', '--idle-timeout', '--llm-api',
         '--max-num-completed-requests', '--model', '--no-ignore-eos', '--no-plots',
@@ -39,7 +41,9 @@ FLAGS = {
         '--zipf-request-length-generator-scramble', '--zipf-request-length-generator-theta',
     ],
     'etalon.simulate': [
-        '--batch-window', '--block-size', '--chunk-size', '--config', '--decode-hardware',
+        '--batch-window', '--block-size', '--chunk-size',
+        '--closed-loop-request-interval-generator-think-time-s',
+        '--closed-loop-request-interval-generator-users', '--config', '--decode-hardware',
         '--decode-replicas', '--decode-tp', '--disaggregated', '--dtype', '--duration',
         '--fixed-request-generator-decode-tokens', '--fixed-request-generator-prefill-tokens',
         '--gamma-request-interval-generator-cv', '--gamma-request-interval-generator-qps',

@@ -150,8 +150,8 @@ def test_bad_time_scale_factor_names_flag(tmp_path):
 
 def test_registry_lists_providers_and_rejects_unknown_and_duplicates():
     intervals = registry("interval_generator")
-    assert set(intervals.names()) >= {"poisson", "gamma", "static", "trace"}
-    with pytest.raises(ValueError, match="valid: gamma, poisson, static, trace"):
+    assert set(intervals.names()) >= {"poisson", "gamma", "static", "trace", "closed_loop"}
+    with pytest.raises(ValueError, match="valid: closed_loop, gamma, poisson, static, trace"):
         intervals.get("uniform")
     reg = Registry("thing")
     reg.register("a")(type("A", (), {}))

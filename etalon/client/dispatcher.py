@@ -5,6 +5,11 @@ loop (uvloop when installed) in a background thread, so the same object serves b
 and the in-process path, and the driver only collects finished records — it is never on the hot
 path. A per-generator concurrency cap may delay a send; the delay shows up as dispatch lag, so a
 generator that falls behind says so instead of silently closing the loop.
+
+A closed loop is asked for, never fallen into: with a ``ClosedLoop`` the generator runs that
+many users, each taking the next request of its share when its last one returned (plus the
+think time). A request's scheduled time is then the moment its user became free, so dispatch
+lag keeps meaning "how late the generator sent it".
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from dataclasses import asdict, dataclass
 
 from etalon.client.base import ClientConfig, Clock, make_client
 from etalon.records import RequestRecord
+from etalon.workload.intervals import ClosedLoop
 from etalon.workload.request import Request
 
 
@@ -56,8 +62,10 @@ class LoadGenerator:
     """Dispatches its share of the schedule; ``drain()`` hands over finished records."""
 
     def __init__(self, client_name: str, client_config: ClientConfig, *, client_id: int,
-                 max_concurrency: int, tokenizer: str | None, seed: int):
+                 max_concurrency: int, tokenizer: str | None, seed: int,
+                 closed_loop: ClosedLoop | None = None):
         self.client_name = client_name
+        self.closed_loop = closed_loop
         self.client_config = client_config
         self.client_id = client_id
         self.max_concurrency = max_concurrency
@@ -133,15 +141,17 @@ class LoadGenerator:
         self._loop = asyncio.get_running_loop()
         self._main = asyncio.current_task()
         self._go = asyncio.Event()
+        # a closed loop's users are its only cap: each holds at most one request in flight
+        cap = self.closed_loop.users if self.closed_loop else self.max_concurrency
         try:
             client = self._client
-            await client.open(self.max_concurrency)
+            await client.open(cap)
         except Exception as exc:  # handed to prepare(), which raises it in the caller
             self._error = exc
             self.stats.done = True
             self._ready.set()
             return
-        gate = asyncio.Semaphore(self.max_concurrency)
+        gate = asyncio.Semaphore(cap)
         tasks: set[asyncio.Task] = set()
         self._ready.set()
         try:
@@ -151,7 +161,9 @@ class LoadGenerator:
                 limit = None
                 if stop_after is not None:
                     limit = max(0.0, clock.to_monotonic(stop_after) - time.monotonic())
-                await asyncio.wait_for(self._dispatch(client, gate, tasks, clock), limit)
+                dispatch = self._users(client, gate, clock) if self.closed_loop \
+                    else self._dispatch(client, gate, tasks, clock)
+                await asyncio.wait_for(dispatch, limit)
             except asyncio.TimeoutError:
                 pass  # the run's time limit: stop sending, cancel what is in flight below
             else:
@@ -176,14 +188,36 @@ class LoadGenerator:
             while (delay := slot - time.monotonic()) > 0:
                 await asyncio.sleep(delay)
             await gate.acquire()
-            task = asyncio.create_task(self._one(client, gate, request, prompt, counts, clock))
+            task = asyncio.create_task(self._one(client, gate, request, prompt, counts, clock,
+                                                 request.arrival_time))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
             self.stats.dispatched += 1
 
+    async def _users(self, client, gate: asyncio.Semaphore, clock: Clock) -> None:
+        """The closed loop: each user sends, waits for the answer and the think time, and takes
+        the next request of the share (in schedule order) until none is left."""
+        queue = iter(zip(self._items, self._prompt_counts))
+        think = self.closed_loop.think_time_s
+
+        async def user() -> None:
+            free_at = 0.0  # run-relative time this user may send again
+            for (request, prompt), counts in queue:
+                slot = clock.to_monotonic(free_at)
+                while (delay := slot - time.monotonic()) > 0:
+                    await asyncio.sleep(delay)
+                await gate.acquire()
+                self.stats.dispatched += 1
+                if not await self._one(client, gate, request, prompt, counts, clock, free_at):
+                    return  # cancelled: the run is over
+                free_at = clock.now() + think
+
+        await asyncio.gather(*(user() for _ in range(self.closed_loop.users)))
+
     async def _one(self, client, gate: asyncio.Semaphore, request: Request, prompt: str,
-                   prompt_counts: dict[str, int], clock: Clock) -> None:
-        record = RequestRecord(request_id=request.request_id, scheduled_at=request.arrival_time,
+                   prompt_counts: dict[str, int], clock: Clock, scheduled_at: float) -> bool:
+        """Sends one request and keeps its record; False if the run cancelled it."""
+        record = RequestRecord(request_id=request.request_id, scheduled_at=scheduled_at,
                                requested_prompt_tokens=request.prompt_tokens,
                                requested_output_tokens=request.output_tokens,
                                client_id=self.client_id, prompt_token_counts=dict(prompt_counts))
@@ -206,3 +240,4 @@ class LoadGenerator:
             if record.error_type is not None:
                 self.stats.errors += 1
             self._done.append(asdict(record))
+        return record.error_type != "cancelled"

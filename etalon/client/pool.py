@@ -3,6 +3,10 @@ collects their records as they finish.
 
 Request ``i`` goes to generator ``i % n``. Every generator anchors to one shared wall-clock start
 time, so together they replay the single schedule computed up front.
+
+A closed loop's users are dealt the same way: user ``u`` runs on generator ``u % n``, and request
+``i`` belongs to user ``i % users``, so each generator's share of requests matches its share of
+users (a generator with fewer users would otherwise run dry later or sooner than the rest).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from typing import Callable, Protocol
 
 from etalon.client.base import ClientConfig
 from etalon.client.dispatcher import LoadGenerator
+from etalon.workload.intervals import ClosedLoop
 from etalon.workload.request import Request
 
 START_LEAD_S = 0.5  # head start between "go" and the first slot, so every generator is ready
@@ -36,6 +41,29 @@ class PoolSpec:
     seed: int
     use_ray: bool = True
     ray_address: str | None = None
+    closed_loop: ClosedLoop | None = None
+
+    @property
+    def num_generators(self) -> int:
+        """Generators that get work: no more than a closed loop's users."""
+        if self.closed_loop is None:
+            return self.num_clients
+        return min(self.num_clients, self.closed_loop.users)
+
+    def loop_of(self, generator: int) -> ClosedLoop | None:
+        """The closed loop that generator ``generator`` runs: its share of the users."""
+        if self.closed_loop is None:
+            return None
+        n, users = self.num_generators, self.closed_loop.users
+        return ClosedLoop(users // n + (generator < users % n), self.closed_loop.think_time_s)
+
+    def shares(self, requests: list[Request]) -> list[list[Request]]:
+        """Each generator's requests, in schedule order."""
+        n = self.num_generators
+        if self.closed_loop is None:
+            return [requests[i::n] for i in range(n)]
+        users = self.closed_loop.users
+        return [[r for i, r in enumerate(requests) if (i % users) % n == g] for g in range(n)]
 
 
 class _RayHandle:
@@ -65,7 +93,8 @@ def init_ray(address: str | None) -> None:
 
 def _make_handles(spec: PoolSpec) -> list[_Handle]:
     kwargs = [dict(client_id=i, max_concurrency=spec.concurrency_per_client,
-                   tokenizer=spec.tokenizer, seed=spec.seed) for i in range(spec.num_clients)]
+                   tokenizer=spec.tokenizer, seed=spec.seed, closed_loop=spec.loop_of(i))
+              for i in range(spec.num_generators)]
     if not spec.use_ray:
         return [LoadGenerator(spec.client_name, spec.client_config, **kw) for kw in kwargs]
     import ray
@@ -114,8 +143,7 @@ def run_pool(spec: PoolSpec, requests: list[Request], on_record: Callable[[dict]
     ``on_record`` receives each finished record (as a dict) once, as soon as it is collected.
     """
     handles = _make_handles(spec)
-    shares = [requests[i::spec.num_clients] for i in range(spec.num_clients)]
-    for handle, share in zip(handles, shares):
+    for handle, share in zip(handles, spec.shares(requests)):
         handle.prepare(share)
     result = PoolResult()
     start_wall = time.time() + START_LEAD_S

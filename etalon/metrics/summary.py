@@ -24,7 +24,7 @@ from etalon.metrics.fluid_rate import fluid_token_rate
 from etalon.metrics.goodput import goodput
 from etalon.metrics.latency import latency_series
 from etalon.metrics.lengths import TOLERANCE, LengthTolerance, output_lengths, prompt_lengths
-from etalon.metrics.throughput import check_load, throughput
+from etalon.metrics.throughput import check_load, closed_loop_load, throughput
 from etalon.metrics.tokens import output_tokens, prompt_tokens
 from etalon.records import RequestRecord
 
@@ -43,6 +43,7 @@ def summarize(
     fluid_percentile: float = 1.0,
     length_tolerance: LengthTolerance = TOLERANCE,
     columns: RunColumns | None = None,
+    closed_loop: tuple[int, float] | None = None,
 ) -> dict:
     """Summarises a run. Deadlines are seconds; None skips what needs them.
 
@@ -55,7 +56,9 @@ def summarize(
     Records with their own ``ttft_deadline`` are judged by it; ``ttft_deadline`` is the
     run-wide one for the rest. ``parameters.ttft_deadline_s`` is that run-wide value, or
     ``"per-request"`` when there is none and records carry their own. ``columns``: the
-    records' own (:class:`RunColumns`), when the caller has built them.
+    records' own (:class:`RunColumns`), when the caller has built them. ``closed_loop``:
+    ``(users, think time s)`` of a closed-loop run, which ``load.closed_loop`` then describes
+    (``load.mode`` says which loop ran).
     """
     ttft_deadline = run_wide_ttft(ttft_deadline)
     for name, value in (("ttft_deadline", ttft_deadline), ("tbt_deadline", tbt_deadline)):
@@ -86,7 +89,8 @@ def summarize(
             for name, s in latency_series(columns).items()
         },
         "throughput": tput.to_dict(),
-        "load": load.to_dict(),
+        "load": {**load.to_dict(), "mode": "closed_loop" if closed_loop else "open_loop",
+                 "closed_loop": closed_loop_load(records, *closed_loop) if closed_loop else None},
         "lengths": {"output": outputs.to_dict(), "prompt": prompt_lengths(records)},
         "deadlines": deadline_summary(records, ttft_deadline, tbt_deadline,
                                       min_fluidity=fluid_min_fluidity, percentile=fluid_percentile,
@@ -129,6 +133,7 @@ def deadline_summary(
     min_fluidity: float = 0.9,
     percentile: float = 1.0,
     columns: RunColumns | None = None,
+    closed_loop: tuple[int, float] | None = None,
 ) -> dict:
     """Deadline metrics over successful requests with tokens (``columns``: the records' own,
     when the caller has built them).

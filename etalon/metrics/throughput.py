@@ -163,3 +163,23 @@ def check_load(
         fell_behind=bool(reasons),
         warning=warning,
     )
+
+
+def closed_loop_load(records: Sequence[RequestRecord], users: int, think_time_s: float) -> dict:
+    """What a closed loop achieved, next to what Little's law says it should: ``users`` each
+    cycling through a request's latency (send to last token), its think time and any dispatch
+    lag give ``users / mean cycle`` requests per second. The two part when the users spent time
+    idle (the run's ends, where fewer users are busy) or the generator was slow to send."""
+    done = [r for r in records if r.sent_at is not None and r.completed_at is not None]
+    latency = float(np.mean([r.completed_at - r.sent_at for r in done])) if done else None
+    lag = float(np.mean([r.sent_at - r.scheduled_at for r in done])) if done else 0.0
+    cycle = latency + think_time_s + lag if latency is not None else None
+    # user u's k_u sends span k_u - 1 cycles: n - users cycles over the span of the sends (the
+    # plain (n - 1) / span counts the users' first sends, all at 0, as if they took time)
+    sent = [r.sent_at for r in records if r.sent_at is not None]
+    span = max(sent) - min(sent) if sent else 0.0
+    achieved = (len(sent) - users) / span if span > 0 and len(sent) > users else None
+    return {"mode": "closed_loop", "users": users, "think_time_s": think_time_s,
+            "achieved_qps": achieved,
+            "mean_latency_s": latency,
+            "littles_law_qps": users / cycle if cycle else None}

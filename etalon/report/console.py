@@ -62,6 +62,11 @@ def summary_view(summary: dict) -> SummaryView:
         ("achieved / target req/s", f"{_num(load.get('achieved_qps'))} / "
                                     f"{_num(load.get('target_qps'))}"),
     ]
+    loop = load.get("closed_loop")
+    if loop:
+        view.facts.append(("closed loop", f"{loop['users']} users, think {loop['think_time_s']:g} s: "
+                                          f"{_num(loop.get('achieved_qps'))} req/s achieved, "
+                                          f"{_num(loop.get('littles_law_qps'))} by Little's law"))
     if counts.get("errors_by_type"):
         view.facts.append(("errors by type", ", ".join(
             f"{k}: {v}" for k, v in counts["errors_by_type"].items())))

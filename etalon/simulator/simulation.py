@@ -5,19 +5,25 @@ same way every run. A decode-only step is stable until a sequence finishes or th
 so a replica runs such steps as one *segment* (one event, vectorised times). An arrival routed to
 a replica in the middle of a segment cuts the segment at the first step boundary after it — the
 same moment a step-by-step loop would have let the new request in.
+
+In a closed loop (``run(..., closed_loop=...)``) the first ``users`` requests are sent at 0 and
+each finished request sends the next one of the schedule a think time after its end, as the
+live load generator's users do; those arrivals go through the heap like any other event.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
-from dataclasses import dataclass, field
+from collections import deque
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from etalon.engine import Sequence, Step
 from etalon.records import RequestRecord
 from etalon.simulator.cluster import Link, Replica, Router
+from etalon.workload.intervals import ClosedLoop
 from etalon.workload.request import Request
 
 STEP_DONE, TRANSFER_DONE, WAKE = 0, 1, 3  # arrivals sort at priority 2
@@ -63,13 +69,19 @@ class Simulation:
         self._requests: dict[int, Request] = {}
         self._records: list[RequestRecord] = []
         self._rejected: list[int] = []
+        self._unsent: deque[Request] = deque()  # a closed loop's requests no user took yet
+        self._think_s = 0.0
         self.now = 0.0
         self.events = 0
 
     # -- the loop ----------------------------------------------------------------------------
 
-    def run(self, requests: list[Request]) -> SimResult:
+    def run(self, requests: list[Request], closed_loop: ClosedLoop | None = None) -> SimResult:
         arrivals = sorted(requests, key=lambda r: (r.arrival_time, r.request_id))
+        if closed_loop is not None:
+            self._unsent = deque(arrivals[closed_loop.users:])
+            self._think_s = closed_loop.think_time_s
+            arrivals = [replace(r, arrival_time=0.0) for r in arrivals[:closed_loop.users]]
         self._requests = {r.request_id: r for r in arrivals}
         path = self.request_path_s
         i, n = 0, len(arrivals)
@@ -104,7 +116,7 @@ class Simulation:
             replica.engine.add(seq)
         except ValueError as exc:  # can never fit this replica's KV cache
             self._rejected.append(seq.request_id)
-            self._records.append(self._record(seq, None, error=str(exc)))
+            self._finish(self._record(seq, None, error=str(exc)))
             return
         seq.tag = replica
         replica.outstanding += 1
@@ -169,7 +181,7 @@ class Simulation:
                 arrive = self.link.send(self.now, seq.prompt_tokens * self.kv_bytes_per_token)
                 self._push(arrive, TRANSFER_DONE, self._transferred, seq)
             else:
-                self._records.append(self._record(seq, replica))
+                self._finish(self._record(seq, replica))
         self._start_step(replica)
 
     def _transferred(self, prefilled: Sequence) -> None:
@@ -177,7 +189,7 @@ class Simulation:
         if req.output_tokens == 1:
             prefilled.token_segments = [self.now]
             prefilled.finished_at = self.now
-            self._records.append(self._record(prefilled, prefilled.tag))
+            self._finish(self._record(prefilled, prefilled.tag))
             return
         seq = Sequence(req.request_id, req.prompt_tokens, req.output_tokens, req.arrival_time)
         seq.num_computed = seq.prefill_target = req.prompt_tokens
@@ -186,6 +198,16 @@ class Simulation:
         self._enqueue(self.decode_router(self.decode), seq)
 
     # -- records -----------------------------------------------------------------------------
+
+    def _finish(self, rec: RequestRecord) -> None:
+        """Keeps a finished (or rejected) request's record; in a closed loop its user sends the
+        next request of the schedule a think time after this one ended."""
+        self._records.append(rec)
+        if self._unsent:
+            end = rec.completed_at if rec.completed_at is not None else self.now
+            req = replace(self._unsent.popleft(), arrival_time=end + self._think_s)
+            self._requests[req.request_id] = req
+            self._push(req.arrival_time + self.request_path_s, ARRIVAL, self._arrive, req)
 
     def _record(self, seq: Sequence, replica: Replica | None, error: str | None = None) -> RequestRecord:
         req = self._requests[seq.request_id]

@@ -16,7 +16,7 @@ import numpy as np
 from etalon.options import from_mapping, option, per_entry
 
 from .checks import require_int_at_least
-from .intervals import make_interval_generator
+from .intervals import ClosedLoop, ClosedLoopUsers, make_interval_generator
 from .lengths import MAX_TOKENS_FLAG, make_length_generator
 
 
@@ -64,6 +64,13 @@ class WorkloadConfig:
         make_interval_generator(self, np.random.default_rng(0))
         make_length_generator(self, np.random.default_rng(0))
         return self
+
+    def closed_loop(self) -> ClosedLoop | None:
+        """The users' settings of a closed-loop workload; None for an open-loop one."""
+        if self.request_interval_generator_provider != "closed_loop":
+            return None
+        generator = make_interval_generator(self, np.random.default_rng(0))
+        return generator.loop if isinstance(generator, ClosedLoopUsers) else None
 
     def nominal_qps(self) -> float | None:
         """The mean request rate the interval generator aims at, when it has one."""

@@ -1,8 +1,12 @@
-"""Inter-arrival time generators for open-loop load.
+"""Inter-arrival time generators for open-loop load, and the closed-loop users' entry.
 
 ``intervals(n)`` returns up to ``n`` gaps in seconds. The schedule (``schedule.py``) puts the
 first request at ``t = 0`` and request ``i`` at the sum of the first ``i`` gaps, so ``n``
 requests need ``n - 1`` gaps. A trace generator returns fewer gaps when its rows run out.
+
+``closed_loop`` is the one generator that is not an arrival process: its users send the next
+request when their last one returned, so its schedule only orders the requests (all at
+``t = 0``) and the load generator and the simulator time the sends (``ClosedLoop``).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from etalon.cli_errors import UserError
 from etalon.options import option
 from etalon.registry import raw
 
-from .checks import require_int_at_least, require_positive
+from .checks import require_int_at_least, require_non_negative, require_positive
 from .traces import read_arrival_times
 
 if TYPE_CHECKING:
@@ -168,6 +172,47 @@ class TraceIntervals(IntervalGenerator):
                 "--request-interval-generator-provider is trace"
             )
         return cls(params.trace_file, params.time_scale_factor)
+
+
+@dataclass(frozen=True)
+class ClosedLoopParams:
+    users: int = option(1, "Concurrent users, each sending its next request when its last one "
+                           "finished (closed loop: the server's speed sets the rate).")
+    think_time_s: float = option(0.0, "Seconds a user waits between a response's end and its "
+                                      "next request.")
+
+
+@dataclass(frozen=True)
+class ClosedLoop:
+    """How a closed-loop run times its sends: ``users`` requests in flight at most, each user's
+    next request ``think_time_s`` after its previous response ended. Requests go to users in
+    schedule order as they free up, so the run sends them in that order."""
+
+    users: int
+    think_time_s: float = 0.0
+
+
+@register("closed_loop")
+class ClosedLoopUsers(IntervalGenerator):
+    """Closed-loop users: no arrival process. The schedule is the order requests are taken in
+    (every scheduled time 0); the achieved rate is users / (latency + think time)."""
+
+    params = ClosedLoopParams
+    params_prefix = "closed_loop_request_interval_generator_"
+
+    def __init__(self, users: int, think_time_s: float) -> None:
+        self.loop = ClosedLoop(
+            require_int_at_least(users, 1, "--closed-loop-request-interval-generator-users"),
+            require_non_negative(think_time_s,
+                                 "--closed-loop-request-interval-generator-think-time-s"))
+
+    def intervals(self, n: int) -> np.ndarray:
+        return np.zeros(_count(n))
+
+    @classmethod
+    def from_config(cls, params: ClosedLoopParams, cfg: WorkloadConfig,
+                    rng: np.random.Generator) -> ClosedLoopUsers:
+        return cls(params.users, params.think_time_s)
 
 
 def make_interval_generator(cfg: WorkloadConfig, rng: np.random.Generator) -> IntervalGenerator:
