@@ -265,3 +265,33 @@ def test_a_probe_judges_dispatch_lag_against_its_arrival_gaps():
     assert generator_fell_behind(load, 200.0)
     assert generator_fell_behind({**load, "dispatch_lag_p99_s": 0.40}, 0.3)  # > 333 ms: late
     assert generator_fell_behind({**load, "achieved_qps": 0.25}, 0.3)  # < 95 % of the rate
+
+
+# ---- concurrency (closed-loop users) -----------------------------------------------------------
+def test_concurrency_search_finds_the_most_users_the_slo_allows(tmp_path):
+    # N users, think time Z = 0.2 s, one request per 50 ms step (batch 1): the server saturates
+    # from N = (D + Z) / D = 5 users, and from then on every user waits for all the others, so
+    # each request's TTFT is N * D - Z (the operational laws of a closed queue, exact for
+    # deterministic times): 0.3 s at N = 10, 0.35 s at N = 11. Under p90 TTFT <= 0.33 s the
+    # answer is 10 users (only the first round, at most 2 of 400 requests, waits longer). They
+    # send at 0, then every D from D + Z on: (400 - 10) / (0.25 + 389 * 0.05) = 19.8 req/s
+    # achieved over the run (1 / D = 20 once the start is behind them).
+    job = {"slo": {"ttft_percentile": 90, "ttft_max_s": 0.33},
+           "search": {"start_users": 2, "max_users": 64, "max_probes": 12},
+           "num_requests": 400,
+           "workloads": {"users": {**_regular_workload(),
+                                   "request_interval_generator_provider": "closed_loop",
+                                   "closed_loop_request_interval_generator_think_time_s": 0.2}},
+           "deployments": [{"name": "sim", "simulate": {"perf_model_file": _perf_file(tmp_path),
+                                                        "max_batch_size": 1}}]}
+    res = _run(_write(tmp_path, job), tmp_path / "out", "--no-ray")
+    assert res.returncode == 0, res.stderr[-2000:]
+    conf = json.loads((tmp_path / "out" / "capacity.json").read_text())["configurations"]["sim"]
+    assert conf["load"] == "concurrency" and conf["capacity_users"] == 10
+    assert conf["capacity_qps"] == pytest.approx(390 / (0.25 + 389 * 0.05), rel=1e-6)
+    assert conf["search"]["bracket"] == [10, 11] and conf["probes_run"] <= 8
+    assert all(float(p["qps"]).is_integer() for p in conf["search"]["probes"])
+    low, high = conf["search"]["interval"]
+    assert low <= 10 < high
+    assert (tmp_path / "out" / "sim" / "users_10").is_dir()
+    assert "users" in res.stdout and " 10 " in res.stdout

@@ -94,10 +94,18 @@ class Configuration:
                            "num_requests": num_requests}, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
+    @property
+    def load(self) -> str:
+        """What the search varies: ``rate`` (open loop, req/s) or ``concurrency`` (users)."""
+        return "concurrency" if searches_users(self.workload) else "rate"
+
+    def search_settings(self, search: SearchSettings) -> SearchSettings:
+        return search.for_users() if self.load == "concurrency" else search
+
     def describe(self) -> dict:
         return {"name": self.name, "deployment": self.deployment.name,
                 "kind": "simulated" if self.simulated else self.deployment.kind,
-                "workload": self.workload_name, "slo": self.slo_name}
+                "workload": self.workload_name, "slo": self.slo_name, "load": self.load}
 
 
 @dataclass
@@ -230,7 +238,7 @@ def load_job(path: str | Path) -> Job:
                                      if "slos" in data else f"{where}: slo")
             for n, s in raw_slos.items()}
     search = data.get("search") or {}
-    valid = {f.name for f in fields(SearchSettings)}
+    valid = {f.name for f in fields(SearchSettings)} - {"integer"}
     bad = sorted(set(search) - valid)
     if bad:
         raise UserError(f"{where}: search: unknown key(s) {bad}; valid: {sorted(valid)}")
@@ -264,26 +272,36 @@ def _check_workload(workload, where: str) -> None:
         raise UserError(f"{where}: expected a mapping of workload settings")
     from_mapping(WorkloadConfig, workload, where)
     provider = workload.get("request_interval_generator_provider", "poisson")
-    if provider not in RATE_PROVIDERS:
-        raise UserError(f"{where}: the search sets the rate of 'poisson' or 'gamma' arrivals, "
-                        f"not {provider!r}")
+    if provider not in LEVELS:
+        raise UserError(f"{where}: the search sets the rate of 'poisson' or 'gamma' arrivals or "
+                        f"the users of 'closed_loop', not {provider!r}")
 
 
-#: arrival processes whose rate the search sets (``<provider>_request_interval_generator_qps``)
-RATE_PROVIDERS = ("poisson", "gamma")
+#: the workload setting a search sets, by arrival process: the rate of an open loop, the users
+#: of a closed one (a concurrency search)
+LEVELS = {"poisson": "poisson_request_interval_generator_qps",
+          "gamma": "gamma_request_interval_generator_qps",
+          "closed_loop": "closed_loop_request_interval_generator_users"}
 
 
-def probe_workload(base: dict | None, workload: dict, qps: float, num_requests: int,
+def searches_users(workload: dict) -> bool:
+    """Whether a configuration's search is over closed-loop users rather than a rate."""
+    return workload.get("request_interval_generator_provider") == "closed_loop"
+
+
+def probe_workload(base: dict | None, workload: dict, level: float, num_requests: int,
                    repeat: int = 0) -> dict:
-    """The workload of one probe: the deployment's, the configuration's over it, then the rate
-    (and, for the ``repeat``-th repeat at a rate, the seed moved on by ``repeat``)."""
+    """The workload of one probe: the deployment's, the configuration's over it, then the load
+    level (a rate, or a number of users) and, for the ``repeat``-th repeat at a level, the seed
+    moved on by ``repeat``."""
     out = {**copy.deepcopy(base or {}), **copy.deepcopy(workload)}
     if repeat:
         from etalon.workload.config import WorkloadConfig
 
         out["seed"] = int(out.get("seed", WorkloadConfig().seed)) + repeat
     provider = out.get("request_interval_generator_provider", "poisson")
+    users = provider == "closed_loop"
     out.update({"request_interval_generator_provider": provider,
-                f"{provider}_request_interval_generator_qps": qps,
+                LEVELS[provider]: int(round(level)) if users else level,
                 "max_num_completed_requests": num_requests})
     return out

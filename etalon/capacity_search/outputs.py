@@ -10,21 +10,23 @@ from pathlib import Path
 from etalon.capacity_search.runner import ConfigResult
 from etalon.report.files import write_csv, write_json
 
-TABLE = ("configuration", "deployment", "kind", "workload", "slo", "capacity_qps",
-         "interval_low", "interval_high", "boundary_qps", "sharpness", "max_goodput_qps",
-         "max_goodput_at_qps", "probes_run",
-         "probes_reused", "note")
+TABLE = ("configuration", "deployment", "kind", "workload", "slo", "load", "capacity_qps",
+         "capacity_users", "interval_low", "interval_high", "boundary", "sharpness",
+         "max_goodput_qps", "max_goodput_at", "probes_run", "probes_reused", "note")
 
 
 def row(r: ConfigResult) -> dict:
+    """One configuration's line. The interval, boundary and goodput's place are in the search's
+    own unit: req/s for a rate search, users for a concurrency search (``load``)."""
     s = r.search or {}
     low, high = (s.get("interval") or (None, None))
     return {"configuration": r.config["name"], "deployment": r.config["deployment"],
             "kind": r.config["kind"], "workload": r.config["workload"], "slo": r.config["slo"],
-            "capacity_qps": s.get("capacity_qps"), "interval_low": low, "interval_high": high,
-            "boundary_qps": s.get("boundary_qps"), "sharpness": s.get("sharpness"),
+            "load": r.config.get("load", "rate"), "capacity_qps": r.capacity_qps,
+            "capacity_users": r.capacity_users, "interval_low": low, "interval_high": high,
+            "boundary": s.get("boundary_qps"), "sharpness": s.get("sharpness"),
             "max_goodput_qps": (r.max_goodput or {}).get("goodput_qps"),
-            "max_goodput_at_qps": (r.max_goodput or {}).get("qps"),
+            "max_goodput_at": (r.max_goodput or {}).get("qps"),
             "probes_run": r.probes_run, "probes_reused": r.probes_reused,
             "note": r.error or s.get("note") or ""}
 
@@ -52,15 +54,18 @@ def write_outputs(out: Path, header: dict, results: list[ConfigResult], plots: b
 
 def format_table(results: list[ConfigResult]) -> str:
     top = best(results)
-    lines = [f"{'configuration':<32} {'capacity (req/s)':>16} {'interval':>19} {'probes':>9}  note"]
+    lines = [f"{'configuration':<32} {'capacity (req/s)':>16} {'users':>6} {'interval':>19} "
+             f"{'probes':>9}  note"]
     for r in results:
         d = row(r)
         cap = f"{d['capacity_qps']:.3f}" if d["capacity_qps"] is not None else "none"
-        interval = (f"{d['interval_low']:.3g}–{d['interval_high']:.3g}"
+        users = str(d["capacity_users"]) if d["capacity_users"] is not None else "-"
+        unit = " users" if d["load"] == "concurrency" else ""
+        interval = (f"{d['interval_low']:.3g}–{d['interval_high']:.3g}{unit}"
                     if d["interval_low"] is not None and d["interval_high"] is not None else "-")
         probes = f"{d['probes_run']}+{d['probes_reused']}" if d["probes_reused"] else str(d["probes_run"])
         mark = " *" if r is top else ""
-        lines.append(f"{d['configuration']:<32} {cap:>16} {interval:>19} {probes:>9}  "
+        lines.append(f"{d['configuration']:<32} {cap:>16} {users:>6} {interval:>19} {probes:>9}  "
                      f"{d['note']}{mark}")
     if top is not None:
         lines.append("* the highest capacity; probes: run here + reused from an earlier run")
@@ -98,7 +103,8 @@ def _plot_margins(results: list[ConfigResult], path: Path) -> None:
             ax.axvline(s["capacity_qps"], color=color, linestyle=":")
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xscale("log")
-    ax.set_xlabel("request rate (req/s): o pass, x fail; shaded: capacity interval")
+    ax.set_xlabel("load: req/s, or users in a concurrency search; o pass, x fail; "
+                  "shaded: capacity interval")
     ax.set_ylabel("SLO margin (log of worst value / target; <= 0 meets the SLO)")
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7)
@@ -117,11 +123,12 @@ def _plot_capacity(results: list[ConfigResult], path: Path) -> None:
             ax.text(0, i, "  none" if not r.error else "  error", va="center", fontsize=8)
             continue
         ax.barh(i, d["capacity_qps"], color="tab:blue", alpha=0.7)
-        if d["interval_low"] is not None and d["interval_high"] is not None:
+        if d["load"] == "rate" and d["interval_low"] is not None and d["interval_high"] is not None:
             ax.plot([d["interval_low"], d["interval_high"]], [i, i], color="black", linewidth=2)
     ax.set_yticks(range(len(names)), names, fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlabel("capacity (req/s); black: interval")
+    ax.set_xlabel("capacity (req/s; a concurrency search: the rate its users achieved); "
+                  "black: interval")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from etalon.capacity_search.jobs import probe_workload
+from etalon.capacity_search.jobs import probe_workload, searches_users
 from etalon.capacity_search.search import Probe
 from etalon.capacity_search.slo import SLO
 from etalon.cli_errors import UserError
@@ -24,8 +24,20 @@ from etalon.record_table import read_table
 
 #: run_benchmark settings a live probe sets itself
 RESERVED_FLAGS = ("--poisson-request-interval-generator-qps", "--gamma-request-interval-generator-qps",
+                  "--closed-loop-request-interval-generator-users",
                   "--request-interval-generator-provider", "--output-dir",
                   "--max-num-completed-requests", "--config")
+
+
+def _judge(slo: SLO, table, load: dict, level: float) -> tuple[bool, dict]:
+    """The SLO's verdict on a probe's records; a closed loop's achieved rate (the throughput at
+    that many users) goes with it, for the goodput and the capacity in req/s."""
+    loop = load.get("closed_loop")
+    rate = loop.get("achieved_qps") if loop else level
+    passed, observed = slo.check(table, generator_fell_behind(load, rate or level))
+    if loop:
+        observed["achieved_qps"] = loop.get("achieved_qps")
+    return passed, observed
 
 
 def generator_fell_behind(load: dict, qps: float) -> bool:
@@ -47,13 +59,14 @@ class Repeats:
     """Counts the probes at each rate: a repeat gets its own folder and its own workload seed
     (the same seed would replay the same requests, and a simulation would repeat exactly)."""
 
-    def __init__(self, out_dir: Path) -> None:
+    def __init__(self, out_dir: Path, workload: dict) -> None:
         self.out_dir, self.seen = out_dir, {}
+        self.prefix = "users_" if searches_users(workload) else "qps_"
 
-    def next(self, qps: float) -> tuple[Path, int]:
-        n = self.seen.get(qps, 0)
-        self.seen[qps] = n + 1
-        return self.out_dir / (f"qps_{qps:.4g}" + (f"_r{n + 1}" if n else "")), n
+    def next(self, level: float) -> tuple[Path, int]:
+        n = self.seen.get(level, 0)
+        self.seen[level] = n + 1
+        return self.out_dir / (f"{self.prefix}{level:.4g}" + (f"_r{n + 1}" if n else "")), n
 
 
 def simulated_probe(sim_settings: dict, workload: dict, slo: SLO, num_requests: int,
@@ -63,7 +76,7 @@ def simulated_probe(sim_settings: dict, workload: dict, slo: SLO, num_requests: 
     from etalon.simulate import simulate
     from etalon.simulator.config import SimConfig
 
-    repeats = Repeats(out_dir)
+    repeats = Repeats(out_dir, workload)
 
     def probe(qps: float) -> Probe:
         out, n = repeats.next(qps)
@@ -74,7 +87,7 @@ def simulated_probe(sim_settings: dict, workload: dict, slo: SLO, num_requests: 
         summary = simulate(cfg, quiet=True)
         table = read_table(out)
         measured = table.select(table.numbers("scheduled_at") >= cfg.warm_up)
-        passed, observed = slo.check(measured, generator_fell_behind(summary["load"], qps))
+        passed, observed = _judge(slo, measured, summary["load"], qps)
         return Probe(qps, passed, observed, str(out))
 
     return probe
@@ -94,7 +107,8 @@ def live_probe(settings: dict, extra_flags: list[str], workload: dict, slo: SLO,
     if "workload" in base:
         raise UserError(f"{where}: benchmark: put the workload under the job's 'workloads'")
 
-    repeats = Repeats(out_dir)
+    repeats = Repeats(out_dir, workload)
+    unit = "users" if searches_users(workload) else "req/s"
 
     def probe(qps: float) -> Probe:
         out, n = repeats.next(qps)
@@ -107,9 +121,9 @@ def live_probe(settings: dict, extra_flags: list[str], workload: dict, slo: SLO,
         res = subprocess.run(cmd, capture_output=True, text=True)
         if res.returncode != 0:
             last = (res.stderr.strip().splitlines() or ["no output"])[-1]
-            raise UserError(f"{where}: the benchmark at {qps:g} req/s failed: {last}")
+            raise UserError(f"{where}: the benchmark at {qps:g} {unit} failed: {last}")
         summary = json.loads((out / "summary.json").read_text())
-        passed, observed = slo.check(read_table(out), generator_fell_behind(summary["load"], qps))
+        passed, observed = _judge(slo, read_table(out), summary["load"], qps)
         return Probe(qps, passed, observed, str(out))
 
     return probe

@@ -40,8 +40,31 @@ class ConfigResult:
     extra: dict = field(default_factory=dict)
 
     @property
+    def users(self) -> bool:
+        return self.config.get("load") == "concurrency"
+
+    @property
+    def capacity_users(self) -> int | None:
+        """A concurrency search's answer: the most closed-loop users that meet the SLO."""
+        level = (self.search or {}).get("capacity_qps") if self.users else None
+        return int(level) if level is not None else None
+
+    @property
     def capacity_qps(self) -> float | None:
-        return (self.search or {}).get("capacity_qps")
+        """The most requests per second within the SLO: the rate a rate search found, or the
+        rate a concurrency search's users achieved at its capacity (so the two compare)."""
+        level = (self.search or {}).get("capacity_qps")
+        if level is None or not self.users:
+            return level
+        at = [p for p in self.search["probes"] if p["qps"] == level and p["passed"]]
+        rates = [p["observed"].get("achieved_qps") for p in at]
+        rates = [r for r in rates if r is not None]
+        return float(min(rates)) if rates else None
+
+    def _rate(self, probe: dict) -> float:
+        """The request rate a probe ran at: its level, or what its closed loop achieved."""
+        achieved = probe["observed"].get("achieved_qps")
+        return achieved if self.users and achieved is not None else probe["qps"]
 
     @property
     def max_goodput(self) -> dict | None:
@@ -51,12 +74,13 @@ class ConfigResult:
                   if p["observed"].get("good_fraction") is not None]
         if not probes:
             return None
-        best = max(probes, key=lambda p: p["qps"] * p["observed"]["good_fraction"])
-        return {"qps": best["qps"], "goodput_qps": best["qps"] * best["observed"]["good_fraction"]}
+        best = max(probes, key=lambda p: self._rate(p) * p["observed"]["good_fraction"])
+        return {"qps": best["qps"],
+                "goodput_qps": self._rate(best) * best["observed"]["good_fraction"]}
 
     def to_dict(self) -> dict:
         return {**self.config, "key": self.key, "capacity_qps": self.capacity_qps,
-                "max_goodput": self.max_goodput,
+                "capacity_users": self.capacity_users, "max_goodput": self.max_goodput,
                 "error": self.error, "server": self.server, "probes_run": self.probes_run,
                 "probes_reused": self.probes_reused, "seconds": round(self.seconds, 2),
                 "search": self.search}
@@ -78,12 +102,13 @@ def run_configuration(job: Job, conf: Configuration, out_dir: Path, verbose: boo
     def show(p) -> None:
         if verbose:
             verdict = "pass" if p.passed else "FAIL: " + "; ".join(p.observed.get("reasons", []))
-            print(f"  {conf.name}: {p.qps:8.3f} req/s  {verdict}", flush=True)
+            level = f"{p.qps:8.0f} users" if conf.load == "concurrency" else f"{p.qps:8.3f} req/s"
+            print(f"  {conf.name}: {level}  {verdict}", flush=True)
 
     try:
         with ExitStack() as stack:
             probe = _probe(job, conf, out, where, stack, result)
-            sr = search_capacity(ledger.wrap(probe), job.search, show)
+            sr = search_capacity(ledger.wrap(probe), conf.search_settings(job.search), show)
             result.search = sr.to_dict()
     except (LaunchError, UserError) as exc:
         result.error = str(exc)

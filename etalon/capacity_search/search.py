@@ -21,12 +21,16 @@ failure whose margin means nothing (errors, a load generator that fell behind).
 
 The only assumption is monotonicity: more load never helps. Deterministic given its probes (a
 resumed job replays the same path). Rates are req/s; "log" is the natural log.
+
+A concurrency search (closed-loop users) runs the same algorithm over whole numbers of users
+(``integer``): each placed level is rounded into the open bracket, and the search also stops
+when the bracket's ends are neighbours. Fields named ``qps`` then hold users.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -93,6 +97,15 @@ class SearchSettings:
     # server from moving the answer (benchmarks/capacity_search_probes.py: the interval then
     # holds the true boundary in ~95 % of noisy searches instead of ~40 %, for ~4 more probes).
     repeats_near_boundary: int = 1
+    # A concurrency search (closed-loop users) starts at start_users and stops at max_users.
+    start_users: int = 1
+    max_users: int = 256
+    integer: bool = False  # levels are whole numbers (users): set by for_users(), not by a job
+
+    def for_users(self) -> "SearchSettings":
+        """The settings of a concurrency search: whole numbers of users, from 1 to max_users."""
+        return replace(self, start_qps=float(self.start_users), min_qps=1.0,
+                       max_qps=float(self.max_users), integer=True)
 
     def validate(self, where: str = "search") -> "SearchSettings":
         if not 0 < self.min_qps <= self.start_qps <= self.max_qps:
@@ -101,6 +114,12 @@ class SearchSettings:
             raise UserError(f"{where}: tolerance must be in (0, 1) and max_probes >= 1")
         if not isinstance(self.repeats_near_boundary, int) or self.repeats_near_boundary < 1:
             raise UserError(f"{where}: repeats_near_boundary must be an integer >= 1")
+        for name in ("start_users", "max_users"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise UserError(f"{where}: {name} must be an integer >= 1")
+        if self.start_users > self.max_users:
+            raise UserError(f"{where}: need start_users <= max_users")
         return self
 
 
@@ -392,6 +411,16 @@ def _summary(rates: dict[float, _Rate], probes: list[Probe], note: str | None) -
                         slope, sigma)
 
 
+def _whole(level: float, lo: _Rate | None, hi: _Rate | None) -> float:
+    """A placed level rounded to a whole number of users strictly inside the bracket."""
+    n = round(level)
+    if lo is not None:
+        n = max(n, int(lo.qps) + 1)
+    if hi is not None:
+        n = min(n, int(hi.qps) - 1)
+    return float(max(n, 1))
+
+
 def search_capacity(probe: Callable[[float], Probe], s: SearchSettings,
                     on_probe: Callable[[Probe], None] | None = None) -> SearchResult:
     """Probe rates (``probe(qps)``, req/s) until the bracket is within ``s.tolerance`` and its
@@ -412,21 +441,25 @@ def search_capacity(probe: Callable[[float], Probe], s: SearchSettings,
         if on_probe:
             on_probe(result)
         lo, hi = _bracket(rates)
+        unit = "users" if s.integer else "qps"
         if hi is None:
             if lo.qps >= s.max_qps:
-                note = f"passed at max_qps {s.max_qps:g}; the capacity may be higher"
+                note = f"passed at max_{unit} {s.max_qps:g}; the capacity may be higher"
                 qps = None
             else:
                 qps = _expand(rates, lo, True, s, w)
         elif lo is None:
             if hi.qps <= s.min_qps:
-                note = f"failed even at min_qps {s.min_qps:g}"
+                note = f"failed even at {'1 user' if s.integer else f'min_qps {s.min_qps:g}'}"
                 qps = None
             else:
                 qps = _expand(rates, hi, False, s, w)
-        elif (hi.qps - lo.qps) / hi.qps <= s.tolerance:
+        elif (hi.qps - lo.qps) / hi.qps <= s.tolerance or (s.integer and hi.qps - lo.qps <= 1):
             again = _to_repeat(lo, hi, rates, s)
             qps = again.qps if again else None
+            continue
         else:
             qps = narrowing.next(lo, hi, rates, w)
+        if qps is not None and s.integer:
+            qps = _whole(qps, lo, hi)
     return _summary(rates, probes, note)
