@@ -20,6 +20,8 @@ from etalon.cli_errors import run_cli
 # subcommand -> (module, one-line help); a nested mapping is a command group.
 SUBCOMMANDS: dict[str, tuple[str, str] | dict[str, tuple[str, str]]] = {
     "bench": ("etalon.run_benchmark", "benchmark a live OpenAI-compatible server (open loop)"),
+    "sweep": ("etalon.sweep", "a load sweep of a live server: synchronous, throughput, rates "
+                              "between"),
     "simulate": ("etalon.simulate", "simulate a serving deployment under a workload"),
     "estimate": ("etalon.estimate", "model a deployment analytically: memory, latency, "
                                     "layouts, distributed pipelines"),
