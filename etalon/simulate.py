@@ -35,7 +35,7 @@ def simulate(cfg: SimConfig, *, quiet: bool = False) -> dict:
     from etalon.metrics.summary import summarize
     from etalon.report.files import write_run_outputs
     from etalon.simulator.deployment import build_simulation
-    from etalon.simulator.results import plot_timelines, simulation_summary
+    from etalon.simulator.results import plot_timelines, simulation_summary, write_timeline
     from etalon.workload.replay import requests_from_records
     from etalon.workload.schedule import build_requests
 
@@ -56,8 +56,13 @@ def simulate(cfg: SimConfig, *, quiet: bool = False) -> dict:
     paths = write_run_outputs(out, columns, summary, {"simulation": cfg.to_dict()},
                               plots=not cfg.outputs.no_plots,
                               stored=result.records if len(measured) < len(result.records) else None)
+    paths.update(write_timeline(result, out))
     if not cfg.outputs.no_plots:
         paths.update(plot_timelines(result, out))
+    if not cfg.outputs.no_report:
+        from etalon.report.html import write_run_report
+
+        write_run_report(out, PROG)
     if not quiet:
         from etalon.report.console import print_summary
 

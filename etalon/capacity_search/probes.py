@@ -69,7 +69,7 @@ def simulated_probe(sim_settings: dict, workload: dict, slo: SLO, num_requests: 
         out, n = repeats.next(qps)
         data = copy.deepcopy(sim_settings)
         data["workload"] = probe_workload(data.get("workload"), workload, qps, num_requests, n)
-        data.update(output_dir=str(out), no_plots=True)
+        data.update(output_dir=str(out), no_plots=True, no_report=True)  # one report per job
         cfg = from_mapping(SimConfig, data, where).validate()
         summary = simulate(cfg, quiet=True)
         table = read_table(out)
@@ -100,6 +100,7 @@ def live_probe(settings: dict, extra_flags: list[str], workload: dict, slo: SLO,
         out, n = repeats.next(qps)
         out.mkdir(parents=True, exist_ok=True)
         config = {**base, "output_dir": str(out), "no_progress": True, "no_plots": True,
+                  "no_report": True,
                   "workload": probe_workload(None, workload, qps, num_requests, n)}
         (out / "probe.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
         cmd = [sys.executable, "-m", "etalon.run_benchmark", "--config", str(out / "probe.yaml"),
