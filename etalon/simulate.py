@@ -29,8 +29,11 @@ def execute(ns) -> int:
     return 0
 
 
-def simulate(cfg: SimConfig, *, quiet: bool = False) -> dict:
-    """Runs one simulation and writes its outputs; returns the summary."""
+def simulate(cfg: SimConfig, *, quiet: bool = False, report: bool | None = None) -> dict:
+    """Runs one simulation and writes its outputs; returns the summary.
+
+    ``report``: write ``report.html`` (unless ``--no-report``); by default a run that prints
+    (the command) does and a quiet one (a probe, a sweep's many simulations) does not."""
     from etalon.metrics.columns import RunColumns
     from etalon.metrics.summary import summarize
     from etalon.report.files import write_run_outputs
@@ -59,7 +62,7 @@ def simulate(cfg: SimConfig, *, quiet: bool = False) -> dict:
     paths.update(write_timeline(result, out))
     if not cfg.outputs.no_plots:
         paths.update(plot_timelines(result, out))
-    if not cfg.outputs.no_report:
+    if (not quiet if report is None else report) and not cfg.outputs.no_report:
         from etalon.report.html import write_run_report
 
         write_run_report(out, PROG)

@@ -69,7 +69,7 @@ def simulated_probe(sim_settings: dict, workload: dict, slo: SLO, num_requests: 
         out, n = repeats.next(qps)
         data = copy.deepcopy(sim_settings)
         data["workload"] = probe_workload(data.get("workload"), workload, qps, num_requests, n)
-        data.update(output_dir=str(out), no_plots=True, no_report=True)  # one report per job
+        data.update(output_dir=str(out), no_plots=True)
         cfg = from_mapping(SimConfig, data, where).validate()
         summary = simulate(cfg, quiet=True)
         table = read_table(out)

@@ -20,6 +20,7 @@ DESCRIPTION = ("One self-contained HTML report (opens offline) of run folders, o
 class ReportArgs:
     directories: list[str] = field(default_factory=list)
     output: str | None = None
+    title: str | None = None
 
 
 def configure(parser) -> None:
@@ -29,16 +30,18 @@ def configure(parser) -> None:
     parser.add_argument("-o", "--output", metavar="FILE", default=None,
                         help="where the page goes (default: report.html inside the only folder "
                              "given, else ./report.html)")
+    parser.add_argument("--title", metavar="TEXT", default=None,
+                        help="the page's title (default: the folders' names)")
 
 
 def execute(ns) -> int:
     from etalon.report.html import REPORT_FILE, write_report
 
-    args = ReportArgs(list(ns.directories), ns.output)
+    args = ReportArgs(list(ns.directories), ns.output, ns.title)
     output = args.output or (str(Path(args.directories[0]) / REPORT_FILE)
                              if len(args.directories) == 1 else REPORT_FILE)
     started = time.perf_counter()
-    path = write_report(args.directories, output)
+    path = write_report(args.directories, output, title=args.title)
     size = path.stat().st_size
     print(f"{PROG}: wrote {path} ({size / 1e3:.0f} kB in {time.perf_counter() - started:.1f} s)",
           file=sys.stderr)

@@ -112,7 +112,7 @@ def capacity_section(job: CapacityDir, label: str) -> tuple[str, list[Chart], di
     return "\n".join(html), charts, {"path": str(job.path), "report": redact(report)}
 
 
-def render(paths: Sequence[str | Path]) -> str:
+def render(paths: Sequence[str | Path], title: str | None = None) -> str:
     """The report page of run folders and/or capacity-search folders."""
     if not paths:
         raise UserError("give at least one run or capacity-search directory")
@@ -134,7 +134,7 @@ def render(paths: Sequence[str | Path]) -> str:
         charts += job_charts
         data["capacity"].append(job_data)
     data["charts"] = [c.to_dict() for c in charts]
-    title = "etalon report: " + ", ".join(labels)
+    title = title or "etalon report: " + ", ".join(labels)
     header = (f"<h1>{escape(title)}</h1><p class=\"meta\">generated "
               f"{escape(data['generated_at'])} from {len(paths)} folder(s); hover a chart for "
               f"values, click a legend entry to hide its series</p>")
@@ -152,9 +152,10 @@ def _page(title: str, body: str, data: dict) -> str:
     return re.sub(r"\{\{(\w+)\}\}", lambda m: parts[m.group(1)], _asset("page.html"))
 
 
-def write_report(paths: Sequence[str | Path], output: str | Path) -> Path:
+def write_report(paths: Sequence[str | Path], output: str | Path, *,
+                 title: str | None = None) -> Path:
     """Renders the report and writes it (to a temporary name first)."""
-    page = render(paths)
+    page = render(paths, title)
     out = Path(output)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
