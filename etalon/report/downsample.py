@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from etalon.metrics.distribution import PERCENTILES
+
 MAX_POINTS = 2000  # per curve or scatter
 
 
@@ -19,14 +21,15 @@ def thin(index: np.ndarray, limit: int = MAX_POINTS) -> np.ndarray:
 def cdf_points(values: np.ndarray, limit: int = MAX_POINTS) -> tuple[np.ndarray, np.ndarray]:
     """``(x, fraction of samples <= x)`` of the finite ``values``: every sample when there are
     at most ``limit``, else the curve through ``limit`` quantiles (the last ones denser toward
-    the tail, where p99 and p99.9 live). Empty input gives two empty arrays."""
+    the tail, where p99 and p99.9 live; the summary's percentiles among them). Empty input gives two empty arrays."""
     v = np.sort(np.asarray(values, dtype=float))
     v = v[np.isfinite(v)]
     if v.size <= limit:
         return v, np.arange(1, v.size + 1) / max(v.size, 1)
-    body = np.linspace(0.0, 0.99, limit - limit // 5)
+    body = np.linspace(0.0, 0.99, limit - limit // 5 - len(PERCENTILES))
     tail = 1.0 - np.geomspace(1e-2, 1.0 / v.size, limit // 5)
-    q = np.unique(np.concatenate([body, tail, [1.0]]))
+    marks = [p / 100 for _, p in PERCENTILES]  # the summary's percentiles lie on the curve
+    q = np.unique(np.concatenate([body, tail, marks, [1.0]]))
     return np.quantile(v, q), q
 
 
