@@ -70,8 +70,13 @@ def overview_chart(job: CapacityDir) -> Chart:
     return chart
 
 
-def capacity_charts(job: CapacityDir) -> list[Chart]:
-    charts = [overview_chart(job)]
-    charts += [configuration_chart(name, conf, i)
-               for i, (name, conf) in enumerate(job.report["configurations"].items())]
-    return [c for c in charts if not c.empty]
+OVERVIEW = None  # the key of the all-configurations chart in :func:`capacity_charts`
+
+
+def capacity_charts(job: CapacityDir) -> dict[str | None, Chart]:
+    """``{configuration name: its chart, OVERVIEW: all of them}``, charts without data left out
+    (a configuration that failed before its first probe)."""
+    charts: dict[str | None, Chart] = {OVERVIEW: overview_chart(job)}
+    for i, (name, conf) in enumerate(job.report["configurations"].items()):
+        charts[name] = configuration_chart(name, conf, i)
+    return {k: c for k, c in charts.items() if not c.empty}

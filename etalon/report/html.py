@@ -19,7 +19,7 @@ from typing import Sequence
 
 from etalon.cli_errors import UserError
 from etalon.report import html_tables as tables
-from etalon.report.capacity_view import capacity_charts
+from etalon.report.capacity_view import OVERVIEW, capacity_charts
 from etalon.report.charts import Chart
 from etalon.report.compare import compare
 from etalon.report.files import json_safe
@@ -90,10 +90,9 @@ def runs_section(runs: list[RunDir], labels: list[str]) -> tuple[str, list[Chart
 
 
 def capacity_section(job: CapacityDir, label: str) -> tuple[str, list[Chart], dict]:
-    charts = capacity_charts(job)
-    for c in charts:  # several jobs in one report keep their chart ids apart
+    by_name = capacity_charts(job)
+    for c in by_name.values():  # several jobs in one report keep their chart ids apart
         c.id = f"{re.sub(r'[^A-Za-z0-9_-]', '_', label)}_{c.id}"
-    by_name = dict(zip(["overview", *job.report["configurations"]], charts))
     report = job.report
     html = [f"<h2>Capacity search: {escape(label)}</h2>",
             f'<p class="meta">{escape(str(job.path))} — job {escape(str(report.get("job")))}, '
@@ -102,14 +101,15 @@ def capacity_section(job: CapacityDir, label: str) -> tuple[str, list[Chart], di
     if job.table_header:
         rows = [[tables.short_number(v) for v in row] for row in job.table_rows]
         html.append(f'<div class="wide">{tables.table(job.table_header, rows, "capacity")}</div>')
-    if "overview" in by_name:
-        html.append(chart_figure(by_name["overview"]))
+    if OVERVIEW in by_name:
+        html.append(chart_figure(by_name[OVERVIEW]))
     for name, conf in report["configurations"].items():
         html += [f"<h3>{escape(name)}</h3>", tables.search_facts(conf)]
         if name in by_name:
             html.append(chart_figure(by_name[name]))
         html.append(tables.probe_history(conf))
-    return "\n".join(html), charts, {"path": str(job.path), "report": redact(report)}
+    return "\n".join(html), list(by_name.values()), {"path": str(job.path),
+                                                     "report": redact(report)}
 
 
 def render(paths: Sequence[str | Path], title: str | None = None) -> str:

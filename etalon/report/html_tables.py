@@ -72,8 +72,7 @@ def comparison(labels: Sequence[str], rows: Sequence[ComparisonRow]) -> str:
     out = []
     for r in rows:
         unit = f" ({r.unit})" if r.unit and r.unit != "1/s" else ""
-        rel = [("-", "") if d is None else (f"{d:+.1%}", "up" if d > 0 else "down" if d < 0 else "")
-               for d in r.relative[1:]]
+        rel = ["-" if d is None else f"{d:+.1%}" for d in r.relative[1:]]
         out.append([r.label + unit, *(number(v) for v in r.values), *rel])
     return table(header, out, "comparison")
 
