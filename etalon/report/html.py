@@ -74,7 +74,7 @@ def runs_section(runs: list[RunDir], labels: list[str]) -> tuple[str, list[Chart
     html += ["<h2>Requests and errors</h2>", tables.errors(labels, summaries)]
     by_id = {c.id: c for c in charts}
     groups = (("Latency distributions", [c for c in by_id if c.startswith("cdf_")]),
-              ("TTFT against prompt length", ["ttft_vs_prompt"]),
+              ("Prompt length", ["ttft_vs_prompt"]),
               ("Over time", ["throughput", "completions", "in_flight"]),
               ("Deadlines", ["miss_rate"]),
               ("Simulation: batch, queue and KV cache", [c for c in by_id if c.startswith("sim_")]))
