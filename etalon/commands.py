@@ -41,6 +41,8 @@ SUBCOMMANDS: dict[str, tuple[str, str] | dict[str, tuple[str, str]]] = {
                                                   "within the SLO"),
     "recommend": ("etalon.capacity_search.recommend", "the cheapest deployment that meets an "
                                                       "SLO at a target request rate"),
+    "report": ("etalon.report.__main__", "one self-contained HTML report of runs (overlaid, "
+                                         "compared) and capacity searches"),
     "validate-engine": ("etalon.validation.__main__", "the real-engine validation loop: profile, "
                                                       "anchor, live runs, replay, table"),
 }

@@ -197,6 +197,10 @@ def _finish(outcome: Dispatched, run_config: dict, out: Path, cfg: BenchmarkConf
                       "not_dispatched": outcome.not_dispatched,
                       "clock_sync": outcome.clock_sync, "finished_at": time.time()}
     paths = write_run_outputs(out, columns, summary, run_config, plots=not cfg.outputs.no_plots)
+    if not cfg.outputs.no_report:
+        from etalon.report.html import write_run_report
+
+        write_run_report(out, PROG)
     print_summary(summary)
     print(f"{PROG}: results in {out}", file=sys.stderr)
     w = cfg.wandb

@@ -29,13 +29,16 @@ def execute(ns) -> int:
     return 0
 
 
-def simulate(cfg: SimConfig, *, quiet: bool = False) -> dict:
-    """Runs one simulation and writes its outputs; returns the summary."""
+def simulate(cfg: SimConfig, *, quiet: bool = False, report: bool | None = None) -> dict:
+    """Runs one simulation and writes its outputs; returns the summary.
+
+    ``report``: write ``report.html`` (unless ``--no-report``); by default a run that prints
+    (the command) does and a quiet one (a probe, a sweep's many simulations) does not."""
     from etalon.metrics.columns import RunColumns
     from etalon.metrics.summary import summarize
     from etalon.report.files import write_run_outputs
     from etalon.simulator.deployment import build_simulation
-    from etalon.simulator.results import plot_timelines, simulation_summary
+    from etalon.simulator.results import plot_timelines, simulation_summary, write_timeline
     from etalon.workload.replay import requests_from_records
     from etalon.workload.schedule import build_requests
 
@@ -58,8 +61,13 @@ def simulate(cfg: SimConfig, *, quiet: bool = False) -> dict:
     paths = write_run_outputs(out, columns, summary, {"simulation": cfg.to_dict()},
                               plots=not cfg.outputs.no_plots,
                               stored=result.records if len(measured) < len(result.records) else None)
+    paths.update(write_timeline(result, out))
     if not cfg.outputs.no_plots:
         paths.update(plot_timelines(result, out))
+    if (not quiet if report is None else report) and not cfg.outputs.no_report:
+        from etalon.report.html import write_run_report
+
+        write_run_report(out, PROG)
     if not quiet:
         from etalon.report.console import print_summary
 

@@ -20,7 +20,7 @@ FLAGS = {
         '--fixed-request-generator-prefill-tokens', '--gamma-request-interval-generator-cv',
         '--gamma-request-interval-generator-qps', '--idle-timeout', '--llm-api',
         '--max-num-completed-requests', '--model', '--no-ignore-eos', '--no-plots',
-        '--no-progress', '--no-ray', '--no-should-use-given-dir', '--no-should-write-metrics',
+        '--no-progress', '--no-ray', '--no-report', '--no-should-use-given-dir', '--no-should-write-metrics',
         '--num-concurrent-requests-per-client', '--num-ray-clients', '--output-dir',
         '--poisson-request-interval-generator-qps', '--prefill-profile', '--ray-address',
         '--request-generator-max-tokens', '--request-interval-generator-provider',
@@ -50,7 +50,8 @@ FLAGS = {
         '--gpu-memory-utilization', '--hardware', '--kv-bytes-per-token', '--kv-dtype',
         '--max-batch-size', '--max-batched-tokens', '--max-num-batched-tokens',
         '--max-num-completed-requests', '--max-num-seqs', '--mbu', '--mfu', '--model',
-        '--no-plots', '--no-should-use-given-dir', '--num-kv-blocks', '--num-replicas',
+        '--no-plots', '--no-report', '--no-should-use-given-dir', '--num-kv-blocks',
+        '--num-replicas',
         '--output-dir', '--perf-model-file', '--poisson-request-interval-generator-qps', '--pp',
         '--prefill-hardware', '--prefill-replicas', '--prefill-tp', '--profile', '--replay',
         '--request-generator-max-tokens', '--request-interval-generator-provider',
@@ -107,8 +108,11 @@ FLAGS = {
         '--seed', '--server', '--server-args', '--timeout', '--tokenizer',
     ],
     'etalon.capacity_search.__main__': [
-        '--config', '--no-plots', '--no-ray', '--output-dir', '--ray-address', '--simulate',
-        '--wandb-project',
+        '--config', '--no-plots', '--no-ray', '--no-report', '--output-dir', '--ray-address',
+        '--simulate', '--wandb-project',
+    ],
+    'etalon.report.__main__': [
+        '--output', '--title',
     ],
     'etalon.validation.__main__': [
         '--doc', '--job', '--loads', '--num-requests', '--output-dir', '--profile',

@@ -71,7 +71,8 @@ class ProfilerConfig:
     measurement: Measurement = embed(Measurement, title="measurement")
     fit: FitOptions = embed(FitOptions, title="fit")
     outputs: OutputConfig = embed(OutputConfig, title="outputs",
-                                  defaults={"output_dir": "profiling_outputs"})
+                                  defaults={"output_dir": "profiling_outputs"},
+                                  exclude=("no_report",))  # a profile is not a run
     merge_into: str | None = option(None, "also add the fitted section to this profile file "
                                           "(created if missing)", metavar="FILE")
 

@@ -36,6 +36,8 @@ class SearchCommandConfig:
     no_ray: bool = option(False, "run the configurations one by one in this process")
     ray_address: str | None = option(None, "run the configurations on this Ray cluster")
     no_plots: bool = option(False, "skip margins.png and capacity.png")
+    no_report: bool = option(False, "skip report.html (the job's HTML report; probes never "
+                                    "write their own)")
     wandb_project: str | None = option(None, "log every probe to this W&B project (one run per "
                                              "probe, grouped by configuration)")
 
@@ -58,6 +60,10 @@ def run(args: SearchCommandConfig) -> int:
     header = {"job": str(args.config), "simulate": args.simulate, "num_requests": job.num_requests,
               "search": asdict(job.search), "slos": {n: s.to_dict() for n, s in job.slos.items()}}
     report = write_outputs(out, header, results, plots=not args.no_plots)
+    if not args.no_report:
+        from etalon.report.html import write_run_report
+
+        write_run_report(out, PROG)
     if args.wandb_project:
         from etalon.report.wandb_logger import log_capacity_job
 

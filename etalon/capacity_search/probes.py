@@ -114,6 +114,7 @@ def live_probe(settings: dict, extra_flags: list[str], workload: dict, slo: SLO,
         out, n = repeats.next(qps)
         out.mkdir(parents=True, exist_ok=True)
         config = {**base, "output_dir": str(out), "no_progress": True, "no_plots": True,
+                  "no_report": True,
                   "workload": probe_workload(None, workload, qps, num_requests, n)}
         (out / "probe.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
         cmd = [sys.executable, "-m", "etalon.run_benchmark", "--config", str(out / "probe.yaml"),

@@ -230,6 +230,17 @@ def evaluate_timelines(
     return on_time, misses.astype(np.int64), first.astype(np.int64)
 
 
+def miss_rates(tl: Timelines, ttft_deadline: float | None,
+               tbt_deadline: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(tokens_on_time, misses, first_token_misses, miss_rate)``: the first three per row of
+    ``tl`` as :func:`evaluate_timelines` gives them, and the miss rate (misses / deadlines) of
+    the rows that had a deadline, the samples of the summary's mean miss rate and fluidity."""
+    on_time, misses, first = evaluate_timelines(tl, ttft_deadline, tbt_deadline)
+    total = on_time + misses
+    counted = total > 0
+    return on_time, misses, first, misses[counted] / total[counted]
+
+
 def _check(t: np.ndarray, d: np.ndarray, tbt: float, on_time: np.ndarray,
            misses: np.ndarray, counted: np.ndarray | None = None) -> np.ndarray:
     """Charges rows ``[:len(t)]`` for tokens at ``t`` due at ``d``; returns the new misses.

@@ -17,7 +17,7 @@ import numpy as np
 from etalon.cli_errors import UserError
 from etalon.metrics.columns import RunColumns
 from etalon.metrics.deadlines import (
-    Timelines, evaluate_timelines, min_tbt_deadlines, run_wide_ttft, ttft_deadline_label,
+    Timelines, min_tbt_deadlines, miss_rates, run_wide_ttft, ttft_deadline_label,
 )
 from etalon.metrics.distribution import Distribution
 from etalon.metrics.fluid_rate import fluid_token_rate
@@ -162,10 +162,8 @@ def deadline_summary(
     }
     if tbt_deadline is None:
         return out
-    on_time, misses, first = evaluate_timelines(tl, ttft_deadline, tbt_deadline)
+    on_time, misses, first, miss_rate = miss_rates(tl, ttft_deadline, tbt_deadline)
     total = on_time + misses
-    counted = total > 0
-    miss_rate = misses[counted] / total[counted]
     out.update(
         deadlines_total=int(total.sum()),
         misses=int(misses.sum()),

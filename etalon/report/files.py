@@ -27,7 +27,7 @@ from etalon.records import RequestRecord
 from etalon.report.plots import make_plots
 from etalon.report.redact import redact
 
-__all__ = ["write_run_outputs", "redact", "write_json", "write_csv"]
+__all__ = ["write_run_outputs", "redact", "write_json", "write_csv", "json_safe"]
 
 
 def write_run_outputs(
@@ -68,12 +68,12 @@ def write_run_outputs(
     return paths
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """Replaces NaN/inf with None (JSON has no such numbers) and numpy scalars with Python ones."""
     if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     if hasattr(value, "item") and callable(value.item):  # numpy scalar
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
@@ -91,7 +91,7 @@ def _atomic_write(path: Path, write) -> Path:
 
 def write_json(path: str | Path, data: Any) -> Path:
     """Writes ``data`` as indented JSON (strict: no NaN) and returns the path."""
-    text = json.dumps(_json_safe(data), indent=2, allow_nan=False, default=str)
+    text = json.dumps(json_safe(data), indent=2, allow_nan=False, default=str)
     return _atomic_write(Path(path), lambda fh: fh.write(text + "\n"))
 
 

@@ -15,6 +15,8 @@ class OutputConfig:
     should_use_given_dir: bool = option(True, "write into --output-dir itself (else into a "
                                               "timestamped subfolder)", negatable=True)
     no_plots: bool = option(False, "skip the PNG plots")
+    no_report: bool = option(False, "skip report.html (the self-contained HTML report; "
+                                    "`etalon report DIR` writes it later)")
 
     def prepare(self, *, fresh: tuple[str, ...] = ()) -> Path:
         """Creates the folder (a timestamped subfolder unless told otherwise) and removes the

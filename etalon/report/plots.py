@@ -20,6 +20,7 @@ from etalon.metrics.columns import RunColumns
 from etalon.metrics.latency import latency_series
 from etalon.record_table import RecordTable
 from etalon.records import RequestRecord
+from etalon.report.downsample import MAX_POINTS, cdf_points, thin
 
 # (series name, x-axis label, title) of every CDF plot; times are shown in milliseconds.
 CDF_PLOTS: tuple[tuple[str, str, str], ...] = (
@@ -28,9 +29,6 @@ CDF_PLOTS: tuple[tuple[str, str, str], ...] = (
     ("e2e_latency", "End-to-end latency (ms)", "End-to-end latency"),
     ("dispatch_lag", "Dispatch lag (ms)", "Dispatch lag (sent - scheduled)"),
 )
-
-
-MAX_POINTS = 2000  # per curve or scatter
 
 
 def make_plots(records: "Sequence[RequestRecord] | RecordTable | RunColumns",
@@ -46,7 +44,7 @@ def make_plots(records: "Sequence[RequestRecord] | RecordTable | RunColumns",
         if path:
             written[f"{name}_cdf"] = path
     has = c.ok & ~np.isnan(c.sent_at)
-    keep = _thin(np.flatnonzero(has))
+    keep = thin(np.flatnonzero(has))
     path = plot_scatter(c.prompt_tokens[keep], (c.first_chunk - c.sent_at)[keep] * 1e3,
                         out / "ttft_vs_prompt_tokens.png", xlabel="Prompt tokens",
                         ylabel="TTFT (ms)", title=f"TTFT vs prompt length (n={int(has.sum())})")
@@ -56,13 +54,6 @@ def make_plots(records: "Sequence[RequestRecord] | RecordTable | RunColumns",
     if path:
         written["output_tokens_over_time"] = path
     return written
-
-
-def _thin(index: np.ndarray, limit: int = MAX_POINTS) -> np.ndarray:
-    """At most ``limit`` of ``index``, evenly spaced (deterministic)."""
-    if len(index) <= limit:
-        return index
-    return index[np.linspace(0, len(index) - 1, limit).astype(np.int64)]
 
 
 def _save(fig: Figure, path: Path) -> Path:
@@ -81,11 +72,11 @@ def plot_cdf(values: Sequence[float] | np.ndarray, path: Path, *, xlabel: str,
         return None
     fig = Figure(figsize=(6, 4))
     ax = fig.add_subplot()
+    x, q = cdf_points(v)
     if v.size <= MAX_POINTS:
-        ax.step(v, np.arange(1, v.size + 1) / v.size, where="post")
+        ax.step(x, q, where="post")
     else:  # the CDF through MAX_POINTS quantiles: the same curve to the eye, bounded cost
-        q = np.linspace(0, 1, MAX_POINTS)
-        ax.plot(np.quantile(v, q), q)
+        ax.plot(x, q)
     for q in (50, 90, 99):
         ax.axvline(np.percentile(v, q), linestyle=":", linewidth=0.8, color="grey")
     ax.set(xlabel=xlabel, ylabel="Fraction of samples", title=f"{title} (n={v.size})", ylim=(0, 1.01))

@@ -1,5 +1,6 @@
 """What a simulation adds to the shared summary: utilization, KV memory, queues, preemptions;
-and its over-time plots (batch size, queue length, KV memory)."""
+its over-time table (``timeline.parquet``: what the HTML report draws) and plots (batch size,
+queue length, KV memory)."""
 
 from __future__ import annotations
 
@@ -59,6 +60,33 @@ def simulation_summary(result: SimResult) -> dict:
         out["transfer_link"] = {"bytes_sent": result.link.bytes_sent,
                                 "utilization": result.link.busy_time / makespan}
     return out
+
+
+TIMELINE_FILE = "timeline.parquet"
+TIMELINE_COLUMNS = ("replica_id", "pool", "time", "batch_size", "queue_length", "kv_blocks_used",
+                    "kv_blocks_total")
+
+
+def write_timeline(result: SimResult, out_dir: str | Path) -> dict[str, Path]:
+    """Writes ``timeline.parquet``: one row each time a replica starts a step (its batch size,
+    waiting requests and KV blocks in use from then on), every replica's rows in time order."""
+    import pandas as pd
+
+    frames = []
+    for r in result.replicas:
+        s = np.array(r.samples, dtype=float).reshape(-1, 4)
+        frames.append(pd.DataFrame({
+            "replica_id": np.full(len(s), r.replica_id, dtype=np.int64), "pool": r.pool,
+            "time": s[:, 0], "batch_size": s[:, 1].astype(np.int64),
+            "queue_length": s[:, 2].astype(np.int64), "kv_blocks_used": s[:, 3].astype(np.int64),
+            "kv_blocks_total": np.full(len(s), r.engine.pool.num_blocks, dtype=np.int64)}))
+    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        columns=list(TIMELINE_COLUMNS))
+    path = Path(out_dir) / TIMELINE_FILE
+    tmp = path.with_name(path.name + ".tmp")
+    table.to_parquet(tmp, index=False)
+    tmp.replace(path)
+    return {"timeline": path}
 
 
 def plot_timelines(result: SimResult, out_dir: str | Path) -> dict[str, Path]:
