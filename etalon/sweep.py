@@ -4,8 +4,8 @@ Three kinds of run, each a full ``run_benchmark`` run in its own folder: a *sync
 (one closed-loop user: the best latency the server gives, at the lowest useful rate), a
 *throughput* one (many closed-loop users: the most requests per second it completes), then
 ``--sweep-rates`` open-loop runs at rates spaced evenly between those two. ``sweep.csv`` /
-``sweep.json`` put every run's headline numbers side by side and ``sweep.png`` draws latency
-against the achieved rate. The rates come from what the first two runs measured, so the sweep
+``sweep.json`` put every run's headline numbers side by side, ``sweep.png`` draws latency
+against the achieved rate and ``report.html`` overlays the runs. The rates come from what the first two runs measured, so the sweep
 fits the server without the user guessing its capacity.
 """
 
@@ -71,6 +71,7 @@ def _step(base: BenchmarkConfig, out: Path, name: str, workload: dict) -> Benchm
     cfg = copy.deepcopy(base)
     cfg.outputs.output_dir = str(out / name)
     cfg.outputs.should_use_given_dir = True
+    cfg.outputs.no_report = True  # one report for the whole sweep, at the end
     w = cfg.workload
     w.request_interval_generator_provider = workload["provider"]
     params = w.interval_params[workload["provider"]]
@@ -118,6 +119,10 @@ def run(cfg: SweepConfig) -> int:
     write_json(out / "sweep.json", {"runs": rows, "rates": rates})
     if not cfg.benchmark.outputs.no_plots:
         plot_sweep(rows, out / "sweep.png")
+    if not cfg.benchmark.outputs.no_report:
+        from etalon.report.html import write_run_report
+
+        write_run_report(out, PROG, [r["output_dir"] for r in rows], title=f"sweep: {out.name}")
     print(format_sweep(rows))
     print(f"{PROG}: {len(rows)} runs; results in {out}", file=sys.stderr)
     return 0

@@ -47,3 +47,9 @@ def test_sweep_runs_synchronous_throughput_and_rates_between(programmed_server, 
     modes = [json.loads((out / r["run"] / "summary.json").read_text())["load"]["mode"] for r in rows]
     assert modes == ["closed_loop", "closed_loop", "open_loop", "open_loop"]
     assert (out / "sweep.png").stat().st_size > 0 and "throughput" in res.stdout
+    # one report over the four runs, none per run
+    from etalon.report.html import embedded_data
+
+    assert not any((out / r["run"] / "report.html").exists() for r in rows)
+    page = (out / "report.html").read_text()
+    assert all(r["run"] in page for r in rows) and embedded_data(page)

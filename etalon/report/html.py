@@ -164,11 +164,12 @@ def write_report(paths: Sequence[str | Path], output: str | Path, *,
     return out
 
 
-def write_run_report(out_dir: str | Path, prog: str) -> Path | None:
-    """``report.html`` at the end of a run or a job; a failure is one warning line, never a
-    lost run (its results are written already)."""
+def write_run_report(out_dir: str | Path, prog: str, runs: Sequence[str | Path] | None = None,
+                     title: str | None = None) -> Path | None:
+    """``report.html`` at the end of a run or a job (of ``runs`` side by side, when given); a
+    failure is one warning line, never a lost run (its results are written already)."""
     try:
-        return write_report([out_dir], Path(out_dir) / REPORT_FILE)
+        return write_report(runs or [out_dir], Path(out_dir) / REPORT_FILE, title=title)
     except Exception as exc:
         print(f"{prog}: warning: {REPORT_FILE} was not written ({type(exc).__name__}: {exc})",
               file=sys.stderr)
