@@ -22,7 +22,7 @@ from etalon.calibration.anchor import AnchorProbe, AnchorSettings, anchored, def
 from etalon.calibration.cli import ProfiledServer, open_session, write_records
 from etalon.calibration.measure import why_failed
 from etalon.cli_errors import UserError
-from etalon.client.connection import ConnectionConfig
+from etalon.client.connection import SCRAPE_OPTIONS, ConnectionConfig
 from etalon.commands import entry_points
 from etalon.options import add_options, apply_namespace, check_required, embed, option
 from etalon.profiles import load_profile, save_profile
@@ -47,7 +47,7 @@ class AnchorConfig:
     records: str | None = option(None, "also write the probe's records (JSONL) here",
                                  metavar="FILE")
     connection: ConnectionConfig = embed(ConnectionConfig, title="server and client",
-                                         defaults={"timeout": 3600.0})
+                                         defaults={"timeout": 3600.0}, exclude=SCRAPE_OPTIONS)
     server_info: ProfiledServer = embed(ProfiledServer, title="server and client")
 
 

@@ -120,7 +120,8 @@ def run(cfg: BenchmarkConfig) -> int:
     cfg.validate()
     requests = build_requests(cfg.workload)
     ttft_deadlines = _ttft_deadlines(cfg, requests)
-    out = cfg.outputs.prepare(fresh=("requests.jsonl",))  # records are appended as they finish
+    # records are appended as they finish; the server's metrics are written only if scraped
+    out = cfg.outputs.prepare(fresh=("requests.jsonl", "server_metrics.parquet"))
     with ExitStack() as stack:
         client, _ = cfg.connection.open(stack, PROG)
         spec = PoolSpec(cfg.connection.llm_api, client, cfg.load.num_ray_clients,
@@ -131,8 +132,23 @@ def run(cfg: BenchmarkConfig) -> int:
         run_config = {"benchmark": {k: v for k, v in settings.items() if k != "workload"},
                       "workload": settings["workload"], "client": client.redacted(),
                       "num_requests_scheduled": len(requests)}
-        outcome = _dispatch(spec, requests, out, cfg, ttft_deadlines)
+        scraper = _scraper(cfg.connection, client.base_url)
+        try:
+            outcome = _dispatch(spec, requests, out, cfg, ttft_deadlines)
+        finally:
+            scrape = scraper.stop() if scraper is not None else None
+        outcome.server_metrics = scrape
     return _finish(outcome, run_config, out, cfg, requests)
+
+
+def _scraper(conn: ConnectionConfig, base_url: str):
+    """Starts scraping the server's /metrics for the run (None when turned off)."""
+    if not conn.server_metrics_interval:
+        return None
+    from etalon.client.server_metrics import ServerMetricsScraper, metrics_url
+
+    url = conn.server_metrics_url or metrics_url(base_url)
+    return ServerMetricsScraper(url, conn.server_metrics_interval).start()
 
 
 @dataclass
@@ -142,6 +158,8 @@ class Dispatched:
     records: list[RequestRecord]
     not_dispatched: int
     clock_sync: list
+    start_wall: float = 0.0
+    server_metrics: object = None  # the scrape of the server's /metrics (client.server_metrics)
 
 
 def _dispatch(spec: PoolSpec, requests, out: Path, cfg: BenchmarkConfig,
@@ -172,7 +190,7 @@ def _dispatch(spec: PoolSpec, requests, out: Path, cfg: BenchmarkConfig,
     if result.timed_out or result.not_dispatched:
         print(f"{PROG}: time limit of {cfg.connection.timeout:g} s reached; "
               f"{result.not_dispatched} request(s) never sent", file=sys.stderr)
-    return Dispatched(records, result.not_dispatched, result.clock_sync)
+    return Dispatched(records, result.not_dispatched, result.clock_sync, result.start_wall)
 
 
 def _finish(outcome: Dispatched, run_config: dict, out: Path, cfg: BenchmarkConfig,
@@ -196,6 +214,9 @@ def _finish(outcome: Dispatched, run_config: dict, out: Path, cfg: BenchmarkConf
     summary["run"] = {"nominal_qps": cfg.workload.nominal_qps(), "num_scheduled": len(requests),
                       "not_dispatched": outcome.not_dispatched,
                       "clock_sync": outcome.clock_sync, "finished_at": time.time()}
+    scrape = outcome.server_metrics
+    if scrape is not None:
+        summary["server_metrics"] = _server_metrics(scrape, outcome.start_wall, out)
     paths = write_run_outputs(out, columns, summary, run_config, plots=not cfg.outputs.no_plots)
     if not cfg.outputs.no_report:
         from etalon.report.html import write_run_report
@@ -215,6 +236,19 @@ def _finish(outcome: Dispatched, run_config: dict, out: Path, cfg: BenchmarkConf
             log_to_wandb(w.wandb_project, w.wandb_group, w.wandb_run_name, run_config,
                          summary, records, plots)
     return 0
+
+
+def _server_metrics(scrape, start_wall: float, out: Path) -> dict:
+    """Writes what was scraped (``server_metrics.parquet``) and returns the summary's section."""
+    from etalon.metrics import server_series
+
+    info = {"url": scrape.url, "interval_s": scrape.interval_s, "scrapes": scrape.scrapes,
+            "error": scrape.error}
+    if not scrape.rows:
+        return {**info, "available": False}
+    df = server_series.table(scrape.rows, start_wall)
+    server_series.write(df, out)
+    return {**info, "available": True, **server_series.summarize_series(df)}
 
 
 build_parser, main = entry_points(__name__)

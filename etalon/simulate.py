@@ -58,6 +58,7 @@ def simulate(cfg: SimConfig, *, quiet: bool = False, report: bool | None = None)
                         closed_loop=(loop.users, loop.think_time_s) if loop else None)
     summary["simulation"] = {**simulation_summary(result), "wall_time_s": wall,
                              "num_requests": len(requests), "warm_up_s": cfg.warm_up}
+    summary["server_metrics"] = _server_metrics(result, out)
     paths = write_run_outputs(out, columns, summary, {"simulation": cfg.to_dict()},
                               plots=not cfg.outputs.no_plots,
                               stored=result.records if len(measured) < len(result.records) else None)
@@ -75,6 +76,18 @@ def simulate(cfg: SimConfig, *, quiet: bool = False, report: bool | None = None)
         print(f"{PROG}: {len(requests)} requests simulated in {wall:.2f} s; results in {out}",
               file=sys.stderr)
     return summary
+
+
+def _server_metrics(result, out) -> dict:
+    """The engines' state under vLLM's /metrics names, as a live run's scrape has it
+    (``server_metrics.parquet``), with the same summary section."""
+    from etalon.metrics import server_series
+    from etalon.simulator.results import SERIES_INTERVAL_S, server_series as simulated
+
+    df = simulated(result, SERIES_INTERVAL_S)
+    server_series.write(df, out)
+    return {"source": "simulated", "interval_s": SERIES_INTERVAL_S, "available": True,
+            **server_series.summarize_series(df)}
 
 
 build_parser, main = entry_points(__name__)

@@ -26,6 +26,7 @@ FLAGS = {
         '--request-generator-max-tokens', '--request-interval-generator-provider',
         '--request-length-generator-provider', '--request-timeout',
         '--require-exact-output-lengths', '--seed', '--server', '--server-args',
+        '--server-metrics-interval', '--server-metrics-url',
         '--should-use-given-dir', '--should-write-metrics', '--tbt-deadline', '--timeout',
         '--tokenizer', '--trace-request-interval-generator-time-scale-factor',
         '--trace-request-interval-generator-trace-file',

@@ -18,7 +18,7 @@ from etalon.calibration.fitting import FitSettings
 from etalon.calibration.measure import Target
 from etalon.calibration.server_info import describe_server, redact_url
 from etalon.cli_errors import UserError
-from etalon.client.connection import ConnectionConfig
+from etalon.client.connection import SCRAPE_OPTIONS, ConnectionConfig
 from etalon.options import embed, option
 from etalon.profiles import Profile, load_profile, save_profile
 from etalon.records import RecordWriter, RequestRecord
@@ -66,7 +66,7 @@ class ProfilerConfig:
     """What both profilers take; each adds its own measurement plan."""
 
     connection: ConnectionConfig = embed(ConnectionConfig, title="server and client",
-                                         defaults={"timeout": 3600.0})
+                                         defaults={"timeout": 3600.0}, exclude=SCRAPE_OPTIONS)
     server_info: ProfiledServer = embed(ProfiledServer, title="server and client")
     measurement: Measurement = embed(Measurement, title="measurement")
     fit: FitOptions = embed(FitOptions, title="fit")

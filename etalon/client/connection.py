@@ -17,6 +17,10 @@ from etalon.client.base import ClientConfig
 from etalon.options import json_object, option
 
 
+#: the settings of scraping the server's /metrics, which only a benchmark run does
+SCRAPE_OPTIONS = ("server_metrics_interval", "server_metrics_url")
+
+
 @dataclass
 class ConnectionConfig:
     """The server, the client backend and the per-request limits."""
@@ -43,8 +47,17 @@ class ConnectionConfig:
     require_exact_output_lengths: bool = option(
         False, "make a request that delivered fewer output tokens than requested (by more than "
                "max(1 token, 2 %)) a failed record (error_type short_output)")
+    server_metrics_interval: float = option(
+        1.0, "scrape the server's Prometheus /metrics every S seconds during the run into "
+             "server_metrics.parquet (0: never)", metavar="S")
+    server_metrics_url: str | None = option(
+        None, "the server's metrics page (none: /metrics beside the OpenAI routes)",
+        metavar="URL")
 
     def validate(self) -> ConnectionConfig:
+        if not self.server_metrics_interval >= 0:
+            raise UserError(f"--server-metrics-interval must be >= 0, got "
+                            f"{self.server_metrics_interval}")
         for name in ("timeout", "request_timeout", "idle_timeout"):
             value = getattr(self, name)
             if not value > 0:

@@ -130,6 +130,7 @@ def _started(handle, start_wall: float, time_limit: float | None) -> dict:
 @dataclass
 class PoolResult:
     clock_sync: list[dict] = field(default_factory=list)  # each generator's clock offsets
+    start_wall: float = 0.0  # the run's t = 0 on the wall clock
     interrupted: bool = False
     timed_out: bool = False
     not_dispatched: int = 0
@@ -146,7 +147,7 @@ def run_pool(spec: PoolSpec, requests: list[Request], on_record: Callable[[dict]
     for handle, share in zip(handles, spec.shares(requests)):
         handle.prepare(share)
     result = PoolResult()
-    start_wall = time.time() + START_LEAD_S
+    start_wall = result.start_wall = time.time() + START_LEAD_S
     result.clock_sync = [_started(h, start_wall, time_limit) for h in handles]
     done = [False] * len(handles)
     dispatched = [0] * len(handles)

@@ -1,7 +1,8 @@
 """An OpenAI-compatible HTTP front end (aiohttp) whose tokens come from the engine runner.
 
 Routes: ``/health``, ``/v1/models``, ``/v1/completions``, ``/v1/chat/completions`` — streaming
-(SSE, with ``stream_options.include_usage``) and non-streaming, with ``usage`` counts.
+(SSE, with ``stream_options.include_usage``) and non-streaming, with ``usage`` counts — and
+``/metrics``: the engine's state in Prometheus text under vLLM's names (``engine/gauges.py``).
 Every request generates exactly ``max_tokens`` tokens (as vLLM does with ``ignore_eos``): the
 server exists to have known timing, not meaningful text.
 """
@@ -16,6 +17,7 @@ from typing import Callable
 
 from aiohttp import web
 
+from etalon.engine.gauges import engine_gauges, prometheus_text
 from etalon.server.runner import EngineRunner, QueueFull
 
 # Output text: one common word per token, each a single token under the word-level approximation.
@@ -167,8 +169,13 @@ def build_app(runner: EngineRunner, count_tokens: Callable[[str], int],
         await resp.write_eof()
         return resp
 
+    async def metrics(_: web.Request) -> web.Response:
+        text = prometheus_text(engine_gauges(runner.engine), {"model_name": config.model})
+        return web.Response(body=text, content_type="text/plain", charset="utf-8")
+
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app.router.add_get("/health", health)
+    app.router.add_get("/metrics", metrics)
     app.router.add_get("/v1/models", models)
     app.router.add_post("/v1/completions", handler(chat=False))
     app.router.add_post("/v1/chat/completions", handler(chat=True))

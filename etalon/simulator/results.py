@@ -119,3 +119,30 @@ def plot_timelines(result: SimResult, out_dir: str | Path) -> dict[str, Path]:
         plt.close(fig)
         paths[f"plot/{name}"] = path
     return paths
+
+
+SERIES_INTERVAL_S = 1.0  # a scraper's usual period (run_benchmark's --server-metrics-interval)
+
+
+def server_series(result: SimResult, interval_s: float = SERIES_INTERVAL_S) -> "pd.DataFrame":
+    """The engines' state as a scraper would have seen it every ``interval_s``, under vLLM's
+    ``/metrics`` names (``engine/gauges.py``), one label set per replica: the batch, the queue
+    and KV use of the step in progress (or the last one started) at each scrape."""
+    import json
+
+    import pandas as pd
+
+    from etalon.engine.gauges import KV_USAGE, RUNNING, WAITING
+    from etalon.metrics.server_series import COLUMNS, resample
+
+    grid = np.arange(0.0, result.end_time + interval_s, interval_s)
+    frames = []
+    for r in result.replicas:
+        s = np.array(r.samples, dtype=float).reshape(-1, 4)
+        labels = json.dumps({"engine": str(r.replica_id), "pool": r.pool}, sort_keys=True)
+        blocks = max(r.engine.pool.num_blocks, 1)
+        for name, col, scale in ((RUNNING, 1, 1.0), (WAITING, 2, 1.0), (KV_USAGE, 3, 1.0 / blocks)):
+            values = resample(s[:, 0], s[:, col] * scale, grid) if len(s) else np.zeros(len(grid))
+            frames.append(pd.DataFrame({"time_s": grid, "name": name, "labels": labels,
+                                        "value": values}))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(COLUMNS))
