@@ -93,6 +93,12 @@ def test_embedded_server_and_simulator_report_the_same_series(tmp_path):
     assert running.max() == 1 and per_time(live, WAITING).max() >= n - 3
     assert running.sum() * interval == pytest.approx(busy, abs=0.35)
     assert per_time(live, KV_USAGE).iloc[-1] == 0.0  # every request's blocks freed at the end
+    # the HTML report draws the scraped series (binned, so its peak is the one-request batch)
+    from etalon.report.html import embedded_data, render
+
+    charts = {c["id"]: c for c in embedded_data(render([out]))["charts"]}
+    peak = max(v for v in charts["server_num_requests_running"]["series"][0]["y"] if v is not None)
+    assert peak == pytest.approx(1.0)
 
     cfg = EngineConfig(max_batch_size=1, max_batched_tokens=10**6, num_kv_blocks=10**4)
     model = ParametricPerfModel(step_overhead=step, per_prefill_token=0, per_attention_pair=0,

@@ -77,7 +77,9 @@ def runs_section(runs: list[RunDir], labels: list[str]) -> tuple[str, list[Chart
               ("Prompt length", ["ttft_vs_prompt"]),
               ("Over time", ["throughput", "completions", "in_flight"]),
               ("Deadlines", ["miss_rate"]),
-              ("Simulation: batch, queue and KV cache", [c for c in by_id if c.startswith("sim_")]))
+              ("Simulation: batch, queue and KV cache", [c for c in by_id if c.startswith("sim_")]),
+              ("The server's own metrics (/metrics; simulated under the same names)",
+               [c for c in by_id if c.startswith("server_")]))
     for title, ids in groups:
         present = [by_id[i] for i in ids if i in by_id]
         if present:

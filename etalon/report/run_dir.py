@@ -33,6 +33,7 @@ class RunDir:
     config: dict
     table: RecordTable
     timeline: pd.DataFrame | None = None
+    server_metrics: pd.DataFrame | None = None  # the server's /metrics over time (or simulated)
 
     @property
     def simulated(self) -> bool:
@@ -90,7 +91,19 @@ def load_run(p: Path) -> RunDir:
         raise
     except (ValueError, KeyError, TypeError) as exc:  # a damaged JSONL stream
         raise UserError(f"{p}: records not readable ({type(exc).__name__}: {exc})") from None
-    return RunDir(p, summary, redact(config), table, _timeline(p))
+    return RunDir(p, summary, redact(config), table, _timeline(p), _server_metrics(p))
+
+
+def _server_metrics(p: Path) -> pd.DataFrame | None:
+    from etalon.metrics.server_series import COLUMNS, SERIES_FILE, read
+
+    try:
+        frame = read(p)
+    except Exception as exc:  # pyarrow's errors for a damaged file
+        raise UserError(f"{p / SERIES_FILE}: not readable ({type(exc).__name__}: {exc})") from None
+    if frame is not None and any(c not in frame.columns for c in COLUMNS):
+        raise UserError(f"{p / SERIES_FILE}: needs the columns {', '.join(COLUMNS)}")
+    return frame
 
 
 def _timeline(p: Path) -> pd.DataFrame | None:

@@ -20,6 +20,8 @@ from etalon.report.charts import Chart, Series
 from etalon.report.downsample import (
     bin_edges, cdf_points, level_at, rate_per_bin, step_mean_per_bin, thin,
 )
+from etalon.engine.gauges import KV_USAGE, RUNNING, WAITING
+from etalon.metrics.server_series import per_time
 from etalon.report.run_dir import RunDir
 
 CDFS: tuple[tuple[str, str, str], ...] = (
@@ -60,6 +62,7 @@ def build_charts(runs: list[RunCharts]) -> list[Chart]:
                                        completions_over_time, in_flight_over_time,
                                        miss_rate_curve)]
     charts += [timeline_chart(runs, *spec) for spec in TIMELINE_CHARTS]
+    charts += [server_chart(runs, *spec) for spec in SERVER_CHARTS]
     return [c for c in charts if not c.empty]
 
 
@@ -164,6 +167,33 @@ def timeline_chart(runs: list[RunCharts], column: str, title: str, ylabel: str) 
                  _each(runs, make), ymin=0,
                  note=f"time-weighted mean over {TIME_BINS} bins; at most {MAX_REPLICAS} "
                       f"replicas per run")
+
+
+# (series name, title, y label): the server's own /metrics, scraped live or written by the
+# simulator under the same names, so a live and a simulated run overlay
+SERVER_CHARTS: tuple[tuple[str, str, str], ...] = (
+    (RUNNING, "Requests running (server /metrics)", "requests in the batch"),
+    (WAITING, "Requests waiting (server /metrics)", "requests in the queue"),
+    (KV_USAGE, "KV cache in use (server /metrics)", "fraction of the KV blocks"),
+)
+
+
+def server_chart(runs: list[RunCharts], name: str, title: str, ylabel: str) -> Chart:
+    def make(i: int, r: RunCharts) -> list[Series]:
+        df = r.run.server_metrics
+        if df is None or df.empty:
+            return []
+        s = per_time(df, name)
+        if s.empty:
+            return []
+        t = s.index.to_numpy(float)
+        edges = bin_edges(float(t.min()), float(t.max()), TIME_BINS)
+        return [Series(r.label, edges[:-1] - r.t0, step_mean_per_bin(t, s.to_numpy(float), edges),
+                       "step", i)]
+
+    return Chart(f"server_{name.split(':')[-1]}", title, "time since the run start (s)", ylabel,
+                 _each(runs, make), ymin=0,
+                 note=f"{name}, engines added up (a fraction averaged); at most {TIME_BINS} bins")
 
 
 def miss_rate_curve(runs: list[RunCharts]) -> Chart:
