@@ -31,7 +31,7 @@ PLUGIN_GROUP = "etalon.plugins"
 BUILTINS: dict[str, tuple[str, ...]] = {
     "client": ("etalon.client",),
     "interval_generator": ("etalon.workload.intervals",),
-    "length_generator": ("etalon.workload.lengths",),
+    "length_generator": ("etalon.workload.lengths", "etalon.workload.dataset"),
     "scheduler": ("etalon.engine.schedulers",),
     "router": ("etalon.simulator.cluster",),
     "perf_model": ("etalon.perf.registry",),

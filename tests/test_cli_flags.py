@@ -16,6 +16,8 @@ FLAGS = {
     'etalon.run_benchmark': [
         '--additional-sampling-params', '--closed-loop-request-interval-generator-think-time-s',
         '--closed-loop-request-interval-generator-users', '--config',
+        '--dataset-request-length-generator-dataset-file',
+        '--dataset-request-length-generator-dataset-tokenizer',
         '--fixed-request-generator-decode-tokens',
         '--fixed-request-generator-prefill-tokens', '--gamma-request-interval-generator-cv',
         '--gamma-request-interval-generator-qps', '--idle-timeout', '--llm-api',
@@ -44,7 +46,9 @@ FLAGS = {
     'etalon.simulate': [
         '--batch-window', '--block-size', '--chunk-size',
         '--closed-loop-request-interval-generator-think-time-s',
-        '--closed-loop-request-interval-generator-users', '--config', '--decode-hardware',
+        '--closed-loop-request-interval-generator-users', '--config',
+        '--dataset-request-length-generator-dataset-file',
+        '--dataset-request-length-generator-dataset-tokenizer', '--decode-hardware',
         '--decode-replicas', '--decode-tp', '--disaggregated', '--dtype', '--duration',
         '--fixed-request-generator-decode-tokens', '--fixed-request-generator-prefill-tokens',
         '--gamma-request-interval-generator-cv', '--gamma-request-interval-generator-qps',

@@ -193,6 +193,6 @@ def test_length_registry():
     lengths = registry("length_generator")
     assert set(lengths.names()) >= {"uniform", "zipf", "fixed", "trace"}
     with pytest.raises(
-        ValueError, match="unknown request length generator 'normal'; valid: fixed, trace, uniform"
+        ValueError, match="unknown request length generator 'normal'; valid: dataset, fixed, trace, uniform"
     ):
         lengths.get("normal")

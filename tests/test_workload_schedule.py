@@ -117,7 +117,7 @@ def test_validation_names_the_flag():
         WorkloadConfig.of(request_length_generator_provider="trace").validate()
     with pytest.raises(ValueError, match="--max-num-completed-requests must be >= 1"):
         WorkloadConfig.of(max_num_completed_requests=0).validate()
-    with pytest.raises(ValueError, match="valid: gamma, poisson, static, trace"):
+    with pytest.raises(ValueError, match="valid: closed_loop, gamma, poisson, static, trace"):
         WorkloadConfig.of(request_interval_generator_provider="burst").validate()
     with pytest.raises(SystemExit):  # argparse rejects unknown choices itself
         parse("--request-interval-generator-provider", "burst")

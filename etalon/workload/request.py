@@ -18,3 +18,5 @@ class Request:
     arrival_time: float
     prompt_tokens: int
     output_tokens: int
+    # a real prompt (from a dataset file) sent as it is; None: built from the corpus to length
+    prompt_text: str | None = None

@@ -41,4 +41,6 @@ def build_requests(cfg: WorkloadConfig) -> list[Request]:
     times = arrival_times(intervals.intervals(max(n - 1, 0)))
     prefill, decode = lengths.lengths(n)
     count = min(n, len(times), len(prefill))
-    return [Request(i, float(times[i]), int(prefill[i]), int(decode[i])) for i in range(count)]
+    texts = getattr(lengths, "prompts", None) or [None] * count  # a dataset's real prompts
+    return [Request(i, float(times[i]), int(prefill[i]), int(decode[i]), texts[i])
+            for i in range(count)]
