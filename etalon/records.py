@@ -66,6 +66,8 @@ class RequestRecord:
     client_id: int = 0
     replica_id: int | None = None
     ttft_deadline: float | None = None
+    session_id: int | None = None  # a multi-turn session's id (None: an independent request)
+    turn: int | None = None  # the turn within its session, from 0
     prompt_token_counts: dict[str, int] = field(default_factory=dict)
     output_token_counts: dict[str, int] = field(default_factory=dict)
 

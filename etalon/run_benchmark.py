@@ -127,7 +127,8 @@ def run(cfg: BenchmarkConfig) -> int:
         spec = PoolSpec(cfg.connection.llm_api, client, cfg.load.num_ray_clients,
                         cfg.load.num_concurrent_requests_per_client, cfg.connection.tokenizer,
                         cfg.workload.seed, use_ray=not cfg.load.no_ray,
-                        ray_address=cfg.load.ray_address, closed_loop=cfg.workload.closed_loop())
+                        ray_address=cfg.load.ray_address, closed_loop=cfg.workload.closed_loop(),
+                        sessions=cfg.workload.sessions())
         settings = to_mapping(cfg)
         run_config = {"benchmark": {k: v for k, v in settings.items() if k != "workload"},
                       "workload": settings["workload"], "client": client.redacted(),

@@ -48,7 +48,7 @@ def simulate(cfg: SimConfig, *, quiet: bool = False, report: bool | None = None)
     sim = build_simulation(cfg)
     started = time.perf_counter()
     loop = cfg.workload.closed_loop()
-    result = sim.run(requests, closed_loop=loop)
+    result = sim.run(requests, closed_loop=loop, sessions=cfg.workload.sessions())
     wall = time.perf_counter() - started
     out = cfg.outputs.prepare(fresh=("requests.jsonl", "requests.parquet", "tokens.parquet"))
     measured = [r for r in result.records if r.scheduled_at >= cfg.warm_up]

@@ -94,7 +94,9 @@ def test_ray_path_gives_same_records_as_in_process(programmed_server, ray_cluste
     key = lambda r: (r.request_id, r.scheduled_at, r.client_id, r.num_output_tokens,
                      r.num_prompt_tokens, r.error_type, len(r.chunk_times))
     assert [key(r) for r in local] == [key(r) for r in remote]
-    assert max(r.dispatch_lag for r in remote) < 0.02
+    # sent on time: requests sent one after another's answer (0.13 s each, 0.05 s apart) would
+    # lag 0.4 s by the last; a scheduler stall on a busy 2-core box costs up to ~0.15 s
+    assert max(r.dispatch_lag for r in remote) < 0.25
 
 
 def test_token_counts_without_usage_come_from_chunks_checked_by_the_tokenizer(programmed_server,

@@ -88,9 +88,12 @@ class LLMClient(ABC):
         return {}
 
     @abstractmethod
-    async def send(self, request: Request, prompt: str, record: RequestRecord, clock: Clock) -> None:
+    async def send(self, request: Request, prompt: str, record: RequestRecord,
+                   clock: Clock) -> str | None:
         """Sends ``request`` now and fills ``record``; never raises for a failed request —
-        the failure goes into ``record.error_type`` / ``record.error_message``."""
+        the failure goes into ``record.error_type`` / ``record.error_message``. Returns the
+        answer's text when the request completed (a multi-turn session resends it in the next
+        turn's prompt), else None; a backend that keeps no text returns None always."""
 
 
 def make_client(name: str, config: ClientConfig) -> LLMClient:

@@ -10,6 +10,11 @@ A closed loop is asked for, never fallen into: with a ``ClosedLoop`` the generat
 many users, each taking the next request of its share when its last one returned (plus the
 think time). A request's scheduled time is then the moment its user became free, so dispatch
 lag keeps meaning "how late the generator sent it".
+
+Multi-turn sessions (``Sessions``) are sent by one task per session: its first turn at its
+scheduled time, each next turn the think time after the previous answer ended, with the whole
+conversation so far (every earlier prompt and the server's actual answers) before its new
+message. A failed turn ends its session; the turns never sent count as not dispatched.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from etalon.client.base import ClientConfig, Clock, make_client
 from etalon.records import RequestRecord
 from etalon.workload.intervals import ClosedLoop
 from etalon.workload.request import Request
+from etalon.workload.sessions import Sessions
 
 
 @dataclass
@@ -63,9 +69,10 @@ class LoadGenerator:
 
     def __init__(self, client_name: str, client_config: ClientConfig, *, client_id: int,
                  max_concurrency: int, tokenizer: str | None, seed: int,
-                 closed_loop: ClosedLoop | None = None):
+                 closed_loop: ClosedLoop | None = None, sessions: Sessions | None = None):
         self.client_name = client_name
         self.closed_loop = closed_loop
+        self.sessions = sessions
         self.client_config = client_config
         self.client_id = client_id
         self.max_concurrency = max_concurrency
@@ -92,8 +99,10 @@ class LoadGenerator:
         from etalon.workload.tokenizer import load_tokenizer
 
         builder = PromptBuilder(load_tokenizer(self.tokenizer_path), self.seed)
+        # a session's later turn: only its new message, the conversation goes before it at send
         self._items = [(r, r.prompt_text if r.prompt_text is not None
-                        else builder.build(r.prompt_tokens, r.request_id)) for r in requests]
+                        else builder.build(r.prompt_tokens - r.context_tokens, r.request_id))
+                       for r in requests]
         # The client counts the prompts (e.g. through a chat template) now, off the hot path.
         self._client = make_client(self.client_name, self.client_config)
         self._prompt_counts = [self._client.count_prompt(prompt) for _, prompt in self._items]
@@ -182,15 +191,25 @@ class LoadGenerator:
             self.stats.done = True
 
     async def _dispatch(self, client, gate: asyncio.Semaphore, tasks: set, clock: Clock) -> None:
+        turns: dict[int, list] = {}  # a session's later turns, sent by its first turn's task
+        for item in zip(self._items, self._prompt_counts):
+            if item[0][0].turn > 0:
+                turns.setdefault(item[0][0].session_id, []).append(item)
         for (request, prompt), counts in zip(self._items, self._prompt_counts):
+            if request.turn > 0:
+                continue
             # a loop, not one sleep: uvloop's timers have millisecond resolution and fired up
             # to 0.8 ms before the slot (a negative dispatch lag); the rest is yielded away
             slot = clock.to_monotonic(request.arrival_time)
             while (delay := slot - time.monotonic()) > 0:
                 await asyncio.sleep(delay)
             await gate.acquire()
-            task = asyncio.create_task(self._one(client, gate, request, prompt, counts, clock,
-                                                 request.arrival_time))
+            if request.session_id is not None:
+                first = ((request, prompt), counts)
+                job = self._session(client, gate, [first, *turns.get(request.session_id, [])], clock)
+            else:
+                job = self._one(client, gate, request, prompt, counts, clock, request.arrival_time)
+            task = asyncio.create_task(job)
             tasks.add(task)
             task.add_done_callback(tasks.discard)
             self.stats.dispatched += 1
@@ -209,22 +228,48 @@ class LoadGenerator:
                     await asyncio.sleep(delay)
                 await gate.acquire()
                 self.stats.dispatched += 1
-                if not await self._one(client, gate, request, prompt, counts, clock, free_at):
+                if not (await self._one(client, gate, request, prompt, counts, clock, free_at))[0]:
                     return  # cancelled: the run is over
                 free_at = clock.now() + think
 
         await asyncio.gather(*(user() for _ in range(self.closed_loop.users)))
 
+    async def _session(self, client, gate: asyncio.Semaphore, turns: list, clock: Clock) -> None:
+        """A session's turns, one after another (its first turn holds ``gate`` already). Each
+        turn's prompt is the conversation so far and its new message (built up front)."""
+        history, scheduled = "", turns[0][0][0].arrival_time
+        for k, ((request, message), counts) in enumerate(turns):
+            if k:
+                slot = clock.to_monotonic(scheduled)
+                while (delay := slot - time.monotonic()) > 0:
+                    await asyncio.sleep(delay)
+                await gate.acquire()
+                self.stats.dispatched += 1
+            prompt = history + message
+            if history:  # counted now: the text holds the server's own answers
+                counts = self._client.count_prompt(prompt)
+            running, answer = await self._one(client, gate, request, prompt, counts, clock,
+                                              scheduled)
+            if not running or answer is None:
+                return  # cancelled, or a failed turn: the conversation cannot go on
+            history = prompt + answer + "\n\n"
+            scheduled = clock.now() + self.sessions.think_time_s
+
     async def _one(self, client, gate: asyncio.Semaphore, request: Request, prompt: str,
-                   prompt_counts: dict[str, int], clock: Clock, scheduled_at: float) -> bool:
-        """Sends one request and keeps its record; False if the run cancelled it."""
+                   prompt_counts: dict[str, int], clock: Clock,
+                   scheduled_at: float) -> tuple[bool, str | None]:
+        """Sends one request and keeps its record: (False if the run cancelled it, the answer's
+        text when it completed)."""
         record = RequestRecord(request_id=request.request_id, scheduled_at=scheduled_at,
                                requested_prompt_tokens=request.prompt_tokens,
                                requested_output_tokens=request.output_tokens,
-                               client_id=self.client_id, prompt_token_counts=dict(prompt_counts))
+                               client_id=self.client_id, prompt_token_counts=dict(prompt_counts),
+                               session_id=request.session_id,
+                               turn=request.turn if request.session_id is not None else None)
         self.stats.in_flight += 1
+        answer = None
         try:
-            await client.send(request, prompt, record, clock)
+            answer = await client.send(request, prompt, record, clock)
         except asyncio.CancelledError:
             record.error_type = "cancelled"
             record.error_message = "cancelled at the end of the run (time limit or Ctrl-C)"
@@ -241,4 +286,4 @@ class LoadGenerator:
             if record.error_type is not None:
                 self.stats.errors += 1
             self._done.append(asdict(record))
-        return record.error_type != "cancelled"
+        return record.error_type != "cancelled", answer

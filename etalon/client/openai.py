@@ -88,7 +88,8 @@ class OpenAIClient(LLMClient):
 
     # -- the request -----------------------------------------------------------------------
 
-    async def send(self, request: Request, prompt: str, record: RequestRecord, clock: Clock) -> None:
+    async def send(self, request: Request, prompt: str, record: RequestRecord,
+                   clock: Clock) -> str | None:
         assert self._session is not None, "client used before open()"
         texts: list[str] = []
         usage: dict | None = None
@@ -150,6 +151,8 @@ class OpenAIClient(LLMClient):
         finally:
             settle_token_counts(record, texts, usage, self._tokenizer)
             settle_finish(record, self.config.require_exact_output_lengths)
+        return "".join(texts) if record.error_type is None and record.completed_at is not None \
+            else None
 
 
 class OpenAICompletionsClient(OpenAIClient):

@@ -4,7 +4,8 @@ collects their records as they finish.
 Request ``i`` goes to generator ``i % n``. Every generator anchors to one shared wall-clock start
 time, so together they replay the single schedule computed up front.
 
-A closed loop's users are dealt the same way: user ``u`` runs on generator ``u % n``, and request
+A session's turns all go to generator ``session_id % n`` (they are one conversation). A closed
+loop's users are dealt round-robin too: user ``u`` runs on generator ``u % n``, and request
 ``i`` belongs to user ``i % users``, so each generator's share of requests matches its share of
 users (a generator with fewer users would otherwise run dry later or sooner than the rest).
 """
@@ -19,6 +20,7 @@ from etalon.client.base import ClientConfig
 from etalon.client.dispatcher import LoadGenerator
 from etalon.workload.intervals import ClosedLoop
 from etalon.workload.request import Request
+from etalon.workload.sessions import Sessions
 
 START_LEAD_S = 0.5  # head start between "go" and the first slot, so every generator is ready
 
@@ -42,6 +44,7 @@ class PoolSpec:
     use_ray: bool = True
     ray_address: str | None = None
     closed_loop: ClosedLoop | None = None
+    sessions: Sessions | None = None
 
     @property
     def num_generators(self) -> int:
@@ -60,6 +63,8 @@ class PoolSpec:
     def shares(self, requests: list[Request]) -> list[list[Request]]:
         """Each generator's requests, in schedule order."""
         n = self.num_generators
+        if self.sessions is not None:  # a session's turns stay together, on one generator
+            return [[r for r in requests if r.session_id % n == g] for g in range(n)]
         if self.closed_loop is None:
             return [requests[i::n] for i in range(n)]
         users = self.closed_loop.users
@@ -93,7 +98,8 @@ def init_ray(address: str | None) -> None:
 
 def _make_handles(spec: PoolSpec) -> list[_Handle]:
     kwargs = [dict(client_id=i, max_concurrency=spec.concurrency_per_client,
-                   tokenizer=spec.tokenizer, seed=spec.seed, closed_loop=spec.loop_of(i))
+                   tokenizer=spec.tokenizer, seed=spec.seed, closed_loop=spec.loop_of(i),
+                   sessions=spec.sessions)
               for i in range(spec.num_generators)]
     if not spec.use_ray:
         return [LoadGenerator(spec.client_name, spec.client_config, **kw) for kw in kwargs]

@@ -24,6 +24,7 @@ from etalon.metrics.fluid_rate import fluid_token_rate
 from etalon.metrics.goodput import goodput
 from etalon.metrics.latency import latency_series
 from etalon.metrics.lengths import TOLERANCE, LengthTolerance, output_lengths, prompt_lengths
+from etalon.metrics.sessions import session_summary
 from etalon.metrics.throughput import check_load, closed_loop_load, throughput
 from etalon.metrics.tokens import output_tokens, prompt_tokens
 from etalon.records import RequestRecord
@@ -96,6 +97,7 @@ def summarize(
                                       min_fluidity=fluid_min_fluidity, percentile=fluid_percentile,
                                       columns=columns),
         "goodput": good.to_dict() if good else None,
+        "sessions": session_summary(records),
         "warnings": [w for w in (load.warning, outputs.warning) if w],
     }
 

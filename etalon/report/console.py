@@ -67,6 +67,13 @@ def summary_view(summary: dict) -> SummaryView:
         view.facts.append(("closed loop", f"{loop['users']} users, think {loop['think_time_s']:g} s: "
                                           f"{_num(loop.get('achieved_qps'))} req/s achieved, "
                                           f"{_num(loop.get('littles_law_qps'))} by Little's law"))
+    sessions = summary.get("sessions")
+    if sessions:
+        first, later = sessions["first_turn"], sessions["later_turns"]
+        view.facts.append(("sessions", f"{sessions['sessions']} ({sessions['completed_sessions']} "
+                                       f"completed); TTFT p50 first turn "
+                                       f"{_num(first['ttft'].get('p50'), '{:.1f}', 1e3)} ms, later "
+                                       f"turns {_num(later['ttft'].get('p50'), '{:.1f}', 1e3)} ms"))
     if counts.get("errors_by_type"):
         view.facts.append(("errors by type", ", ".join(
             f"{k}: {v}" for k, v in counts["errors_by_type"].items())))

@@ -8,7 +8,9 @@ same moment a step-by-step loop would have let the new request in.
 
 In a closed loop (``run(..., closed_loop=...)``) the first ``users`` requests are sent at 0 and
 each finished request sends the next one of the schedule a think time after its end, as the
-live load generator's users do; those arrivals go through the heap like any other event.
+live load generator's users do; those arrivals go through the heap like any other event. In
+multi-turn sessions (``sessions=...``) a session's first turn arrives as scheduled and each
+finished turn sends the session's next one a think time after its end.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from etalon.records import RequestRecord
 from etalon.simulator.cluster import Link, Replica, Router
 from etalon.workload.intervals import ClosedLoop
 from etalon.workload.request import Request
+from etalon.workload.sessions import Sessions
 
 STEP_DONE, TRANSFER_DONE, WAKE = 0, 1, 3  # arrivals sort at priority 2
 ARRIVAL = 2
@@ -70,14 +73,20 @@ class Simulation:
         self._records: list[RequestRecord] = []
         self._rejected: list[int] = []
         self._unsent: deque[Request] = deque()  # a closed loop's requests no user took yet
+        self._later_turns: dict[tuple[int, int], Request] = {}  # (session, turn) not yet sent
         self._think_s = 0.0
         self.now = 0.0
         self.events = 0
 
     # -- the loop ----------------------------------------------------------------------------
 
-    def run(self, requests: list[Request], closed_loop: ClosedLoop | None = None) -> SimResult:
+    def run(self, requests: list[Request], closed_loop: ClosedLoop | None = None,
+            sessions: Sessions | None = None) -> SimResult:
         arrivals = sorted(requests, key=lambda r: (r.arrival_time, r.request_id))
+        if sessions is not None:
+            self._think_s = sessions.think_time_s
+            self._later_turns = {(r.session_id, r.turn): r for r in arrivals if r.turn > 0}
+            arrivals = [r for r in arrivals if r.turn == 0]
         if closed_loop is not None:
             self._unsent = deque(arrivals[closed_loop.users:])
             self._think_s = closed_loop.think_time_s
@@ -201,11 +210,19 @@ class Simulation:
 
     def _finish(self, rec: RequestRecord) -> None:
         """Keeps a finished (or rejected) request's record; in a closed loop its user sends the
-        next request of the schedule a think time after this one ended."""
+        next request of the schedule a think time after this one ended, in a session the next
+        turn follows (a failed turn ends its session: the conversation cannot go on)."""
         self._records.append(rec)
+        end = rec.completed_at if rec.completed_at is not None else self.now
+        nxt = None
         if self._unsent:
-            end = rec.completed_at if rec.completed_at is not None else self.now
-            req = replace(self._unsent.popleft(), arrival_time=end + self._think_s)
+            nxt = self._unsent.popleft()
+        elif self._later_turns:  # a session goes on unless this turn failed
+            done = self._requests[rec.request_id]
+            nxt = self._later_turns.pop((done.session_id, done.turn + 1), None)
+            nxt = nxt if rec.error_type is None else None
+        if nxt is not None:
+            req = replace(nxt, arrival_time=end + self._think_s)
             self._requests[req.request_id] = req
             self._push(req.arrival_time + self.request_path_s, ARRIVAL, self._arrive, req)
 
@@ -214,7 +231,9 @@ class Simulation:
         rec = RequestRecord(request_id=req.request_id, scheduled_at=req.arrival_time,
                             sent_at=req.arrival_time, requested_prompt_tokens=req.prompt_tokens,
                             requested_output_tokens=req.output_tokens,
-                            replica_id=replica.replica_id if replica is not None else None)
+                            replica_id=replica.replica_id if replica is not None else None,
+                            session_id=req.session_id,
+                            turn=req.turn if req.session_id is not None else None)
         if error is not None:
             rec.error_type, rec.error_message = "rejected", error
             return rec

@@ -13,11 +13,13 @@ from typing import Any
 
 import numpy as np
 
+from etalon.cli_errors import UserError
 from etalon.options import from_mapping, option, per_entry
 
-from .checks import require_int_at_least
+from .checks import require_int_at_least, require_non_negative
 from .intervals import ClosedLoop, ClosedLoopUsers, make_interval_generator
 from .lengths import MAX_TOKENS_FLAG, make_length_generator
+from .sessions import Sessions
 
 
 @dataclass
@@ -34,6 +36,12 @@ class WorkloadConfig:
     max_num_completed_requests: int = option(
         100, "Requests in the schedule: each is sent, and failed ones count too (the name is "
              "the one users know); fewer if a trace runs out.")
+    session_turns: int = option(
+        1, "Turns per conversation: 1 sends independent requests; N > 1 makes multi-turn "
+           "sessions that arrive by the interval generator, each turn's prompt the whole "
+           "conversation so far (previous prompts and answers) plus a new message.")
+    session_think_time_s: float = option(
+        0.0, "Seconds between a turn's answer and its session's next turn.")
     interval_params: dict[str, Any] = per_entry("interval_generator")
     length_params: dict[str, Any] = per_entry("length_generator")
 
@@ -61,9 +69,20 @@ class WorkloadConfig:
         require_int_at_least(self.seed, 0, "--seed")
         require_int_at_least(self.max_num_completed_requests, 1, "--max-num-completed-requests")
         require_int_at_least(self.request_generator_max_tokens, 2, MAX_TOKENS_FLAG)
+        require_int_at_least(self.session_turns, 1, "--session-turns")
+        require_non_negative(self.session_think_time_s, "--session-think-time-s")
+        if self.session_turns > 1 and self.request_interval_generator_provider == "closed_loop":
+            raise UserError("--session-turns > 1 needs an arrival process for the sessions, not "
+                            "closed_loop (a session is already a closed loop within itself)")
         make_interval_generator(self, np.random.default_rng(0))
         make_length_generator(self, np.random.default_rng(0))
         return self
+
+    def sessions(self) -> Sessions | None:
+        """How a multi-turn workload chains its turns; None for independent requests."""
+        if self.session_turns <= 1:
+            return None
+        return Sessions(self.session_turns, self.session_think_time_s)
 
     def closed_loop(self) -> ClosedLoop | None:
         """The users' settings of a closed-loop workload; None for an open-loop one."""

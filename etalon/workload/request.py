@@ -20,3 +20,8 @@ class Request:
     output_tokens: int
     # a real prompt (from a dataset file) sent as it is; None: built from the corpus to length
     prompt_text: str | None = None
+    # multi-turn sessions (workload/sessions.py): the session, the turn (from 0) and the tokens
+    # of the conversation before this turn's new message (its prompt_tokens include them)
+    session_id: int | None = None
+    turn: int = 0
+    context_tokens: int = 0

@@ -14,6 +14,7 @@ from .config import WorkloadConfig
 from .intervals import make_interval_generator
 from .lengths import make_length_generator
 from .request import Request
+from .sessions import session_requests
 
 
 def workload_streams(seed: int) -> tuple[np.random.Generator, np.random.Generator]:
@@ -38,9 +39,13 @@ def build_requests(cfg: WorkloadConfig) -> list[Request]:
     intervals = make_interval_generator(cfg, interval_rng)
     lengths = make_length_generator(cfg, length_rng)
     n = cfg.max_num_completed_requests
-    times = arrival_times(intervals.intervals(max(n - 1, 0)))
+    turns = cfg.session_turns
+    arrivals = -(-n // turns)  # sessions (each of `turns` requests), or requests
+    times = arrival_times(intervals.intervals(max(arrivals - 1, 0)))
     prefill, decode = lengths.lengths(n)
-    count = min(n, len(times), len(prefill))
+    count = min(n, len(times) * turns, len(prefill))
     texts = getattr(lengths, "prompts", None) or [None] * count  # a dataset's real prompts
+    if turns > 1:
+        return session_requests(times, prefill[:count], decode[:count], turns, texts)
     return [Request(i, float(times[i]), int(prefill[i]), int(decode[i]), texts[i])
             for i in range(count)]
