@@ -161,6 +161,7 @@ class Dispatched:
     clock_sync: list
     start_wall: float = 0.0
     server_metrics: object = None  # the scrape of the server's /metrics (client.server_metrics)
+    collected: float = 0.0  # perf_counter() when the last record was in
 
 
 def _dispatch(spec: PoolSpec, requests, out: Path, cfg: BenchmarkConfig,
@@ -191,7 +192,8 @@ def _dispatch(spec: PoolSpec, requests, out: Path, cfg: BenchmarkConfig,
     if result.timed_out or result.not_dispatched:
         print(f"{PROG}: time limit of {cfg.connection.timeout:g} s reached; "
               f"{result.not_dispatched} request(s) never sent", file=sys.stderr)
-    return Dispatched(records, result.not_dispatched, result.clock_sync, result.start_wall)
+    return Dispatched(records, result.not_dispatched, result.clock_sync, result.start_wall,
+                      collected=time.perf_counter())
 
 
 def _finish(outcome: Dispatched, run_config: dict, out: Path, cfg: BenchmarkConfig,
@@ -224,7 +226,8 @@ def _finish(outcome: Dispatched, run_config: dict, out: Path, cfg: BenchmarkConf
 
         write_run_report(out, PROG)
     print_summary(summary)
-    print(f"{PROG}: results in {out}", file=sys.stderr)
+    print(f"{PROG}: results in {out} (written {time.perf_counter() - outcome.collected:.2f} s "
+          f"after the last record)", file=sys.stderr)
     w = cfg.wandb
     if w.should_write_metrics:
         if not w.wandb_project:
