@@ -68,5 +68,15 @@ def runs_dir(what: str) -> str:
     return str(base / f"{what}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
+def embed_html(page: str, height: int) -> None:
+    """An etalon HTML report (escaped by ``etalon.report.html``, never user HTML) in a frame."""
+    if hasattr(st, "iframe"):
+        st.iframe(page, height=height)
+    else:  # Streamlit before st.iframe
+        import streamlit.components.v1 as components
+
+        components.html(page, height=height, scrolling=True)
+
+
 def facts_table(rows: list[tuple[str, Any]]) -> None:
     st.table({"": [r[0] for r in rows], "value": [str(r[1]) for r in rows]})

@@ -4,10 +4,9 @@ sort, plot, and compare them in the multi-run HTML report."""
 from __future__ import annotations
 
 import streamlit as st
-import streamlit.components.v1 as components
 
 from etalon.ui import explorer
-from etalon.ui.pages.common import guarded
+from etalon.ui.pages.common import embed_html, guarded
 
 
 def page() -> None:
@@ -29,11 +28,11 @@ def page() -> None:
     shown = st.multiselect("Columns", metrics, default=default, key="exp_cols")
     sort = st.selectbox("Sort by", ["folder", *metrics], key="exp_sort")
     view = table[["folder", "kind", *shown]].sort_values(sort) if sort in table else table
-    st.dataframe(view, use_container_width=True)
+    st.dataframe(view, width="stretch")
     if shown and len(view):
         st.caption("the chosen columns, per folder")
         st.bar_chart(view.set_index("folder")[shown])
     if st.button("Compare in one HTML report", key="exp_compare"):
         page_html = guarded(lambda: explorer.comparison_report([str(f.path) for f in opened.folders]))
         if page_html:
-            components.html(page_html, height=900, scrolling=True)
+            embed_html(page_html, 900)

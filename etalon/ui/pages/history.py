@@ -7,11 +7,10 @@ import json
 
 import pandas as pd
 import streamlit as st
-import streamlit.components.v1 as components
 
 from etalon.ui import explorer
 from etalon.ui.history import compare
-from etalon.ui.pages.common import guarded, store
+from etalon.ui.pages.common import embed_html, guarded, store
 
 
 def page() -> None:
@@ -36,7 +35,7 @@ def page() -> None:
         return
     st.dataframe(pd.DataFrame([{"id": e.id, "when": e.when, "kind": e.kind, "source": e.source,
                                 "label": e.label} for e in entries]),
-                 use_container_width=True, hide_index=True)
+                 width="stretch", hide_index=True)
     by_id = {e.id: e for e in entries}
     label = {e.id: f"#{e.id} {e.kind}: {e.label} ({e.source}, {e.when})" for e in entries}
     chosen = st.selectbox("Re-open", list(by_id), format_func=label.get, key="hist_open")
@@ -52,7 +51,7 @@ def page() -> None:
         st.warning("these calculations share no numbers (different kinds?)")
         return
     frame = pd.DataFrame(rows, columns=header).set_index("metric")
-    st.dataframe(frame, use_container_width=True)
+    st.dataframe(frame, width="stretch")
     metric = st.selectbox("Plot", list(frame.index), key="hist_metric",
                           index=list(frame.index).index("plan.max_concurrency")
                           if "plan.max_concurrency" in frame.index else 0)
@@ -74,4 +73,4 @@ def _reopen(entry) -> None:
         if opened.folders and st.checkbox("show its report", key=f"hist_report_{entry.id}", value=True):
             page_html = guarded(lambda: explorer.comparison_report([entry.result_dir]))
             if page_html:
-                components.html(page_html, height=800, scrolling=True)
+                embed_html(page_html, 800)

@@ -52,7 +52,7 @@ def page() -> None:
                   f"${best['cost_per_hour_usd']:.2f}/h", delta_color="off")
     else:
         st.error("no configuration meets the SLO at this rate; see the reasons below")
-    st.dataframe(result.table, use_container_width=True)
+    st.dataframe(result.table, width="stretch")
     st.image(str(result.files["plot"]), caption="cost against TTFT; the Pareto front in red")
     st.caption(result.roofline_note)
     st.caption(f"files: {', '.join(str(p) for p in result.files.values())}")

@@ -4,11 +4,10 @@ the summary and that run's HTML report, embedded."""
 from __future__ import annotations
 
 import streamlit as st
-import streamlit.components.v1 as components
 
 from etalon.estimator import catalog_names, hardware_names
 from etalon.ui import simulation
-from etalon.ui.pages.common import facts_table, guarded, record, runs_dir
+from etalon.ui.pages.common import embed_html, facts_table, guarded, record, runs_dir
 
 
 def _form() -> simulation.SimForm:
@@ -48,4 +47,4 @@ def page() -> None:
         return
     st.success(f"results in {run.folder}")
     facts_table(run.headline())
-    components.html(run.report_html, height=900, scrolling=True)
+    embed_html(run.report_html, 900)
