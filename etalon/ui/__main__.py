@@ -9,6 +9,7 @@ chooses the calculation history both show and record into.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -69,10 +70,26 @@ def execute(ns) -> int:
                         "`etalon ui --desktop` for the planner in a Tk window)")
     print(f"{PROG}: serving on http://{cfg.host}:{cfg.port} (Ctrl-C stops it)", file=sys.stderr,
           flush=True)
+    return _serve(streamlit_command(cfg))
+
+
+def _serve(command: list[str]) -> int:
+    """Runs the Streamlit server as a child and passes a SIGTERM on to it, so stopping
+    ``etalon ui`` never leaves a server behind."""
+    proc = subprocess.Popen(command)
+
+    def stop(signum: int, frame: object) -> None:
+        proc.terminate()
+
+    previous = signal.signal(signal.SIGTERM, stop)
     try:
-        return subprocess.call(streamlit_command(cfg))
-    except KeyboardInterrupt:
+        return proc.wait()
+    except KeyboardInterrupt:  # Ctrl-C reached the child too; let it finish
+        proc.terminate()
+        proc.wait()
         return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 build_parser, main = entry_points(__name__)
