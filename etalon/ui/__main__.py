@@ -54,7 +54,7 @@ def streamlit_command(cfg: UIConfig) -> list[str]:
     return [sys.executable, "-m", "streamlit", "run", str(app),
             "--server.address", cfg.host, "--server.port", str(cfg.port),
             "--server.headless", "true", "--browser.gatherUsageStats", "false",
-            "--global.developmentMode", "false"]
+            "--global.developmentMode", "false", "--client.toolbarMode", "minimal"]
 
 
 def execute(ns) -> int:

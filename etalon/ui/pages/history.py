@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pandas as pd
 import streamlit as st
 
@@ -64,7 +62,11 @@ def _reopen(entry) -> None:
     c[0].caption("inputs")
     c[0].json(entry.inputs, expanded=False)
     c[1].caption("outputs")
-    c[1].code(json.dumps(entry.outputs, indent=1, default=str)[:20000], language="json")
+    c[1].json(entry.outputs, expanded=False)
+    numbers = {k: v for k, v in entry.metrics.items() if not k.startswith("parameters.")}
+    if numbers:
+        with st.expander(f"{len(numbers)} numbers (what comparisons use)"):
+            st.dataframe(pd.DataFrame({"value": numbers}), width="stretch")
     if entry.result_dir:
         st.write(f"results folder: `{entry.result_dir}`")
         opened = explorer.open_folders([entry.result_dir])
