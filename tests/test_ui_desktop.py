@@ -70,6 +70,16 @@ def test_the_window_shows_the_planners_numbers(window, display):
     _screenshot(window, display, "desktop_planner.png")
 
 
+def test_a_calculation_in_the_window_is_in_the_history(window, tmp_path, monkeypatch):
+    from etalon.ui.history import HistoryStore
+
+    monkeypatch.setenv("ETALON_HISTORY", str(tmp_path / "h.sqlite"))
+    result = window.compute()
+    [entry] = HistoryStore(tmp_path / "h.sqlite").entries()
+    assert (entry.kind, entry.source) == ("planner", "desktop")
+    assert entry.metrics["plan.max_concurrency"] == pytest.approx(result.plan.max_concurrency)
+
+
 @pytest.mark.parametrize("field,value,message", [
     ("tp", "two", "TP: expected a whole number, got 'two'"),
     ("tp", "3", "--tp 3 is invalid for llama-3.1-8b"),

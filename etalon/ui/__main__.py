@@ -70,6 +70,9 @@ def execute(ns) -> int:
                         "`etalon ui --desktop` for the planner in a Tk window)")
     print(f"{PROG}: serving on http://{cfg.host}:{cfg.port} (Ctrl-C stops it)", file=sys.stderr,
           flush=True)
+    if cfg.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"{PROG}: warning: --host {cfg.host} lets other machines use the app (it runs "
+              "simulations and reads folders on request)", file=sys.stderr, flush=True)
     return _serve(streamlit_command(cfg))
 
 

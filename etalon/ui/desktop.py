@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from etalon.cli_errors import UserError
 from etalon.estimator import catalog_names, hardware_names
 from etalon.ui import planner
+from etalon.ui.history import HistoryStore, history_path
 
 if TYPE_CHECKING:
     import tkinter as tk
@@ -87,11 +88,12 @@ class PlannerWindow:
         from tkinter import ttk
 
         try:
-            result = planner.compute(self.inputs())
+            inputs = self.inputs()
+            result = planner.compute(inputs)
         except UserError as exc:
             self.status.set(str(exc))
             return None
-        self.status.set("; ".join(result.notes))
+        self.status.set("; ".join([*result.notes, *_record(inputs, result)]))
         for child in self._facts_frame.winfo_children():
             child.destroy()
         self.facts.clear()
@@ -103,6 +105,19 @@ class PlannerWindow:
             ttk.Label(self._facts_frame, textvariable=self.facts[label]).grid(row=i, column=1, sticky="w", padx=8)
         self.memory.set("Per-device memory: " + ", ".join(f"{k} {v:.2f} GiB" for k, v in result.memory_rows()))
         return result
+
+
+def _record(inputs: planner.PlannerInputs, result: planner.PlannerResult) -> list[str]:
+    """Stores the calculation in the history (source "desktop"); a problem is a status note."""
+    path = history_path()
+    if path is None:
+        return []
+    try:
+        HistoryStore(path).record("planner", inputs.history_inputs(), result.history_outputs(),
+                                  source="desktop", label=f"{result.model.name} on {inputs.hardware}")
+    except UserError as exc:
+        return [f"not recorded in the history: {exc}"]
+    return []
 
 
 def run_desktop() -> int:

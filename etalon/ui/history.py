@@ -152,6 +152,11 @@ class HistoryStore:
             rows = conn.execute(query + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
         return [_entry(r) for r in rows]
 
+    def kinds(self) -> list[str]:
+        """The kinds of calculation the file holds, alphabetically."""
+        with self._connect(create=False) as conn:
+            return [r[0] for r in conn.execute("SELECT DISTINCT kind FROM calculations ORDER BY kind")]
+
     def get(self, entry_id: int) -> Entry:
         with self._connect(create=False) as conn:
             row = conn.execute("SELECT * FROM calculations WHERE id = ?", (entry_id,)).fetchone()

@@ -48,11 +48,9 @@ class PlannerInputs:
     config_json: str = ""
 
     def history_inputs(self) -> dict:
-        """The inputs as stored: a pasted config is kept by its name, not its whole text."""
-        out = asdict(self)
-        if self.config_json:
-            out["config_json"] = f"<pasted config.json, {len(self.config_json)} chars>"
-        return out
+        """The inputs as stored; a pasted config.json is kept whole, so the entry can be
+        re-checked later (its secret-looking keys, if any, are dropped by the history)."""
+        return asdict(self)
 
 
 @dataclass

@@ -22,9 +22,10 @@ def page() -> None:
         st.info("no calculations yet: use the planner, the estimators or the simulator here, "
                 "or run `etalon estimate ...` / `etalon simulate`")
         return
-    kinds = ["all", "planner", "estimate memory", "estimate latency", "estimate plan",
-             "estimate distributed", "simulate", "recommend"]
-    kind = st.selectbox("Kind", kinds, key="hist_kind")
+    kinds = guarded(s.kinds)
+    if kinds is None:
+        return
+    kind = st.selectbox("Kind", ["all", *kinds], key="hist_kind")
     entries = guarded(lambda: s.entries(None if kind == "all" else kind))
     if entries is None:
         return
