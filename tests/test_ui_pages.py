@@ -214,7 +214,7 @@ def test_history_page_reopens_and_compares(history, sim_dir):
     assert listing["label"].tolist() == ["sim", "tp2", "tp1"]
     assert "etalon report: run-a" in iframes(at)[0]  # the newest, re-opened with its report
     at.multiselect(key="hist_compare").set_value([2, 1]).run()
-    compared = at.dataframe[1].value
+    compared = at.dataframe[-1].value  # the comparison comes last
     values = compared.loc["plan.max_concurrency"].tolist()
     assert values == pytest.approx([compute(PlannerInputs(tp=t, context_len=8192)).plan.max_concurrency
                                     for t in (2, 1)])
