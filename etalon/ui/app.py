@@ -21,4 +21,5 @@ def main() -> None:
     st.navigation(pages).run()
 
 
-main()
+if __name__ == "__main__":  # how `streamlit run` executes the script; importing it draws nothing
+    main()
