@@ -51,13 +51,14 @@ def record(kind: str, inputs: Mapping, outputs: Mapping, label: str,
 
 
 def record_once(key: str, kind: str, inputs: Mapping, outputs: Mapping, label: str) -> None:
-    """Records a calculation unless this session just recorded the same inputs under ``key``
-    (a page reruns on every widget change; the history keeps each distinct calculation once)."""
+    """Records a calculation the user asked for: not the page's first view with its defaults
+    (opening the app is no calculation), and not the same inputs again (a page reruns on every
+    widget change; the history keeps each distinct calculation once)."""
     marker = repr(sorted(inputs.items()))
-    if st.session_state.get(f"recorded_{key}") == marker:
-        return
+    previous = st.session_state.get(f"recorded_{key}")
     st.session_state[f"recorded_{key}"] = marker
-    record(kind, inputs, outputs, label)
+    if previous is not None and previous != marker:
+        record(kind, inputs, outputs, label)
 
 
 def runs_dir(what: str) -> str:

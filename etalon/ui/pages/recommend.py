@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from etalon.estimator import catalog_names
 from etalon.capacity_search.recommend_sweep import priced_hardware
+from etalon.estimator import catalog_names
 from etalon.ui import recommending
 from etalon.ui.pages.common import guarded, record, runs_dir
 
