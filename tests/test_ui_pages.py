@@ -152,6 +152,15 @@ def test_simulator_runs_shows_the_report_and_records(history, tmp_path):
     assert "<title>etalon report: sim</title>" in page
     [entry] = HistoryStore(history).entries()
     assert entry.kind == "simulate" and entry.result_dir == str((tmp_path / "sim").resolve())
+    # settings beyond the form: a typo is named, a real key is applied
+    at.text_area(key="sim_extra").input('{"bogus_key": 1}')
+    at.button(key="sim_run").click().run()
+    assert any("unknown key(s) bogus_key" in m for m in errors(at))
+    at.text_area(key="sim_extra").input("{not json")
+    at.button(key="sim_run").click().run()
+    assert errors(at) == ["more settings: not valid JSON (Expecting property name enclosed in double "
+                          "quotes at line 1)"]
+    at.text_area(key="sim_extra").input("")
     # a model that cannot fit: a message, nothing written
     at.selectbox(key="sim_model").select("llama-3.1-405b")
     at.selectbox(key="sim_hw").select("l4")

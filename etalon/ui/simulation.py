@@ -6,11 +6,13 @@ comes from ``etalon.report.html.render``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from etalon.cli_errors import UserError
 from etalon.options import from_mapping
 from etalon.simulator.config import SimConfig
 
@@ -33,10 +35,15 @@ class SimForm:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def settings(self) -> dict[str, Any]:
-        """The form as a simulator config file would hold it."""
+        """The form as a simulator config file would hold it; ``extra`` goes on top (its
+        ``workload`` keys into the workload section)."""
+        extra = dict(self.extra)
+        workload = extra.pop("workload", None) or {}
+        if not isinstance(workload, Mapping):
+            raise UserError("more settings: 'workload' must be a mapping of workload settings")
         return {
             "model": self.model, "hardware": self.hardware, "tp": self.tp,
-            "num_replicas": self.num_replicas, "output_dir": self.output_dir, **self.extra,
+            "num_replicas": self.num_replicas, "output_dir": self.output_dir, **extra,
             "workload": {
                 "seed": self.seed,
                 "max_num_completed_requests": self.num_requests,
@@ -45,6 +52,7 @@ class SimForm:
                 "request_length_generator_provider": "fixed",
                 "fixed_request_generator_prefill_tokens": self.prefill_tokens,
                 "fixed_request_generator_decode_tokens": self.decode_tokens,
+                **workload,
             },
         }
 
@@ -71,6 +79,19 @@ class SimRun:
                 if isinstance(part.get(q), (int, float)):
                     rows.append((f"{key.upper()} {q}", f"{part[q] * 1e3:.1f} ms"))
         return rows
+
+
+def parse_extra(text: str) -> dict[str, Any]:
+    """The form's "more settings" box: a JSON object of ``etalon simulate`` config keys."""
+    if not text.strip():
+        return {}
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"more settings: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(data, dict):
+        raise UserError("more settings: expected a JSON object such as {\"scheduler\": \"sarathi\"}")
+    return data
 
 
 def build_config(settings: Mapping[str, Any]) -> SimConfig:

@@ -3,6 +3,9 @@ the summary and that run's HTML report, embedded."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
 import streamlit as st
 
 from etalon.estimator import catalog_names, hardware_names
@@ -25,23 +28,25 @@ def _form() -> simulation.SimForm:
     form.num_requests = int(c[1].number_input("Requests", min_value=1, value=100, key="sim_n"))
     form.prefill_tokens = int(c[2].number_input("Prompt tokens", min_value=1, value=512, key="sim_prefill"))
     form.decode_tokens = int(c[3].number_input("Output tokens", min_value=1, value=128, key="sim_decode"))
-    if "sim_out" not in st.session_state:
-        st.session_state["sim_out"] = runs_dir("simulate")
-    form.output_dir = st.text_input("Output folder", key="sim_out")
+    form.output_dir = st.text_input("Output folder (blank: a new folder for each run, under "
+                                    f"{Path(runs_dir('simulate')).parent})", key="sim_out").strip()
     return form
 
 
 def page() -> None:
     st.title("Simulator")
     form = _form()
+    extra = st.text_area("More settings: JSON of `etalon simulate` config keys, e.g. "
+                         '{"scheduler": "sarathi", "workload": {"seed": 7}}', key="sim_extra")
     if st.button("Run simulation", key="sim_run", type="primary"):
         with st.spinner("simulating..."):
-            run = guarded(lambda: simulation.run(form))
+            run = guarded(lambda: simulation.run(replace(
+                form, output_dir=form.output_dir or runs_dir("simulate"),
+                extra=simulation.parse_extra(extra))))
         if run is not None:
             st.session_state["sim_last"] = run
             record("simulate", run.config.to_dict(), run.summary, f"{form.model} on {form.hardware}",
                    result_dir=run.folder)
-            st.session_state.pop("sim_out")  # the next run gets a fresh folder
     run = st.session_state.get("sim_last")
     if run is None:
         return
