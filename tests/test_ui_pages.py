@@ -147,7 +147,9 @@ def test_simulator_runs_shows_the_report_and_records(history, tmp_path):
     assert not errors(at)
     summary = json.loads((tmp_path / "sim" / "summary.json").read_text())
     table = at.table[0].value
-    assert f"{summary['counts']['num_completed']} of 20" in table["value"].tolist()
+    shown = dict(zip(table.index if "" not in table else table[""], table["value"]))
+    assert shown["requests completed"] == f"{summary['counts']['num_completed']} of 20"
+    assert shown["E2E p99"] == f"{summary['latency']['e2e_latency']['p99'] * 1e3:.1f} ms"
     [page] = iframes(at)
     assert "<title>etalon report: sim</title>" in page
     [entry] = HistoryStore(history).entries()

@@ -73,11 +73,11 @@ class SimRun:
         rows = [("requests completed", f"{counts.get('num_completed')} of {counts.get('num_requests')}"),
                 ("requests/s", f"{tput.get('requests_per_s', 0):.2f}"),
                 ("output tokens/s", f"{tput.get('output_tokens_per_s', 0):,.0f}")]
-        for key in ("ttft", "tbt", "e2e"):
+        for key, name in (("ttft", "TTFT"), ("tbt", "TBT"), ("e2e_latency", "E2E")):
             part = lat.get(key) or {}
             for q in ("p50", "p99"):
                 if isinstance(part.get(q), (int, float)):
-                    rows.append((f"{key.upper()} {q}", f"{part[q] * 1e3:.1f} ms"))
+                    rows.append((f"{name} {q}", f"{part[q] * 1e3:.1f} ms"))
         return rows
 
 
