@@ -19,7 +19,7 @@ from pathlib import Path
 from etalon.cli_errors import UserError
 from etalon.commands import entry_points
 from etalon.options import add_options, config_from_args, option
-from etalon.ui.history import ENV
+from etalon.ui.history import ENV, history_path
 
 PROG = "etalon.ui"
 DESCRIPTION = ("The web app: capacity planner, latency and distributed estimators, simulator, "
@@ -59,8 +59,9 @@ def streamlit_command(cfg: UIConfig) -> list[str]:
 
 def execute(ns) -> int:
     cfg = config_from_args(UIConfig, ns).validate()
-    if cfg.history is not None:
-        os.environ[ENV] = cfg.history
+    if cfg.history is not None:  # absolute, so the server and its pages agree wherever they run
+        path = history_path(cfg.history)
+        os.environ[ENV] = "off" if path is None else str(path.resolve())
     if cfg.desktop:
         from etalon.ui.desktop import run_desktop
 
