@@ -43,6 +43,9 @@ SUBCOMMANDS: dict[str, tuple[str, str] | dict[str, tuple[str, str]]] = {
                                                       "SLO at a target request rate"),
     "report": ("etalon.report.__main__", "one self-contained HTML report of runs (overlaid, "
                                          "compared) and capacity searches"),
+    "ui": ("etalon.ui.__main__", "the web app (planner, estimators, simulator, recommend, "
+                                 "results and history) or, with --desktop, the planner in a "
+                                 "window"),
     "validate-engine": ("etalon.validation.__main__", "the real-engine validation loop: profile, "
                                                       "anchor, live runs, replay, table"),
 }

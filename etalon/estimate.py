@@ -3,7 +3,8 @@
 Subcommands: ``memory`` (per-device memory, KV pool and concurrency), ``latency`` (FLOPs and
 roofline TTFT/TPOT/throughput), ``plan`` (valid TP sizes, minimum devices, recommended TP x PP x
 EP), ``distributed`` (Petals-style pipelines over the internet) and ``catalog`` (what models and
-hardware are built in). A user mistake prints one ``etalon.estimate: error: ...`` line to stderr
+hardware are built in). Every calculation is also recorded in the local history
+(``etalon.ui.history``; ``ETALON_HISTORY=off`` skips it). A user mistake prints one ``etalon.estimate: error: ...`` line to stderr
 and exits with status 2.
 
 Each subcommand's flags are generated from its typed config (``etalon.estimator.command_configs``);
@@ -33,7 +34,8 @@ from etalon.estimator.command_configs import (
 )
 from etalon.estimator.commands import Report, run_catalog, run_latency, run_memory, run_plan
 from etalon.estimator.commands_distributed import run_distributed
-from etalon.options import add_config_file_flag, add_options, config_from_args
+from etalon.options import add_config_file_flag, add_options, config_from_args, to_mapping
+from etalon.ui.history import record_quietly
 
 PROG = "etalon.estimate"
 DESCRIPTION = ("Model an LLM deployment analytically: memory and KV cache, roofline latency, "
@@ -103,7 +105,17 @@ def run_subcommand(sub: Subcommand, args: argparse.Namespace) -> int:
     except OSError as exc:  # e.g. an --output-dir that cannot be written
         raise UserError(f"{exc.strerror or exc}: {exc.filename or ''}") from None
     print_report(report, cfg.report.json)
+    if sub.name != "catalog":  # a lookup, not a calculation
+        record_quietly(f"estimate {sub.name}", to_mapping(cfg), report.data, prog=PROG,
+                       label=_label(cfg))
     return 0
+
+
+def _label(cfg: Any) -> str:
+    """A short name for the history list: the model and where it runs."""
+    d = cfg.deployment
+    where = getattr(d, "hardware", None) or ",".join(getattr(cfg, "server_hardware", []) or [])
+    return f"{d.model} on {where}"
 
 
 def execute(args: argparse.Namespace) -> int:

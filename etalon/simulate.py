@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 from etalon.commands import entry_points
 from etalon.options import add_config_file_flag, add_options, config_from_args
@@ -25,7 +26,15 @@ def configure(parser) -> None:
 
 
 def execute(ns) -> int:
-    simulate(config_from_args(SimConfig, ns, what="simulator config").validate())
+    from etalon.ui.history import record_quietly
+
+    cfg = config_from_args(SimConfig, ns, what="simulator config").validate()
+    summary = simulate(cfg)
+    d, out = cfg.deployment, cfg.outputs
+    # a timestamped subfolder's name is not known here; the history then keeps no folder
+    folder = str(Path(out.output_dir).resolve()) if out.should_use_given_dir else None
+    record_quietly("simulate", cfg.to_dict(), summary, prog=PROG,
+                   label=f"{d.model} on {d.hardware}", result_dir=folder)
     return 0
 
 

@@ -13,6 +13,9 @@ from shipped_data import PUBLIC_TRACES  # noqa: E402  (shipped with the reposito
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
+# The CLI records calculations in a history under the user's home; tests never write there
+# (tests of the history point ETALON_HISTORY at their own tmp_path).
+os.environ["ETALON_HISTORY"] = "off"
 
 
 @pytest.fixture(scope="session")

@@ -124,6 +124,7 @@ FLAGS = {
         '--doc', '--job', '--loads', '--num-requests', '--output-dir', '--profile',
         '--save-profile',
     ],
+    'etalon.ui.__main__': ['--desktop', '--history', '--host', '--port'],
     'etalon.calibration.merge': [
         '--force', '--output',
     ],
