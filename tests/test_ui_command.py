@@ -52,3 +52,14 @@ def test_latency_is_recorded_and_catalog_is_not(tmp_path):
     [entry] = HistoryStore(db).entries()
     assert entry.kind == "estimate latency" and entry.label == "llama-3.1-8b on l4"
     assert entry.metrics["estimate.ttft_s"] == pytest.approx(printed["estimate"]["ttft_s"])
+
+
+def test_the_dockerfile_serves_the_app_with_flags_the_command_has():
+    # the image cannot be built here; its command line is checked against the real parser
+    lines = (ROOT / "Dockerfile").read_text().splitlines()
+    cmd = json.loads(next(ln for ln in lines if ln.startswith("CMD")).removeprefix("CMD").strip())
+    assert cmd[:2] == ["etalon", "ui"]
+    ns = ui_command.build_parser().parse_args(cmd[2:])
+    cfg = from_mapping(ui_command.UIConfig, {"host": ns.host, "port": ns.port}, "Dockerfile")
+    assert (cfg.host, cfg.port) == ("0.0.0.0", 8501)
+    assert any('pip install' in ln and '.[ui]' in ln for ln in lines)
