@@ -69,8 +69,7 @@ class EngineRunner:
             engine.waiting.remove(seq)
         elif seq.state is SeqState.RUNNING and seq in engine.running:
             engine.running.remove(seq)
-            engine.pool.release(seq.blocks)
-            seq.blocks = 0
+            engine.free(seq)
         seq.state = SeqState.FINISHED
 
     async def _run(self) -> None:

@@ -12,9 +12,15 @@ class Request:
     ``arrival_time`` is the *scheduled* send time in seconds from the run start; the first
     request of a schedule is at ``0.0``. The client sends at that time whether or not earlier
     requests finished, and records the real send time separately.
+
+    ``prefix_group`` names the shared prefix (system prompt) whose ``prefix_tokens`` tokens open
+    the prompt (``prompt_tokens`` counts them); requests of one group share those tokens
+    exactly, so a prefix cache can reuse their KV. ``None``: the prompt is the request's own.
     """
 
     request_id: int
     arrival_time: float
     prompt_tokens: int
     output_tokens: int
+    prefix_group: int | None = None
+    prefix_tokens: int = 0
