@@ -84,7 +84,7 @@ class LoadGenerator:
         from etalon.workload.tokenizer import load_tokenizer
 
         builder = PromptBuilder(load_tokenizer(self.tokenizer_path), self.seed)
-        self._items = [(r, builder.build(r.prompt_tokens, r.request_id)) for r in requests]
+        self._items = [(r, builder.build_request(r)) for r in requests]
         # The client counts the prompts (e.g. through a chat template) now, off the hot path.
         self._client = make_client(self.client_name, self.client_config)
         self._prompt_counts = [self._client.count_prompt(prompt) for _, prompt in self._items]
