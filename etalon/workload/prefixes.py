@@ -60,7 +60,8 @@ register = raw("prefix_generator").register
 class NoPrefixes(PrefixGenerator):
     """Every prompt is the request's own: no sharing."""
 
-    def apply(self, suffix, output):
+    def apply(self, suffix: np.ndarray, output: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray, Prefixes]:
         n = len(suffix)
         return suffix, output, Prefixes(np.full(n, -1, np.int64), np.zeros(n, np.int64))
 
@@ -116,7 +117,8 @@ class SharedPrefixes(PrefixGenerator):
         self._cdf = np.cumsum(pmf)
         self._cdf[-1] = 1.0
 
-    def apply(self, suffix, output):
+    def apply(self, suffix: np.ndarray, output: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray, Prefixes]:
         suffix, output = clip_total_tokens(suffix, output, self.cap - self.prefix_tokens)
         group = np.searchsorted(self._cdf, self.rng.random(len(suffix)), side="right")
         tokens = np.full(len(suffix), self.prefix_tokens, np.int64)
