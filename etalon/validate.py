@@ -42,9 +42,7 @@ class ValidateConfig:
     roofline_hardware: str | None = option(None, "hardware of that roofline")
     roofline_dtype: str | None = option(None, "weight dtype of that roofline")
     output_dir: str = option("validation", "where the comparison goes", metavar="DIR")
-    # a replayed run's records carry no prefix groups, so there is nothing for a cache to share
-    engine: EngineConfig = embed(EngineConfig, title="engine (the live server's settings)",
-                                 exclude=("enable_prefix_caching",))
+    engine: EngineConfig = embed(EngineConfig, title="engine (the live server's settings)")
 
     def validate(self) -> ValidateConfig:
         check_required(self)

@@ -35,7 +35,7 @@ class EngineConfig:
     batch_window: float = option(0.0, "seconds the windowed policy waits to fill a batch")
     enable_prefix_caching: bool = option(False, "reuse the KV blocks of identical prompt "
                                                 "prefixes, as vLLM's automatic prefix caching "
-                                                "does", negatable=True)
+                                                "does")
 
     def validate(self) -> EngineConfig:
         from etalon.registry import registry

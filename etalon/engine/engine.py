@@ -4,6 +4,8 @@ The engine is pure logic: requests are added, ``schedule(now)`` plans a step and
 ``PerfModel``, ``complete(step, end)`` applies it and reports the tokens it produced. The
 simulator drives it with a virtual clock; ``etalon.serve`` with the wall clock. Between batch
 changes decode steps are alike, so ``fast_forward`` advances many of them in one vectorised go.
+With ``enable_prefix_caching`` a sequence admitted with a cached prompt prefix (``kv_cache``)
+starts with those tokens computed, so its steps are charged only for the rest.
 """
 
 from __future__ import annotations
