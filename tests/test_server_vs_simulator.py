@@ -101,12 +101,13 @@ def test_server_and_simulator_agree_on_a_shared_prefix_workload(tmp_path):
     assert np.mean(closer) >= 0.9
     # Distributions: TTFT p50 within the request path's 8 ms (TTFTs here are ~21 ms, so the
     # path alone is +15-30 %); p90 within 30 % (the path's own tail reached +8 ms in one of
-    # three runs). The uncached simulation's p50 is ~62 ms, far outside both. TBT mean 3 %.
+    # three runs). The uncached simulation's p50 is ~62 ms, far outside both. TBT mean within
+    # 5 % (3.3 % off at a load average of 3 on two cores; the uncached one is ~33 % off).
     live_s, sim_s = latency_series(live_records), latency_series(sim_table)
     off_s = latency_series(read_table(tmp_path / "nocache"))
     for metric, q, tol, abs_tol in [("ttft_from_schedule", 50, 0.0, 0.008),
                                     ("ttft_from_schedule", 90, 0.30, 0.0),
-                                    ("tbt", "mean", 0.03, 0.0)]:
+                                    ("tbt", "mean", 0.05, 0.0)]:
         a, b = live_s[metric].values, sim_s[metric].values
         lv, sv = (a.mean(), b.mean()) if q == "mean" else (np.percentile(a, q), np.percentile(b, q))
         assert lv == pytest.approx(sv, rel=tol, abs=abs_tol), (metric, q, lv, sv)
