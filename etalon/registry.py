@@ -1,8 +1,9 @@
 """Every extension point of etalon is one named registry, and plug-ins extend them all one way.
 
 Kinds: ``client`` (backends for ``--llm-api``), ``interval_generator``, ``length_generator``,
-``scheduler`` (batching policies), ``router`` (replica routing), ``perf_model`` (step-time
-models, by a spec's ``kind``) and ``model_family`` (architecture rules, by ``model_type``).
+``prefix_generator`` (shared prompt prefixes), ``scheduler`` (batching policies), ``router``
+(replica routing), ``perf_model`` (step-time models, by a spec's ``kind``) and
+``model_family`` (architecture rules, by ``model_type``).
 
 Built-ins register themselves when their module is imported; ``registry(kind)`` imports those
 modules first, then, once per process, every plug-in of the ``etalon.plugins`` entry-point
@@ -32,6 +33,7 @@ BUILTINS: dict[str, tuple[str, ...]] = {
     "client": ("etalon.client",),
     "interval_generator": ("etalon.workload.intervals",),
     "length_generator": ("etalon.workload.lengths", "etalon.workload.dataset"),
+    "prefix_generator": ("etalon.workload.prefixes",),
     "scheduler": ("etalon.engine.schedulers",),
     "router": ("etalon.simulator.cluster",),
     "perf_model": ("etalon.perf.registry",),
@@ -42,6 +44,7 @@ DESCRIPTIONS: dict[str, str] = {
     "client": "client backend",
     "interval_generator": "request interval generator",
     "length_generator": "request length generator",
+    "prefix_generator": "request prefix generator",
     "scheduler": "scheduler",
     "router": "router",
     "perf_model": "perf model kind",

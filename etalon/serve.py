@@ -63,7 +63,8 @@ async def serve(cfg: ServeConfig) -> None:
     tokenizer = load_tokenizer(cfg.tokenizer)
     engine = Engine(cfg.engine, cfg.perf.build())
     runner = EngineRunner(engine, max_queue=cfg.max_queue)
-    app = build_app(runner, tokenizer.count, ServerConfig(model=cfg.model, max_queue=cfg.max_queue))
+    app = build_app(runner, tokenizer.count, ServerConfig(model=cfg.model, max_queue=cfg.max_queue),
+                    encode=tokenizer.encode if cfg.engine.enable_prefix_caching else None)
     app_runner = web.AppRunner(app, access_log=None)
     await app_runner.setup()
     site = web.TCPSite(app_runner, cfg.host, cfg.port)

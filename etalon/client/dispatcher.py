@@ -99,10 +99,7 @@ class LoadGenerator:
         from etalon.workload.tokenizer import load_tokenizer
 
         builder = PromptBuilder(load_tokenizer(self.tokenizer_path), self.seed)
-        # a session's later turn: only its new message, the conversation goes before it at send
-        self._items = [(r, r.prompt_text if r.prompt_text is not None
-                        else builder.build(r.prompt_tokens - r.context_tokens, r.request_id))
-                       for r in requests]
+        self._items = [(r, builder.build_request(r)) for r in requests]
         # The client counts the prompts (e.g. through a chat template) now, off the hot path.
         self._client = make_client(self.client_name, self.client_config)
         self._prompt_counts = [self._client.count_prompt(prompt) for _, prompt in self._items]

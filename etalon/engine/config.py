@@ -33,6 +33,9 @@ class EngineConfig:
                                              f"{DEFAULT_KV_BLOCKS})")
     block_size: int = option(16, "tokens per KV block")
     batch_window: float = option(0.0, "seconds the windowed policy waits to fill a batch")
+    enable_prefix_caching: bool = option(False, "reuse the KV blocks of identical prompt "
+                                                "prefixes, as vLLM's automatic prefix caching "
+                                                "does")
 
     def validate(self) -> EngineConfig:
         from etalon.registry import registry

@@ -4,6 +4,8 @@ The engine is pure logic: requests are added, ``schedule(now)`` plans a step and
 ``PerfModel``, ``complete(step, end)`` applies it and reports the tokens it produced. The
 simulator drives it with a virtual clock; ``etalon.serve`` with the wall clock. Between batch
 changes decode steps are alike, so ``fast_forward`` advances many of them in one vectorised go.
+With ``enable_prefix_caching`` a sequence admitted with a cached prompt prefix (``kv_cache``)
+starts with those tokens computed, so its steps are charged only for the rest.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import numpy as np
 
 from etalon.cli_errors import UserError
 from etalon.engine.config import EngineConfig
-from etalon.engine.kv_cache import BlockPool, blocks_for
+from etalon.engine.kv_cache import BlockPool, blocks_for, synthetic_block_hashes
 from etalon.engine.schedulers import StepPlan
 from etalon.registry import registry
 from etalon.engine.sequence import Sequence, SeqState
@@ -54,6 +56,9 @@ class Engine:
         self.num_preemptions = 0
         self.busy_time = 0.0
         self.num_steps = 0
+        self.caching = config.enable_prefix_caching
+        self.prefix_query_tokens = 0  # prompt tokens of admitted cacheable sequences ...
+        self.prefix_hit_tokens = 0  # ... and how many of them the prefix cache held
         # When the engine last ran out of work; None while it is busy. A new engine has been
         # idle "forever", so its first step pays the wake-up of the longest pause.
         self._idle_since: float | None = float("-inf")
@@ -69,10 +74,47 @@ class Engine:
             )
         self.waiting.append(seq)
 
+    def block_hashes_of(self, request) -> list[int] | None:
+        """The prompt block hashes of a synthetic request (one with ``request_id``,
+        ``prompt_tokens``, ``prefix_group`` and ``prefix_tokens``); None without caching."""
+        if not self.caching:
+            return None
+        return synthetic_block_hashes(request.request_id, request.prompt_tokens,
+                                      request.prefix_group, request.prefix_tokens,
+                                      self.pool.block_size)
+
+    def next_waiting(self) -> Sequence:
+        """The head of the waiting queue, its cached prefix looked up (policies read its
+        ``remaining_prefill`` to size its chunk).
+
+        A hit sets ``num_computed`` to the cached tokens: whole blocks, and never the whole
+        prompt (the last token is always computed, as vLLM does, to produce logits).
+        """
+        seq = self.waiting[0]
+        if self.caching and seq.block_hashes is not None and seq.blocks == 0:
+            bs = self.pool.block_size
+            hit = self.pool.match(seq.block_hashes, (seq.prefill_target - 1) // bs) * bs
+            seq.num_computed += hit - seq.hit_tokens  # replaces an earlier, stale look-up
+            seq.hit_tokens = hit
+        return seq
+
     def admit(self, seq: Sequence, tokens: int) -> bool:
-        """Moves the head of the waiting queue to running with KV for ``tokens`` more tokens."""
-        if not self.grow(seq, tokens):
+        """Moves the head of the waiting queue to running with KV for ``tokens`` more tokens
+        (after its cached prefix, which it takes a reference on)."""
+        if seq.hit_tokens and seq.blocks == 0:
+            hits = seq.block_hashes[:seq.hit_tokens // self.pool.block_size]
+            need = blocks_for(seq.num_computed + tokens, self.pool.block_size) - len(hits)
+            if need + self.pool.evictable(hits) > self.pool.free:
+                return False
+            self.pool.acquire(hits)
+            seq.blocks = seq.cached_blocks = len(hits)
+            self.pool.allocate(need)
+            seq.blocks += need
+        elif not self.grow(seq, tokens):
             return False
+        if self.caching and seq.block_hashes is not None:
+            self.prefix_query_tokens += seq.prefill_target
+            self.prefix_hit_tokens += seq.hit_tokens
         self.waiting.popleft()
         seq.state = SeqState.RUNNING
         self.running.append(seq)
@@ -89,12 +131,21 @@ class Engine:
         seq.blocks += need
         return True
 
+    def free(self, seq: Sequence) -> None:
+        """Returns ``seq``'s KV blocks to the pool; its hashed ones stay there as cached."""
+        if seq.cached_blocks:
+            self.pool.release_hashed(seq.block_hashes[:seq.cached_blocks])
+            self.pool.release(seq.blocks - seq.cached_blocks)
+            seq.cached_blocks = 0
+        else:
+            self.pool.release(seq.blocks)
+        seq.blocks = 0
+
     def preempt(self, seq: Sequence) -> None:
         """Recompute-style preemption: drop the KV, requeue at the front."""
         self.running.remove(seq)
-        self.pool.release(seq.blocks)
-        seq.blocks = 0
-        seq.num_computed = 0
+        self.free(seq)
+        seq.num_computed = seq.hit_tokens = 0
         seq.prefill_target = seq.prompt_tokens + seq.generated
         seq.state = SeqState.WAITING
         seq.num_preemptions += 1
@@ -159,8 +210,11 @@ class Engine:
     def complete(self, step: Step, end: float) -> StepOutcome:
         """Applies a step that ended at ``end``: advances prefills, emits tokens, frees finishers."""
         out = StepOutcome(end)
+        caching = self.caching
         for seq, chunk in step.plan.prefill:
             seq.num_computed += chunk
+            if caching and seq.block_hashes is not None:
+                self._cache_full_blocks(seq)
             if not seq.in_prefill:
                 self._emit(seq, end, out)
         for seq in step.plan.decode:
@@ -174,6 +228,13 @@ class Engine:
         self.num_steps += 1
         return out
 
+    def _cache_full_blocks(self, seq: Sequence) -> None:
+        """Publishes the prompt blocks ``seq`` has just filled, so later requests can hit them."""
+        full = min(seq.num_computed // self.pool.block_size, len(seq.block_hashes))
+        if full > seq.cached_blocks:
+            self.pool.register(seq.block_hashes[seq.cached_blocks:full])
+            seq.cached_blocks = full
+
     def _emit(self, seq: Sequence, t: float, out: StepOutcome) -> None:
         seq.generated += 1
         seq.token_segments.append(t)
@@ -184,8 +245,7 @@ class Engine:
     def _finish(self, seq: Sequence, t: float, out: StepOutcome) -> None:
         seq.state = SeqState.FINISHED
         seq.finished_at = t
-        self.pool.release(seq.blocks)
-        seq.blocks = 0
+        self.free(seq)
         out.finished.append(seq)
 
     # -- fast-forward (simulator) ------------------------------------------------------------

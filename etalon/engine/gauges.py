@@ -16,6 +16,8 @@ RUNNING = "vllm:num_requests_running"
 WAITING = "vllm:num_requests_waiting"
 KV_USAGE = "vllm:kv_cache_usage_perc"  # the fraction of KV blocks in use, 0-1 (vLLM v1's name)
 PREEMPTIONS = "vllm:num_preemptions"  # a counter: "_total" in the text format
+PREFIX_QUERIES = "vllm:prefix_cache_queries"  # counters of prompt tokens looked up ...
+PREFIX_HITS = "vllm:prefix_cache_hits"  # ... and found in the prefix cache (vLLM v1's meaning)
 
 #: (name, Prometheus type, help) of every series the engine reports
 SERIES: tuple[tuple[str, str, str], ...] = (
@@ -23,15 +25,20 @@ SERIES: tuple[tuple[str, str, str], ...] = (
     (WAITING, "gauge", "Requests waiting to be scheduled."),
     (KV_USAGE, "gauge", "Fraction of KV-cache blocks in use (1 = full)."),
     (PREEMPTIONS, "counter", "Preemptions since the engine started."),
+    (PREFIX_QUERIES, "counter", "Prompt tokens looked up in the prefix cache."),
+    (PREFIX_HITS, "counter", "Prompt tokens found in the prefix cache."),
 )
 
 
 def engine_gauges(engine: Engine) -> dict[str, float]:
-    """The engine's series now: the running batch, the queue, KV use, preemptions so far."""
+    """The engine's series now: the running batch, the queue, KV use, and counts so far of
+    preemptions and of prompt tokens looked up in and found in the prefix cache."""
     pool = engine.pool
     return {RUNNING: float(len(engine.running)), WAITING: float(len(engine.waiting)),
             KV_USAGE: pool.used / pool.num_blocks if pool.num_blocks else 0.0,
-            PREEMPTIONS: float(engine.num_preemptions)}
+            PREEMPTIONS: float(engine.num_preemptions),
+            PREFIX_QUERIES: float(engine.prefix_query_tokens),
+            PREFIX_HITS: float(engine.prefix_hit_tokens)}
 
 
 def prometheus_text(values: dict[str, float], labels: dict[str, str]) -> bytes:

@@ -3,7 +3,8 @@
 Each policy is a function ``plan(engine, now) -> StepPlan | float | None``: a plan to run, a
 time to wake up at (the windowed policy waiting for its batch to fill), or ``None`` when there
 is nothing to do. Policies admit sequences and grow their KV allocation through the engine's
-methods, so KV accounting stays in one place.
+methods, so KV accounting stays in one place; they read the head of the waiting queue through
+``engine.next_waiting()``, which first looks up its cached prefix.
 
 A decode-only plan is *stable*: every policy produces one only when no waiting sequence can be
 admitted, and nothing but a finish, an arrival or a full KV cache changes that. The engine's
@@ -58,7 +59,7 @@ def _admit_whole_prompts(engine: "Engine", plan: StepPlan, budget: int) -> int:
     """
     cfg = engine.config
     while engine.waiting and len(engine.running) < cfg.max_batch_size:
-        seq = engine.waiting[0]
+        seq = engine.next_waiting()
         need = seq.remaining_prefill
         if need > budget and (plan.prefill or plan.decode or budget < cfg.max_batched_tokens):
             break
@@ -112,7 +113,7 @@ def plan_sarathi(engine: "Engine", now: float) -> "StepPlan | None":
             plan.prefill.append((seq, chunk))
             budget -= chunk
     while budget > 0 and engine.waiting and len(engine.running) < cfg.max_batch_size:
-        seq = engine.waiting[0]
+        seq = engine.next_waiting()
         chunk = min(seq.remaining_prefill, budget, chunk_cap)
         if not engine.admit(seq, chunk):
             break

@@ -20,16 +20,22 @@ class Sequence:
     ``num_computed == prefill_target``; the step that completes it emits a token. Each decode step
     then processes the newest token and emits the next. Preemption by recompute drops the cache
     and makes the prompt plus everything generated so far the new prefill target, as vLLM does.
+
+    With prefix caching, ``block_hashes`` are the hashes of the prompt's full blocks (None: the
+    request cannot share blocks); the first ``cached_blocks`` of them are held by reference in
+    the pool, and ``hit_tokens`` prompt tokens were found there instead of being computed.
     """
 
     __slots__ = (
         "request_id", "prompt_tokens", "output_tokens", "arrival_time", "state",
         "num_computed", "prefill_target", "generated", "blocks", "num_preemptions",
         "first_scheduled_at", "finished_at", "token_segments", "tag",
+        "block_hashes", "cached_blocks", "hit_tokens",
     )
 
     def __init__(self, request_id: int, prompt_tokens: int, output_tokens: int,
-                 arrival_time: float, tag: object = None):
+                 arrival_time: float, tag: object = None,
+                 block_hashes: list[int] | None = None):
         if prompt_tokens < 1 or output_tokens < 1:
             raise ValueError(
                 f"request {request_id}: prompt and output tokens must be >= 1, "
@@ -50,6 +56,9 @@ class Sequence:
         # Emission times, as a list of float arrays (a fast-forward appends one shared slice).
         self.token_segments: list[np.ndarray | float] = []
         self.tag = tag  # opaque to the engine: the server hangs its stream here
+        self.block_hashes = block_hashes
+        self.cached_blocks = 0
+        self.hit_tokens = 0
 
     @property
     def in_prefill(self) -> bool:

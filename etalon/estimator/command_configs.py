@@ -29,8 +29,9 @@ if TYPE_CHECKING:
     from etalon.estimator.memory import ServingConfig
 
 # EngineConfig fields the estimator has no use for: it models vLLM's own scheduler and sizes the
-# KV cache itself.
-ENGINE_UNUSED = ("scheduler", "chunk_size", "num_kv_blocks", "batch_window")
+# KV cache itself, without prefix caching.
+ENGINE_UNUSED = ("scheduler", "chunk_size", "num_kv_blocks", "batch_window",
+                 "enable_prefix_caching")
 
 
 # --- list flags: "128,256,512" -----------------------------------------------------------------

@@ -4,7 +4,8 @@ Routes: ``/health``, ``/v1/models``, ``/v1/completions``, ``/v1/chat/completions
 (SSE, with ``stream_options.include_usage``) and non-streaming, with ``usage`` counts — and
 ``/metrics``: the engine's state in Prometheus text under vLLM's names (``engine/gauges.py``).
 Every request generates exactly ``max_tokens`` tokens (as vLLM does with ``ignore_eos``): the
-server exists to have known timing, not meaningful text.
+server exists to have known timing, not meaningful text. With prefix caching on, a prompt's
+full blocks are hashed from its token ids, so prompts that share a prefix share KV blocks.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Callable
 from aiohttp import web
 
 from etalon.engine.gauges import engine_gauges, prometheus_text
+from etalon.engine.kv_cache import token_block_hashes
 from etalon.server.runner import EngineRunner, QueueFull
 
 # Output text: one common word per token, each a single token under the word-level approximation.
@@ -78,8 +80,11 @@ def _max_tokens(body: dict) -> int:
 
 
 def build_app(runner: EngineRunner, count_tokens: Callable[[str], int],
-              config: ServerConfig = ServerConfig()) -> web.Application:
-    """The aiohttp application; ``count_tokens`` counts prompt tokens for admission and usage."""
+              config: ServerConfig = ServerConfig(),
+              encode: Callable[[str], list[int]] | None = None) -> web.Application:
+    """The aiohttp application; ``count_tokens`` counts prompt tokens for admission and usage;
+    ``encode`` (given when the engine caches prefixes) gives the ids its blocks are hashed from."""
+    block_size = runner.engine.pool.block_size
 
     async def health(_: web.Request) -> web.Response:
         return web.Response(text="OK")
@@ -97,10 +102,13 @@ def build_app(runner: EngineRunner, count_tokens: Callable[[str], int],
                     raise ApiError(400, "request body is not valid JSON") from None
                 if not isinstance(body, dict):
                     raise ApiError(400, "request body must be a JSON object")
-                prompt_tokens = max(1, count_tokens(_prompt_text(body, chat)))
+                text = _prompt_text(body, chat)
+                prompt_tokens = max(1, count_tokens(text))
                 output_tokens = _max_tokens(body)
+                hashes = (token_block_hashes(encode(text)[:prompt_tokens], block_size)
+                          if encode is not None else None)
                 try:
-                    seq = runner.submit(prompt_tokens, output_tokens)
+                    seq = runner.submit(prompt_tokens, output_tokens, hashes)
                 except QueueFull as exc:
                     raise ApiError(429, str(exc), "rate_limit_exceeded") from None
                 except ValueError as exc:

@@ -53,11 +53,13 @@ class EngineRunner:
             except asyncio.CancelledError:
                 pass
 
-    def submit(self, prompt_tokens: int, output_tokens: int) -> Sequence:
+    def submit(self, prompt_tokens: int, output_tokens: int,
+               block_hashes: list[int] | None = None) -> Sequence:
         if len(self.engine.waiting) >= self.max_queue:
             raise QueueFull(f"queue full ({self.max_queue} waiting)")
         now = clock()
-        seq = Sequence(next(self._ids), prompt_tokens, output_tokens, now, tag=asyncio.Queue())
+        seq = Sequence(next(self._ids), prompt_tokens, output_tokens, now, tag=asyncio.Queue(),
+                       block_hashes=block_hashes)
         self.engine.add(seq)
         self._wakeup.set()
         return seq
@@ -69,8 +71,7 @@ class EngineRunner:
             engine.waiting.remove(seq)
         elif seq.state is SeqState.RUNNING and seq in engine.running:
             engine.running.remove(seq)
-            engine.pool.release(seq.blocks)
-            seq.blocks = 0
+            engine.free(seq)
         seq.state = SeqState.FINISHED
 
     async def _run(self) -> None:

@@ -1,6 +1,7 @@
-"""What a simulation adds to the shared summary: utilization, KV memory, queues, preemptions;
-its over-time table (``timeline.parquet``: what the HTML report draws) and plots (batch size,
-queue length, KV memory)."""
+"""What a simulation adds to the shared summary: utilization, KV memory, queues, preemptions,
+the prefix cache's hits and evictions; its over-time table (``timeline.parquet``: what the HTML
+report draws), the engines' state under vLLM's /metrics names, and plots (batch size, queue
+length, KV memory)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,16 @@ def _device_memory(memory: dict | None, peak_blocks: int, mean_blocks: float) ->
             "mean_memory_gib": (fixed + mean_blocks * memory["kv_bytes_per_block"]) / gib}
 
 
+def prefix_cache_summary(engines: list) -> dict:
+    """Hit rate = prompt tokens found cached / prompt tokens looked up (at admission; a
+    preempted request is looked up again), over ``engines`` with prefix caching on."""
+    query = sum(e.prefix_query_tokens for e in engines)
+    hits = sum(e.prefix_hit_tokens for e in engines)
+    return {"hit_rate": hits / query if query else 0.0, "hit_tokens": hits,
+            "query_tokens": query, "evicted_blocks": sum(e.pool.evictions for e in engines),
+            "cached_blocks_at_end": sum(e.pool.cached for e in engines)}
+
+
 def simulation_summary(result: SimResult) -> dict:
     replicas = []
     makespan = max(result.end_time, 1e-12)
@@ -53,9 +64,14 @@ def simulation_summary(result: SimResult) -> dict:
             "perf_model": eng.perf.describe(),
             **_device_memory(r.memory, eng.pool.peak, _time_weighted_mean(s, 3, result.end_time)),
         })
+        if eng.caching:
+            replicas[-1]["prefix_cache"] = prefix_cache_summary([eng])
     out = {"makespan_s": result.end_time, "events": result.events,
            "preemptions": sum(r["preemptions"] for r in replicas),
            "rejected": len(result.rejected), "replicas": replicas}
+    caching = [r.engine for r in result.replicas if r.engine.caching]
+    if caching:
+        out["prefix_cache"] = prefix_cache_summary(caching)
     if result.link is not None:
         out["transfer_link"] = {"bytes_sent": result.link.bytes_sent,
                                 "utilization": result.link.busy_time / makespan}

@@ -117,7 +117,8 @@ class Simulation:
 
     def _arrive(self, req: Request) -> None:
         out_tokens = 1 if self.disaggregated else req.output_tokens
-        seq = Sequence(req.request_id, req.prompt_tokens, out_tokens, self.now)  # engine's view
+        seq = Sequence(req.request_id, req.prompt_tokens, out_tokens, self.now,  # engine's view
+                       block_hashes=self.front[0].engine.block_hashes_of(req))
         self._enqueue(self.router(self.front), seq)
 
     def _enqueue(self, replica: Replica, seq: Sequence) -> None:

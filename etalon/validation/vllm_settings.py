@@ -11,8 +11,8 @@ reported a value (``VllmCpuServer.engine_config``: /metrics and its start-up log
 * block size and KV blocks (the engine's own count, never re-derived) → ``block_size``,
   ``num_kv_blocks``.
 
-Prefix caching is not modelled: the launcher turns it off, and a server with it on is mapped
-as if it were off.
+Prefix caching is left off (``enable_prefix_caching``): the launcher turns it off, and a
+replayed run's records carry no prefix groups for the engine's cache to share.
 """
 
 from __future__ import annotations

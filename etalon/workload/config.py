@@ -1,6 +1,6 @@
 """Workload options shared, flag for flag, by run_benchmark, the simulator and capacity search.
 
-The workload's own settings are fields here; each interval and length generator declares its
+The workload's own settings are fields here; each interval, length and prefix generator declares its
 parameters in its own config class (``params``), which ``per_entry`` lays out as flat flags such
 as ``--poisson-request-interval-generator-qps``. A generator added to the registry (a plug-in
 included) brings its flags with it.
@@ -19,6 +19,7 @@ from etalon.options import from_mapping, option, per_entry
 from .checks import require_int_at_least, require_non_negative
 from .intervals import ClosedLoop, ClosedLoopUsers, make_interval_generator
 from .lengths import MAX_TOKENS_FLAG, make_length_generator
+from .prefixes import make_prefix_generator
 from .sessions import Sessions
 
 
@@ -30,6 +31,9 @@ class WorkloadConfig:
         "poisson", "How request arrivals are spaced.", choices="interval_generator")
     request_length_generator_provider: str = option(
         "fixed", "How request prompt/output lengths are drawn.", choices="length_generator")
+    request_prefix_generator_provider: str = option(
+        "none", "Which shared prefix (system prompt) opens each prompt; the length generator "
+                "then draws the rest.", choices="prefix_generator")
     request_generator_max_tokens: int = option(
         8192, "Cap on prompt + output tokens; longer requests are scaled down proportionally.")
     seed: int = option(42, "Seed of the workload's random streams (same seed, same requests).")
@@ -44,6 +48,7 @@ class WorkloadConfig:
         0.0, "Seconds between a turn's answer and its session's next turn.")
     interval_params: dict[str, Any] = per_entry("interval_generator")
     length_params: dict[str, Any] = per_entry("length_generator")
+    prefix_params: dict[str, Any] = per_entry("prefix_generator")
 
     @classmethod
     def of(cls, **settings: Any) -> WorkloadConfig:
@@ -60,6 +65,11 @@ class WorkloadConfig:
         """The selected length generator's parameters (None if it has none)."""
         return self.length_params.get(self.request_length_generator_provider)
 
+    @property
+    def prefixes(self) -> Any:
+        """The selected prefix generator's parameters (None if it has none)."""
+        return self.prefix_params.get(self.request_prefix_generator_provider)
+
     def validate(self) -> WorkloadConfig:
         """Cross-field and per-provider checks; raises UserError naming the flag. Returns self.
 
@@ -74,8 +84,17 @@ class WorkloadConfig:
         if self.session_turns > 1 and self.request_interval_generator_provider == "closed_loop":
             raise UserError("--session-turns > 1 needs an arrival process for the sessions, not "
                             "closed_loop (a session is already a closed loop within itself)")
+        if self.session_turns > 1 and self.request_prefix_generator_provider != "none":
+            raise UserError("--session-turns > 1 and --request-prefix-generator-provider "
+                            f"{self.request_prefix_generator_provider} do not combine yet: a "
+                            "session's own conversation is its shared prefix")
+        if self.request_length_generator_provider == "dataset" \
+                and self.request_prefix_generator_provider != "none":
+            raise UserError("--request-length-generator-provider dataset sends the dataset's "
+                            "prompts as they are: no --request-prefix-generator-provider with it")
         make_interval_generator(self, np.random.default_rng(0))
         make_length_generator(self, np.random.default_rng(0))
+        make_prefix_generator(self, np.random.default_rng(0))
         return self
 
     def sessions(self) -> Sessions | None:

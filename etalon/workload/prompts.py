@@ -6,6 +6,12 @@ distinct from its first tokens, so a server's prefix cache cannot reuse another 
 blocks even when two offsets collide; the offsets make the bodies differ too. Same seed and
 request id, same prompt, in any process.
 
+A request of a prefix group (``Request.prefix_group``) opens with its group's shared prefix: a
+tag ``[system prompt <group>]`` and corpus text from an offset drawn from the group's own
+stream (``SeedSequence(seed, spawn_key=(PREFIX_STREAM, group))``), exactly ``prefix_tokens``
+tokens long and the same text for every request of the group, so a real server's prefix cache
+hits on it; the request's own tag and text follow.
+
 With an exact tokenizer the prompt has exactly ``num_tokens`` tokens (verified by re-encoding,
 see ``build_counted``). With ``ApproxTokenizer`` it has exactly ``4 * num_tokens`` characters,
 i.e. ``num_tokens`` tokens under that estimate.
@@ -26,6 +32,7 @@ from etalon.cli_errors import UserError
 log = logging.getLogger(__name__)
 
 _MAX_FIXUPS = 8
+PREFIX_STREAM = 0x50524546  # spawn key of the prefix groups' streams ("PREF")
 
 
 class PromptBuilder:
@@ -40,6 +47,7 @@ class PromptBuilder:
         # A ring: the corpus followed by a space, so wrapping around reads "... end. Start ...".
         self._ring = " ".join(text.split()) + " "
         self._warned = False
+        self._prefixes: dict[tuple[int, int], str | list[int]] = {}
         if tokenizer.exact:
             # Encoded once; prompts slice ids. The leading space makes the first word tokenize
             # like every other word, so a wrap-around join needs no fix-up.
@@ -56,7 +64,19 @@ class PromptBuilder:
         """A prompt of ``num_tokens`` tokens for ``request_id``."""
         return self.build_counted(num_tokens, request_id)[0]
 
-    def build_counted(self, num_tokens: int, request_id: int) -> tuple[str, int]:
+    def build_request(self, request) -> str:
+        """The prompt of a workload ``Request``: its group's shared prefix, if any, then its own
+        text; ``prompt_tokens`` tokens in all. A dataset's prompt is sent as it is; a session's
+        turn is only its new message (the load generator puts the conversation before it)."""
+        if request.prompt_text is not None:
+            return request.prompt_text
+        if request.session_id is not None:
+            return self.build(request.prompt_tokens - request.context_tokens, request.request_id)
+        return self.build_counted(request.prompt_tokens, request.request_id,
+                                  request.prefix_group, request.prefix_tokens)[0]
+
+    def build_counted(self, num_tokens: int, request_id: int, prefix_group: int | None = None,
+                      prefix_tokens: int = 0) -> tuple[str, int]:
         """``(prompt, its token count under the tokenizer)``.
 
         The count equals ``num_tokens`` except in a pathological tokenizer where no text has
@@ -65,18 +85,48 @@ class PromptBuilder:
         """
         n = require_int_at_least(num_tokens, 1, "prompt tokens")
         rng = np.random.default_rng([self.seed, require_int_at_least(request_id, 0, "request id")])
+        head = None
+        if prefix_group is not None:
+            shared = require_int_at_least(prefix_tokens, 1, "prefix tokens")
+            if shared >= n:
+                raise UserError(f"request {request_id}: its {n} prompt tokens leave no room after "
+                                f"the {shared}-token shared prefix")
+            head = self._prefix(require_int_at_least(prefix_group, 0, "prefix group"), shared)
         if self.tokenizer.exact:
-            return self._build_exact(n, request_id, rng)
-        text = self._build_approx(n, request_id, rng)
+            return self._build_exact(n, request_id, rng, head or [])
+        text = self._build_approx(n, request_id, rng, head or "")
         return text, self.tokenizer.count(text)
 
-    def _build_approx(self, n: int, request_id: int, rng: np.random.Generator) -> str:
-        chars = n * getattr(self.tokenizer, "CHARS_PER_TOKEN", ApproxTokenizer.CHARS_PER_TOKEN)
+    def _prefix(self, group: int, num_tokens: int) -> str | list[int]:
+        """Group ``group``'s shared prefix of ``num_tokens`` tokens: text under the
+        approximation, token ids under an exact tokenizer; built once per builder."""
+        key = (group, num_tokens)
+        if key not in self._prefixes:
+            seq = np.random.SeedSequence(self.seed, spawn_key=(PREFIX_STREAM, group))
+            start = int(self._starts[np.random.default_rng(seq).integers(len(self._starts))])
+            tag = f"[system prompt {group}] "
+            if self.tokenizer.exact:
+                tag_ids = self.tokenizer.encode(tag.rstrip())
+                tag_ids = tag_ids if len(tag_ids) < num_tokens else []
+                self._prefixes[key] = tag_ids + self._window(start, num_tokens - len(tag_ids))
+            else:
+                chars = num_tokens * self._chars_per_token
+                tag = tag if len(tag) < chars else ""
+                self._prefixes[key] = tag + self._ring_slice(start, chars - len(tag))
+        return self._prefixes[key]
+
+    @property
+    def _chars_per_token(self) -> int:
+        return getattr(self.tokenizer, "CHARS_PER_TOKEN", ApproxTokenizer.CHARS_PER_TOKEN)
+
+    def _build_approx(self, n: int, request_id: int, rng: np.random.Generator,
+                      head: str = "") -> str:
+        chars = n * self._chars_per_token - len(head)
         tag = f"({request_id}) "
         if len(tag) >= chars:
             tag = ""
         start = int(self._starts[rng.integers(len(self._starts))])
-        return tag + self._ring_slice(start, chars - len(tag))
+        return head + tag + self._ring_slice(start, chars - len(tag))
 
     def _ring_slice(self, start: int, length: int) -> str:
         ring = self._ring
@@ -89,14 +139,19 @@ class PromptBuilder:
     def _window(self, start: int, count: int) -> list[int]:
         return np.take(self._ids, np.arange(start, start + count), mode="wrap").tolist()
 
-    def _build_exact(self, n: int, request_id: int, rng: np.random.Generator) -> tuple[str, int]:
+    def _build_exact(self, n: int, request_id: int, rng: np.random.Generator,
+                     head: list[int] = ()) -> tuple[str, int]:
+        """``head`` (a shared prefix's ids) + the request's tag + corpus ids, then fix-ups at
+        the end until re-encoding gives ``n`` tokens."""
         tok = self.tokenizer
-        tag_ids = tok.encode(f"({request_id})")
-        if len(tag_ids) >= n:
+        head = list(head)
+        tag_ids = tok.encode(f" ({request_id})" if head else f"({request_id})")
+        if len(head) + len(tag_ids) >= n:
             tag_ids = []
+        own = n - len(head) - len(tag_ids)
         pos = int(self._starts[rng.integers(len(self._starts))])
-        ids = tag_ids + self._window(pos, n - len(tag_ids))
-        pos += n - len(tag_ids)
+        ids = head + tag_ids + self._window(pos, own)
+        pos += own
         best: tuple[str, int] | None = None
         for _ in range(_MAX_FIXUPS):
             text = tok.decode(ids)

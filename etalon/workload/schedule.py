@@ -3,7 +3,9 @@
 Conventions: the first request is scheduled at ``t = 0`` (the run start, as in ``records.py``)
 and request ``i`` at the sum of the first ``i`` gaps. Intervals and lengths come from two
 independent streams spawned from ``SeedSequence(seed)``, so the same seed gives the same
-requests in any process, and changing the length provider does not move the arrivals.
+requests in any process, and changing the length provider does not move the arrivals. Prefix
+groups come from a third stream, so turning shared prefixes on moves neither arrivals nor
+lengths.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import numpy as np
 from .config import WorkloadConfig
 from .intervals import make_interval_generator
 from .lengths import make_length_generator
+from .prefixes import make_prefix_generator
 from .request import Request
 from .sessions import session_requests
 
@@ -21,6 +24,12 @@ def workload_streams(seed: int) -> tuple[np.random.Generator, np.random.Generato
     """(intervals, lengths) generators; independent, and fixed by ``seed`` alone."""
     interval_seq, length_seq = np.random.SeedSequence(seed).spawn(2)
     return np.random.default_rng(interval_seq), np.random.default_rng(length_seq)
+
+
+def prefix_stream(seed: int) -> np.random.Generator:
+    """The prefix generator's stream: ``SeedSequence(seed)``'s third child (the first two are
+    ``workload_streams``'s, unchanged by its existence)."""
+    return np.random.default_rng(np.random.SeedSequence(seed).spawn(3)[2])
 
 
 def arrival_times(gaps: np.ndarray) -> np.ndarray:
@@ -47,5 +56,9 @@ def build_requests(cfg: WorkloadConfig) -> list[Request]:
     texts = getattr(lengths, "prompts", None) or [None] * count  # a dataset's real prompts
     if turns > 1:
         return session_requests(times, prefill[:count], decode[:count], turns, texts)
-    return [Request(i, float(times[i]), int(prefill[i]), int(decode[i]), texts[i])
+    prefill, decode, prefixes = make_prefix_generator(cfg, prefix_stream(cfg.seed)).apply(
+        prefill, decode)
+    return [Request(i, float(times[i]), int(prefill[i]), int(decode[i]),
+                    int(prefixes.group[i]) if prefixes.group[i] >= 0 else None,
+                    int(prefixes.tokens[i]), prompt_text=texts[i])
             for i in range(count)]

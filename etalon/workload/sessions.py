@@ -8,6 +8,11 @@ conversation so far, ``context_j = sum_{k<j} (new_k + out_k)`` tokens, plus its 
 ``prompt_tokens = context_j + new_j``. Request ``i`` of the schedule is turn ``i mod turns`` of
 session ``i // turns``; a run of ``n`` requests holds ``ceil(n / turns)`` sessions (the last one
 shorter when ``turns`` does not divide ``n``).
+
+For a prefix cache (``--enable-prefix-caching``) a turn's prompt is the session's prefix
+(``prefix_group`` = the session): the next turn resends it, so it hits the previous turn's
+prompt blocks. The previous answer's blocks do not hit (the engine hashes prompt blocks only),
+which leaves a later turn's TTFT a little high where vLLM, hashing answers too, would reuse them.
 """
 
 from __future__ import annotations
@@ -38,8 +43,11 @@ def session_requests(session_times: np.ndarray, new_tokens: np.ndarray, output_t
         if turn == 0:
             context = 0
         new, produced = int(new_tokens[i]), int(output_tokens[i])
+        # the whole prompt is the session's own prefix: the next turn repeats it token for token,
+        # so a prefix cache identifies it by (session, position)
         out.append(Request(i, float(session_times[session]), context + new, produced,
-                           texts[i] if texts else None, session_id=session, turn=turn,
-                           context_tokens=context))
+                           prefix_group=session, prefix_tokens=context + new,
+                           prompt_text=texts[i] if texts else None, session_id=session,
+                           turn=turn, context_tokens=context))
         context += new + produced
     return out
