@@ -46,6 +46,13 @@ def ring_allreduce_seconds(nbytes: float, n: int, bandwidth: float, hop_latency:
     return 2.0 * (n - 1) / n * nbytes / bandwidth + 2.0 * (n - 1) * hop_latency
 
 
+def windowed(total: float | np.ndarray, rows: float, window: int | None) -> float | np.ndarray:
+    """Cap a sum of per-sequence key counts at ``window`` keys per sequence row."""
+    if window is None:
+        return total
+    return np.minimum(total, rows * window)
+
+
 @dataclass(frozen=True)
 class StepBreakdown:
     """Where one step's time goes, in seconds; ``bound`` says whether compute or memory dominated
@@ -145,22 +152,13 @@ class RooflinePerfModel(PerfModel):
             total = total + (self.pp - 1) * (payload / bw + lat)
         return total
 
-    @staticmethod
-    def _windowed(total: float | np.ndarray, rows: float, window: int | None) -> float | np.ndarray:
-        """Cap a sum of per-sequence key counts at ``window`` keys per sequence row."""
-        if window is None:
-            return total
-        return np.minimum(total, rows * window)
+    _windowed = staticmethod(windowed)
 
     def _stage_work(self, s: StageShard, batch: StepBatch) -> tuple[float, float]:
         """(FLOPs, bytes) of one device of stage ``s`` for ``batch``."""
         tokens = batch.prefill_tokens + batch.decode_batch
         sampled = batch.num_prefill_seqs + batch.decode_batch
-        # Cached prefix the prefill chunks read, from the pair count: pairs = c*ctx + c(c+1)/2 per chunk.
-        cached = 0.0
-        if batch.prefill_tokens and batch.num_prefill_seqs:
-            chunk = batch.prefill_tokens / batch.num_prefill_seqs
-            cached = max(batch.prefill_attention - batch.prefill_tokens * (chunk + 1) / 2.0, 0.0) / chunk
+        cached = batch.prefill_cached_tokens
         flops = s.linear_flops_per_token * tokens + s.lm_head_flops_per_token * sampled
         nbytes = s.streamed_weight_bytes(tokens) + s.kv_bytes_per_token_total * tokens
         for window, pair_flops in s.attention_flops_per_pair.items():
