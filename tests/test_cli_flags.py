@@ -53,7 +53,8 @@ FLAGS = {
         '--max-num-completed-requests', '--max-num-seqs', '--mbu', '--mfu', '--model',
         '--no-plots', '--no-report', '--no-should-use-given-dir', '--num-kv-blocks',
         '--num-replicas',
-        '--output-dir', '--perf-model-file', '--poisson-request-interval-generator-qps', '--pp',
+        '--output-dir', '--perf-model-file', '--perf-model-kind',
+        '--poisson-request-interval-generator-qps', '--pp',
         '--prefill-hardware', '--prefill-replicas', '--prefill-tp', '--profile', '--replay',
         '--request-generator-max-tokens', '--request-interval-generator-provider',
         '--request-length-generator-provider', '--router', '--scheduler', '--seed',
@@ -74,7 +75,8 @@ FLAGS = {
     'etalon.serve': [
         '--batch-window', '--block-size', '--chunk-size', '--host', '--max-batch-size',
         '--max-batched-tokens', '--max-num-batched-tokens', '--max-num-seqs', '--max-queue',
-        '--mbu', '--mfu', '--model', '--num-kv-blocks', '--perf-model-file', '--port',
+        '--mbu', '--mfu', '--model', '--num-kv-blocks', '--perf-model-file', '--perf-model-kind',
+        '--port',
         '--profile', '--scheduler', '--step-overhead-ms', '--tokenizer',
     ],
     'etalon.validate': [
@@ -123,7 +125,8 @@ FLAGS = {
         '--force', '--output',
     ],
     'etalon.calibration.roofline_fit': [
-        '--dtype', '--hardware', '--keep-overhead', '--kv-dtype', '--model', '--pp', '--tp',
+        '--dtype', '--hardware', '--keep-overhead', '--kind', '--kv-dtype', '--model', '--pp',
+        '--tp',
     ],
 }
 

@@ -25,6 +25,8 @@ search runs on each point's unscaled compute, memory and communication seconds (
 ``RooflinePerfModel`` itself.
 
     python -m etalon.calibration.roofline_fit profile.json --model llama-3.1-8b --hardware h100-sxm
+
+``--kind operator`` fits ``OperatorRooflinePerfModel`` instead (``etalon.calibration.operator_fit``).
 """
 
 from __future__ import annotations
@@ -120,26 +122,39 @@ class _Points:
         return np.maximum(self.compute / mfu, self.memory / mbu) + self.comm
 
 
-def _prefill_points(model, profile: Profile) -> _Points | None:
+def prefill_measurements(profile: Profile) -> tuple[list[StepBatch], np.ndarray] | None:
+    """One isolated prefill per profiled length and its median TTFT (a stray slow repetition
+    must not drag the fit), re-anchored; None when the profile has none."""
     if profile.prefill is None or not profile.prefill.measurements:
         return None
     m = profile.prefill.measurements
     n, ttft = np.asarray(m["prompt_tokens"], dtype=int), np.asarray(m["ttft_s"], float)
-    lengths = np.unique(n)  # one point per length: the median repetition, robust to a stray one
+    lengths = np.unique(n)
     y = np.array([np.median(ttft[n == k]) for k in lengths]) * profile.prefill.scale
-    return _Points(model, [StepBatch.prefill(int(k)) for k in lengths], y)
+    return [StepBatch.prefill(int(k)) for k in lengths], y
 
 
-def _decode_points(model, profile: Profile) -> _Points | None:
+def decode_measurements(profile: Profile) -> tuple[list[StepBatch], np.ndarray] | None:
+    """The profile's steady-state decode bins and their step times, re-anchored."""
     if profile.decode is None or not profile.decode.measurements:
         return None
     m = profile.decode.measurements
     batches = [StepBatch.decode(int(b), int(round(c)))
                for b, c in zip(m["decode_batch"], m["decode_context"])]
-    return _Points(model, batches, np.asarray(m["step_time_s"], float) * profile.decode.scale)
+    return batches, np.asarray(m["step_time_s"], float) * profile.decode.scale
 
 
-def _join_cost(profile: Profile) -> float:
+def _prefill_points(model, profile: Profile) -> _Points | None:
+    found = prefill_measurements(profile)
+    return None if found is None else _Points(model, *found)
+
+
+def _decode_points(model, profile: Profile) -> _Points | None:
+    found = decode_measurements(profile)
+    return None if found is None else _Points(model, *found)
+
+
+def join_cost(profile: Profile) -> float:
     """The profile's measured per-prompt step cost (re-anchored), 0 when it has none."""
     return profile.prefill.join_cost if profile.prefill is not None else 0.0
 
@@ -172,7 +187,7 @@ def fit_roofline(base, profile: Profile, *, fit_overheads: bool = True,
             mfu = minimise_1d(prefill_obj)
             if fit_overheads:
                 r = _offset(pre.y, pre.roof(mfu, mbu) + o)
-    join = min(_join_cost(profile), r) if fit_overheads else 0.0
+    join = min(join_cost(profile), r) if fit_overheads else 0.0
     fitted = replace(base, mfu=mfu, mbu=mbu, step_overhead=o, request_path=r - join,
                      per_prefill_seq=join)
     pre_mape = dec_mape = None
@@ -188,7 +203,8 @@ def fit_roofline(base, profile: Profile, *, fit_overheads: bool = True,
 
 
 PROG = "etalon.calibration.roofline_fit"
-DESCRIPTION = "Fit a roofline model's MFU/MBU to a profile."
+DESCRIPTION = ("Fit a roofline model's MFU/MBU (or, with --kind operator, the operator roofline's "
+               "efficiencies and per-kernel floor) to a profile.")
 
 
 @dataclass
@@ -198,6 +214,9 @@ class RooflineFitConfig:
     deployment: DeploymentConfig = embed(DeploymentConfig, exclude=("gpu_memory_utilization",))
     keep_overhead: bool = option(False, "keep the model's step_overhead; fit no per-request "
                                         "overhead")
+    kind: str = option("roofline", "roofline: fit the global MFU/MBU; operator: fit the "
+                                   "operator roofline's GEMM and bandwidth efficiencies and "
+                                   "per-kernel floor", choices=("roofline", "operator"))
 
 
 def configure(parser) -> None:
@@ -211,6 +230,8 @@ def execute(ns) -> int:
     cfg = check_required(apply_namespace(RooflineFitConfig(), ns))
     d = cfg.deployment
     profile = load_profile(ns.profile)
+    if cfg.kind == "operator":
+        return _execute_operator(cfg, profile)
     base = RooflinePerfModel(d.model, d.hardware, tp=d.tp, pp=d.pp, dtype=d.dtype,
                              kv_dtype=d.kv_dtype_or_none)
     result = fit_roofline(base, profile, fit_overheads=not cfg.keep_overhead)
@@ -218,6 +239,21 @@ def execute(ns) -> int:
     if result.at_bound:
         print(f"roofline_fit: {', '.join(result.at_bound)} at the search bound: the "
               f"measurements do not look like this model on this hardware", file=sys.stderr)
+    return 0
+
+
+def _execute_operator(cfg: RooflineFitConfig, profile: Profile) -> int:
+    from etalon.calibration.operator_fit import fit_operator_roofline
+    from etalon.perf.operator_roofline import OperatorRooflinePerfModel
+
+    d = cfg.deployment
+    base = OperatorRooflinePerfModel(d.model, d.hardware, tp=d.tp, pp=d.pp, dtype=d.dtype,
+                                     kv_dtype=d.kv_dtype_or_none)
+    result = fit_operator_roofline(base, profile, fit_overheads=not cfg.keep_overhead)
+    print(json.dumps(result.to_dict(), indent=1))
+    if result.unconstrained:
+        print(f"roofline_fit: the measurements do not constrain {', '.join(result.unconstrained)}; "
+              f"kept at the defaults", file=sys.stderr)
     return 0
 
 
