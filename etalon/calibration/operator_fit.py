@@ -25,6 +25,7 @@ from itertools import product
 
 import numpy as np
 
+from etalon.calibration.fit_points import decode_measurements, join_cost, prefill_measurements
 from etalon.cli_errors import UserError
 from etalon.perf.base import StepBatch
 from etalon.perf.operators import COLLECTIVE, KINDS
@@ -168,8 +169,6 @@ def _jacobian(f, x: np.ndarray, h: float = 1e-6) -> np.ndarray:
 def fit_operator_roofline(base, profile: Profile, *, fit_overheads: bool = True) -> OperatorFit:
     """Fits ``base`` (an ``OperatorRooflinePerfModel``) to ``profile``'s raw measurements:
     median TTFT per prompt length and the steady-state decode bins."""
-    from etalon.calibration.roofline_fit import decode_measurements, join_cost, prefill_measurements
-
     pre, dec = prefill_measurements(profile), decode_measurements(profile)
     if pre is None and dec is None:
         raise UserError(f"{profile.label}: no raw measurements to fit an operator roofline to")

@@ -43,6 +43,7 @@ from etalon.commands import entry_points
 from etalon.estimator.deployment_config import DeploymentConfig
 from etalon.options import add_options, apply_namespace, check_required, embed, option
 from etalon.perf.base import StepBatch
+from etalon.calibration.fit_points import decode_measurements, join_cost, prefill_measurements
 from etalon.profiles import Profile, load_profile
 
 LOW, HIGH = 1e-3, 1.0
@@ -122,28 +123,6 @@ class _Points:
         return np.maximum(self.compute / mfu, self.memory / mbu) + self.comm
 
 
-def prefill_measurements(profile: Profile) -> tuple[list[StepBatch], np.ndarray] | None:
-    """One isolated prefill per profiled length and its median TTFT (a stray slow repetition
-    must not drag the fit), re-anchored; None when the profile has none."""
-    if profile.prefill is None or not profile.prefill.measurements:
-        return None
-    m = profile.prefill.measurements
-    n, ttft = np.asarray(m["prompt_tokens"], dtype=int), np.asarray(m["ttft_s"], float)
-    lengths = np.unique(n)
-    y = np.array([np.median(ttft[n == k]) for k in lengths]) * profile.prefill.scale
-    return [StepBatch.prefill(int(k)) for k in lengths], y
-
-
-def decode_measurements(profile: Profile) -> tuple[list[StepBatch], np.ndarray] | None:
-    """The profile's steady-state decode bins and their step times, re-anchored."""
-    if profile.decode is None or not profile.decode.measurements:
-        return None
-    m = profile.decode.measurements
-    batches = [StepBatch.decode(int(b), int(round(c)))
-               for b, c in zip(m["decode_batch"], m["decode_context"])]
-    return batches, np.asarray(m["step_time_s"], float) * profile.decode.scale
-
-
 def _prefill_points(model, profile: Profile) -> _Points | None:
     found = prefill_measurements(profile)
     return None if found is None else _Points(model, *found)
@@ -152,11 +131,6 @@ def _prefill_points(model, profile: Profile) -> _Points | None:
 def _decode_points(model, profile: Profile) -> _Points | None:
     found = decode_measurements(profile)
     return None if found is None else _Points(model, *found)
-
-
-def join_cost(profile: Profile) -> float:
-    """The profile's measured per-prompt step cost (re-anchored), 0 when it has none."""
-    return profile.prefill.join_cost if profile.prefill is not None else 0.0
 
 
 def fit_roofline(base, profile: Profile, *, fit_overheads: bool = True,
