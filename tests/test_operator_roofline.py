@@ -113,6 +113,36 @@ def test_moe_charges_only_the_experts_the_tokens_hit():
         LAYERS * 2 * 2 * expert / 2, rel=1e-12)
 
 
+@pytest.mark.parametrize("name, tp, pp, ep", [("llama-3-8b", 2, 1, 1), ("qwen3-30b-a3b", 2, 2, 2),
+                                               ("deepseek-v3", 8, 2, 1), ("gemma-2-9b", 1, 1, 1)])
+def test_perf_model_contract_positive_and_monotone(name, tp, pp, ep):
+    model = OperatorRooflinePerfModel(name, "h100-sxm", tp=tp, pp=pp, ep=ep)
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        p, seqs, d = int(rng.integers(0, 4096)), int(rng.integers(1, 8)), int(rng.integers(0, 64))
+        ctx = int(rng.integers(0, 8192))
+        base = StepBatch(p, StepBatch.attention_pairs(p, ctx) if p else 0.0, seqs if p else 0, d, d * ctx)
+        if base.empty:
+            assert model.step_time(base) == 0.0
+            continue
+        t = model.step_time(base)
+        assert t > 0
+        for more in (StepBatch(p, base.prefill_attention, base.num_prefill_seqs, d + 1, (d + 1) * ctx + 10),
+                     StepBatch(p, base.prefill_attention, base.num_prefill_seqs, d, d * ctx + 1000),
+                     StepBatch(p + 64, StepBatch.attention_pairs(p + 64, ctx), max(base.num_prefill_seqs, 1), d, d * ctx)):
+            assert model.step_time(more) >= t
+
+
+def test_a_prompt_joining_compute_bound_decode_attention_never_makes_it_cheaper():
+    # MLA decode attention is compute-bound (128 query heads share one latent); a prompt's long
+    # rows must not lend the decode pairs its better GEMM shape
+    model = OperatorRooflinePerfModel("deepseek-v3", "h100-sxm", tp=8, pp=2)
+    decode = StepBatch.decode(64, 64 * 8192)
+    mixed = StepBatch(512, StepBatch.attention_pairs(512, 0), 1, 64, 64 * 8192)
+    alone, joined = ops(model, decode)["attention"], ops(model, mixed)["attention"]
+    assert alone.bound == "compute" and joined.seconds > alone.seconds
+
+
 def test_vectorised_decode_steps_equal_single_steps():
     model = llama(2)
     ctx = np.array([100.0, 5000.0, 40000.0])

@@ -156,11 +156,12 @@ class OperatorInventory:
             qkv = self.qkv_weights(p)
             out.append(self._gemm("qkv_proj", n, qkv, tokens, qkv / h))
             out.append(self._elementwise("rotary", n, tokens, self.rope_width, 2.0))
-            pairs = windowed(batch.prefill_attention, batch.prefill_tokens, w) + windowed(ctx, batch.decode_batch, w)
-            kv_read = windowed(ctx, batch.decode_batch, w) + windowed(cached, batch.num_prefill_seqs, w)
+            prefill_pairs = windowed(batch.prefill_attention, batch.prefill_tokens, w)
+            decode_pairs = windowed(ctx, batch.decode_batch, w)
+            kv_read = decode_pairs + windowed(cached, batch.num_prefill_seqs, w)
             att_bytes = self.kv_layer * (kv_read + tokens) + 2.0 * tokens * self.q_width * a
-            out.append(Kernel("attention" + suffix, ATTENTION, n, self.pair_flops * pairs, att_bytes,
-                              chunk * self.group))
+            out.append(Kernel("attention" + suffix, ATTENTION, n, self.pair_flops * (prefill_pairs + decode_pairs),
+                              att_bytes, self._attention_rows(prefill_pairs, decode_pairs, chunk)))
             out.append(self._gemm("o_proj", n, self.o_weights, tokens, h))
             if tp > 1:
                 out.append(self._collective("tp_all_reduce", 2 * n, payload,
@@ -175,6 +176,15 @@ class OperatorInventory:
         if self.pp > 1:
             out.append(self._collective("pp_send", self.pp - 1, payload, payload / self.pp_bw))
         return out
+
+    def _attention_rows(self, prefill_pairs: Number, decode_pairs: Number, chunk: float) -> Number:
+        """The attention kernel's row count (queries per KV head and tile): ``chunk × group``
+        for prefill pairs, ``group`` for decode pairs. A mixed step gets the pair-weighted
+        harmonic mean, so that ``pairs · (1 + half / rows)`` is the sum of the two parts' and
+        adding either kind of work never makes the step cheaper."""
+        total = prefill_pairs + decode_pairs
+        weighted = prefill_pairs / (chunk * self.group) + decode_pairs / self.group
+        return np.where(weighted > 0, total / np.maximum(weighted, 1e-300), self.group)
 
     def _mlp(self, c: _LayerClass, tokens: float) -> list[Kernel]:
         inter = self.model.intermediate_size / self.tp
