@@ -182,7 +182,7 @@ def fit_operator_roofline(base, profile: Profile, *, fit_overheads: bool = True)
     eff, request, steps, unconstrained = fit_operator_points(
         base, batches, np.array(y), prefill, fit_request=fit_overheads)
     join = min(join_cost(profile), request) if fit_overheads else 0.0
-    fitted = replace(base, model=base.model, hardware=base.hardware, efficiency=eff,
+    fitted = replace(base, efficiency=eff,
                      request_path=request - join, per_prefill_seq=join)
     y = np.array(y)
     pred = np.array([fitted.step_time(b) for b in batches]) + prefill * fitted.request_path

@@ -29,7 +29,7 @@ from etalon.estimator.models import load_model
 from etalon.estimator.shards import resolve_dtypes
 from etalon.estimator.spec import ModelSpec
 from etalon.perf.base import PerfModel, StepBatch
-from etalon.perf.operators import ATTENTION, COLLECTIVE, GEMM, KINDS, MEMORY, Kernel, OperatorInventory
+from etalon.perf.operators import ATTENTION, COLLECTIVE, KINDS, Kernel, OperatorInventory
 
 MiB = 1024**2
 
@@ -185,8 +185,7 @@ class OperatorRooflinePerfModel(PerfModel):
 
     def with_efficiency(self, **changes) -> "OperatorRooflinePerfModel":
         """A copy with some efficiency constants changed (what a fit tries)."""
-        return replace(self, model=self.model, hardware=self.hardware,
-                       efficiency=replace(self.efficiency, **changes))
+        return replace(self, efficiency=replace(self.efficiency, **changes))
 
     # --- kernels as arrays -----------------------------------------------------------------------
 
@@ -283,5 +282,3 @@ class OperatorRooflinePerfModel(PerfModel):
             "per_prefill_seq": self.per_prefill_seq,
         }
 
-
-__all__ = ["OperatorEfficiency", "OperatorRooflinePerfModel", "OperatorTime", "GEMM", "MEMORY"]

@@ -21,7 +21,7 @@ import numpy as np
 from etalon.estimator.dtypes import DType, get_dtype
 from etalon.estimator.hardware import HardwareSpec
 from etalon.estimator.params import LayerParams
-from etalon.estimator.shards import (
+from etalon.estimator.shards import (  # _Sizer: the shards' own weight-dtype rules, reused
     _Sizer,
     attention_flops_per_pair,
     kv_bytes_per_token_layer,
