@@ -116,21 +116,10 @@ def test_moe_charges_only_the_experts_the_tokens_hit():
 @pytest.mark.parametrize("name, tp, pp, ep", [("llama-3-8b", 2, 1, 1), ("qwen3-30b-a3b", 2, 2, 2),
                                                ("deepseek-v3", 8, 2, 1), ("gemma-2-9b", 1, 1, 1)])
 def test_perf_model_contract_positive_and_monotone(name, tp, pp, ep):
+    from perf_contract import assert_positive_and_monotone
+
     model = OperatorRooflinePerfModel(name, "h100-sxm", tp=tp, pp=pp, ep=ep)
-    rng = np.random.default_rng(0)
-    for _ in range(60):
-        p, seqs, d = int(rng.integers(0, 4096)), int(rng.integers(1, 8)), int(rng.integers(0, 64))
-        ctx = int(rng.integers(0, 8192))
-        base = StepBatch(p, StepBatch.attention_pairs(p, ctx) if p else 0.0, seqs if p else 0, d, d * ctx)
-        if base.empty:
-            assert model.step_time(base) == 0.0
-            continue
-        t = model.step_time(base)
-        assert t > 0
-        for more in (StepBatch(p, base.prefill_attention, base.num_prefill_seqs, d + 1, (d + 1) * ctx + 10),
-                     StepBatch(p, base.prefill_attention, base.num_prefill_seqs, d, d * ctx + 1000),
-                     StepBatch(p + 64, StepBatch.attention_pairs(p + 64, ctx), max(base.num_prefill_seqs, 1), d, d * ctx)):
-            assert model.step_time(more) >= t
+    assert_positive_and_monotone(model, trials=60, max_context=8192, more_prompt=True)
 
 
 def test_a_prompt_joining_compute_bound_decode_attention_never_makes_it_cheaper():

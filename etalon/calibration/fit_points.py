@@ -1,5 +1,6 @@
 """The points a roofline fit is fitted to, read from a profile: isolated prefills with their
-median TTFT, steady-state decode bins with their step times, and the measured join cost.
+median TTFT, steady-state decode bins with their step times, and the measured join cost; and
+how a fit's result is written.
 
 Shared by the global roofline's fit (``roofline_fit``) and the operator roofline's
 (``operator_fit``), so both see the same measurements the same way.
@@ -38,3 +39,15 @@ def decode_measurements(profile: Profile) -> tuple[list[StepBatch], np.ndarray] 
 def join_cost(profile: Profile) -> float:
     """The profile's measured per-prompt step cost (re-anchored), 0 when it has none."""
     return profile.prefill.join_cost if profile.prefill is not None else 0.0
+
+
+class FitResult:
+    """What both fits' results share: ``to_dict`` writes every field, the fitted model as its
+    perf-model description (a file ``--perf-model-file`` reads)."""
+
+    model: object
+
+    def to_dict(self) -> dict:
+        out = {k: v for k, v in self.__dict__.items() if k != "model"}
+        out["model"] = self.model.describe()
+        return out

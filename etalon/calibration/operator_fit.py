@@ -25,7 +25,12 @@ from itertools import product
 
 import numpy as np
 
-from etalon.calibration.fit_points import decode_measurements, join_cost, prefill_measurements
+from etalon.calibration.fit_points import (
+    FitResult,
+    decode_measurements,
+    join_cost,
+    prefill_measurements,
+)
 from etalon.cli_errors import UserError
 from etalon.perf.base import StepBatch
 from etalon.perf.operators import COLLECTIVE, KINDS
@@ -36,7 +41,7 @@ NONLINEAR = ("gemm_efficiency", "bandwidth_efficiency")
 
 
 @dataclass
-class OperatorFit:
+class OperatorFit(FitResult):
     """Fitted constants, the fitted model, and its error on the measurements (fractions)."""
 
     gemm_efficiency: float
@@ -53,10 +58,12 @@ class OperatorFit:
     iterations: int
     model: object
 
-    def to_dict(self) -> dict:
-        out = {k: v for k, v in self.__dict__.items() if k != "model"}
-        out["model"] = self.model.describe()
-        return out
+    @property
+    def warning(self) -> str | None:
+        """What the user should know about the fit, or None."""
+        if not self.unconstrained:
+            return None
+        return f"the measurements do not constrain {', '.join(self.unconstrained)}; kept at the defaults"
 
 
 class _Design:

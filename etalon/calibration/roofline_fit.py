@@ -38,12 +38,17 @@ from typing import Callable
 
 import numpy as np
 
+from etalon.calibration.fit_points import (
+    FitResult,
+    decode_measurements,
+    join_cost,
+    prefill_measurements,
+)
 from etalon.cli_errors import UserError
 from etalon.commands import entry_points
 from etalon.estimator.deployment_config import DeploymentConfig
 from etalon.options import add_options, apply_namespace, check_required, embed, option
 from etalon.perf.base import StepBatch
-from etalon.calibration.fit_points import decode_measurements, join_cost, prefill_measurements
 from etalon.profiles import Profile, load_profile
 
 LOW, HIGH = 1e-3, 1.0
@@ -51,7 +56,7 @@ GOLDEN = (np.sqrt(5.0) - 1.0) / 2.0
 
 
 @dataclass
-class RooflineFit:
+class RooflineFit(FitResult):
     """Fitted factors, the fitted model, and its error on the measurements (fractions)."""
 
     mfu: float
@@ -66,10 +71,13 @@ class RooflineFit:
     at_bound: list[str]
     model: object
 
-    def to_dict(self) -> dict:
-        out = {k: v for k, v in self.__dict__.items() if k != "model"}
-        out["model"] = self.model.describe()
-        return out
+    @property
+    def warning(self) -> str | None:
+        """What the user should know about the fit, or None."""
+        if not self.at_bound:
+            return None
+        return (f"{', '.join(self.at_bound)} at the search bound: the measurements do not look "
+                f"like this model on this hardware")
 
 
 def minimise_1d(f: Callable[[float], float], lo: float = LOW, hi: float = HIGH,
@@ -198,36 +206,26 @@ def configure(parser) -> None:
     add_options(parser, RooflineFitConfig)
 
 
-def execute(ns) -> int:
+def _kinds() -> dict:
+    """``--kind`` -> (the model to start from, its fit); imported only when run."""
+    from etalon.calibration.operator_fit import fit_operator_roofline
+    from etalon.perf.operator_roofline import OperatorRooflinePerfModel
     from etalon.perf.roofline import RooflinePerfModel
 
+    return {"roofline": (RooflinePerfModel, fit_roofline),
+            "operator": (OperatorRooflinePerfModel, fit_operator_roofline)}
+
+
+def execute(ns) -> int:
     cfg = check_required(apply_namespace(RooflineFitConfig(), ns))
     d = cfg.deployment
     profile = load_profile(ns.profile)
-    if cfg.kind == "operator":
-        return _execute_operator(cfg, profile)
-    base = RooflinePerfModel(d.model, d.hardware, tp=d.tp, pp=d.pp, dtype=d.dtype,
-                             kv_dtype=d.kv_dtype_or_none)
-    result = fit_roofline(base, profile, fit_overheads=not cfg.keep_overhead)
+    model, fit = _kinds()[cfg.kind]
+    base = model(d.model, d.hardware, tp=d.tp, pp=d.pp, dtype=d.dtype, kv_dtype=d.kv_dtype_or_none)
+    result = fit(base, profile, fit_overheads=not cfg.keep_overhead)
     print(json.dumps(result.to_dict(), indent=1))
-    if result.at_bound:
-        print(f"roofline_fit: {', '.join(result.at_bound)} at the search bound: the "
-              f"measurements do not look like this model on this hardware", file=sys.stderr)
-    return 0
-
-
-def _execute_operator(cfg: RooflineFitConfig, profile: Profile) -> int:
-    from etalon.calibration.operator_fit import fit_operator_roofline
-    from etalon.perf.operator_roofline import OperatorRooflinePerfModel
-
-    d = cfg.deployment
-    base = OperatorRooflinePerfModel(d.model, d.hardware, tp=d.tp, pp=d.pp, dtype=d.dtype,
-                                     kv_dtype=d.kv_dtype_or_none)
-    result = fit_operator_roofline(base, profile, fit_overheads=not cfg.keep_overhead)
-    print(json.dumps(result.to_dict(), indent=1))
-    if result.unconstrained:
-        print(f"roofline_fit: the measurements do not constrain {', '.join(result.unconstrained)}; "
-              f"kept at the defaults", file=sys.stderr)
+    if result.warning:
+        print(f"roofline_fit: {result.warning}", file=sys.stderr)
     return 0
 
 

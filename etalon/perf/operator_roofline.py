@@ -30,6 +30,7 @@ from etalon.estimator.shards import resolve_dtypes
 from etalon.estimator.spec import ModelSpec
 from etalon.perf.base import PerfModel, StepBatch
 from etalon.perf.operators import ATTENTION, COLLECTIVE, KINDS, Kernel, OperatorInventory
+from etalon.perf.roofline import check_overheads, check_spec_keys
 
 MiB = 1024**2
 
@@ -152,9 +153,7 @@ class OperatorRooflinePerfModel(PerfModel):
         self.hardware = load_hardware(self.hardware)
         if isinstance(self.efficiency, dict):
             self.efficiency = OperatorEfficiency.from_mapping(self.efficiency, "operator_roofline")
-        for key in ("step_overhead", "request_path", "per_prefill_seq"):
-            if getattr(self, key) < 0:
-                raise EstimatorError(f"operator_roofline: {key} must be >= 0, got {getattr(self, key)}")
+        check_overheads(self, "operator_roofline")
         validate_layout(self.model, ParallelConfig(tp=self.tp, pp=self.pp, ep=self.ep))
         weight, kv = resolve_dtypes(self.model, self.dtype, self.kv_dtype)
         self.dtype, self.kv_dtype = weight.name, kv.name
@@ -166,13 +165,7 @@ class OperatorRooflinePerfModel(PerfModel):
     def from_spec(cls, spec: dict, *, where: str = "operator_roofline perf model") -> "OperatorRooflinePerfModel":
         """Build from a plain mapping (a perf-model file, or ``describe()`` without ``kind``);
         unknown keys are errors, ``efficiency`` is a mapping of ``OperatorEfficiency`` fields."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(spec) - known)
-        if unknown:
-            raise EstimatorError(f"{where}: unknown key(s) {unknown}; valid: {sorted(known)}")
-        missing = sorted({"model", "hardware"} - set(spec))
-        if missing:
-            raise EstimatorError(f"{where}: missing {', '.join(missing)} (a catalog name or path each)")
+        check_spec_keys(cls, spec, where)
         spec = dict(spec)
         raw = spec.pop("efficiency", {}) or {}
         if not isinstance(raw, dict):

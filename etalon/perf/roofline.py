@@ -53,6 +53,25 @@ def windowed(total: float | np.ndarray, rows: float, window: int | None) -> floa
     return np.minimum(total, rows * window)
 
 
+def check_spec_keys(cls: type, spec: dict, where: str) -> None:
+    """A perf-model file's keys against ``cls``'s fields: an unknown key, or no model or
+    hardware, is a one-line error."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(spec) - known)
+    if unknown:
+        raise EstimatorError(f"{where}: unknown key(s) {unknown}; valid: {sorted(known)}")
+    missing = sorted({"model", "hardware"} - set(spec))
+    if missing:
+        raise EstimatorError(f"{where}: missing {', '.join(missing)} (a catalog name or path each)")
+
+
+def check_overheads(model, label: str) -> None:
+    """The fitted fixed costs a roofline carries are seconds, never negative."""
+    for key in ("step_overhead", "request_path", "per_prefill_seq"):
+        if getattr(model, key) < 0:
+            raise EstimatorError(f"{label}: {key} must be >= 0, got {getattr(model, key)}")
+
+
 @dataclass(frozen=True)
 class StepBreakdown:
     """Where one step's time goes, in seconds; ``bound`` says whether compute or memory dominated
@@ -106,9 +125,7 @@ class RooflinePerfModel(PerfModel):
             value = getattr(self, key)
             if not 0 < value <= 1:
                 raise EstimatorError(f"roofline: {key} must be in (0, 1], got {value}")
-        for key in ("step_overhead", "request_path", "per_prefill_seq"):
-            if getattr(self, key) < 0:
-                raise EstimatorError(f"roofline: {key} must be >= 0, got {getattr(self, key)}")
+        check_overheads(self, "roofline")
         validate_layout(self.model, ParallelConfig(tp=self.tp, pp=self.pp))
         weight, kv = resolve_dtypes(self.model, self.dtype, self.kv_dtype)
         self.dtype, self.kv_dtype = weight.name, kv.name
@@ -126,13 +143,7 @@ class RooflinePerfModel(PerfModel):
     def from_spec(cls, spec: dict, *, where: str = "roofline perf model") -> "RooflinePerfModel":
         """Build from a plain mapping (a perf-model file, or ``describe()`` without ``kind``);
         unknown keys are errors."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(spec) - known)
-        if unknown:
-            raise EstimatorError(f"{where}: unknown key(s) {unknown}; valid: {sorted(known)}")
-        missing = sorted({"model", "hardware"} - set(spec))
-        if missing:
-            raise EstimatorError(f"{where}: missing {', '.join(missing)} (a catalog name or path each)")
+        check_spec_keys(cls, spec, where)
         return cls(**spec)
 
     @property
