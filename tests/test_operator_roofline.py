@@ -83,6 +83,15 @@ def test_tensor_parallel_halves_the_gemms_and_adds_two_all_reduces_per_layer():
     assert two["tp_all_reduce"].seconds == pytest.approx(2 * LAYERS * per_collective, rel=1e-12)
 
 
+def test_a_pipeline_sends_the_hidden_states_once_per_stage_boundary():
+    t = 1000
+    staged = ops(OperatorRooflinePerfModel("llama-3-8b", "h100-sxm", pp=4), StepBatch.prefill(t))
+    assert staged["pp_send"].count == 3
+    assert staged["pp_send"].seconds == pytest.approx(3 * (25e-6 + t * H * 2 / (NVLINK * 0.8)), rel=1e-12)
+    # the layers are all still there: a step's latency runs through every stage
+    assert staged["qkv_proj"].seconds == pytest.approx(ops(llama(), StepBatch.prefill(t))["qkv_proj"].seconds)
+
+
 def test_the_floor_dominates_a_tiny_model_and_adds_once_per_launch():
     tiny = OperatorRooflinePerfModel("smollm2-135m", "h100-sxm")
     batch = StepBatch.decode(1, 100)

@@ -47,8 +47,9 @@ class PerfModelConfig:
 
     profile: str | None = option(None, "fitted profile (JSON): time steps with it",
                                  metavar="FILE")
-    perf_model_file: str | None = option(None, "perf-model description (JSON/YAML, "
-                                               "{kind: parametric|roofline|profiled, ...})",
+    perf_model_file: str | None = option(None, "perf-model description (JSON/YAML, {kind: "
+                                               "parametric|roofline|operator_roofline|profiled, "
+                                               "...})",
                                          metavar="FILE")
     perf_model_kind: str = option("roofline", "analytic model of --model on --hardware: "
                                               "roofline (global MFU/MBU) or operator_roofline "

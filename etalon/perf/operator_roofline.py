@@ -169,7 +169,8 @@ class OperatorRooflinePerfModel(PerfModel):
         spec = dict(spec)
         raw = spec.pop("efficiency", {}) or {}
         if not isinstance(raw, dict):
-            raise EstimatorError(f"{where}: efficiency must be a mapping of {sorted(f.name for f in fields(OperatorEfficiency))}")
+            valid = sorted(f.name for f in fields(OperatorEfficiency))
+            raise EstimatorError(f"{where}: efficiency must be a mapping of {valid}")
         return cls(**spec, efficiency=OperatorEfficiency.from_mapping(raw, where))
 
     @property
