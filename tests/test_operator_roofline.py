@@ -132,13 +132,16 @@ def test_perf_model_contract_positive_and_monotone(name, tp, pp, ep):
 
 
 def test_a_prompt_joining_compute_bound_decode_attention_never_makes_it_cheaper():
-    # MLA decode attention is compute-bound (128 query heads share one latent); a prompt's long
-    # rows must not lend the decode pairs its better GEMM shape
-    model = OperatorRooflinePerfModel("deepseek-v3", "h100-sxm", tp=8, pp=2)
+    # a slow attention kernel makes decode attention compute-bound (4 query heads per KV head:
+    # 4-row tiles); a joining prompt's long rows must not lend the decode pairs their shape
+    model = llama(attention_efficiency=0.02)
     decode = StepBatch.decode(64, 64 * 8192)
     mixed = StepBatch(512, StepBatch.attention_pairs(512, 0), 1, 64, 64 * 8192)
     alone, joined = ops(model, decode)["attention"], ops(model, mixed)["attention"]
     assert alone.bound == "compute" and joined.seconds > alone.seconds
+    pair = 4 * 32 * HD  # FLOPs per (query, key) pair and layer
+    expected = LAYERS * pair * (64 * 8192 * (1 + 64 / 4) + 512 * 513 / 2 * (1 + 64 / (512 * 4)))
+    assert joined.seconds == pytest.approx(expected / (PEAK * 0.02) + LAYERS * 3e-6, rel=1e-9)
 
 
 def test_vectorised_decode_steps_equal_single_steps():

@@ -94,7 +94,8 @@ class OperatorInventory:
             groups.setdefault(key, [p, 0])[1] += 1
         self.classes = [_LayerClass(p, w, s, n) for (w, s), (p, n) in groups.items()]
         h, m = model.hidden_size, model
-        self.group = m.num_heads / (m.num_heads if m.mla else m.num_kv_heads)  # queries per KV head
+        # query heads sharing one KV head: the rows a decode attention tile multiplies (MLA: all)
+        self.group = float(m.num_heads) if m.mla else m.num_heads / m.num_kv_heads
         v_dim = m.mla.v_head_dim if m.mla else m.head_dim
         self.q_width = m.num_heads * (m.mla.qk_head_dim if m.mla else m.head_dim) / self.tp
         self.o_weights = (m.num_heads * v_dim * h) / self.tp
