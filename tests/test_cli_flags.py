@@ -63,8 +63,9 @@ FLAGS = {
         '--max-num-batched-tokens', '--max-num-completed-requests', '--max-num-seqs',
         '--mbu', '--mfu', '--model', '--no-plots', '--no-report',
         '--no-should-use-given-dir', '--num-kv-blocks', '--num-replicas', '--output-dir',
-        '--perf-model-file', '--poisson-request-interval-generator-qps', '--pp',
-        '--prefill-hardware', '--prefill-replicas', '--prefill-tp', '--profile', '--replay',
+        '--perf-model-file', '--perf-model-kind',
+        '--poisson-request-interval-generator-qps', '--pp', '--prefill-hardware',
+        '--prefill-replicas', '--prefill-tp', '--profile', '--replay',
         '--request-generator-max-tokens', '--request-interval-generator-provider',
         '--request-length-generator-provider', '--request-prefix-generator-provider',
         '--router', '--scheduler', '--seed', '--session-think-time-s', '--session-turns',
@@ -91,8 +92,8 @@ FLAGS = {
         '--batch-window', '--block-size', '--chunk-size', '--enable-prefix-caching',
         '--host', '--max-batch-size', '--max-batched-tokens', '--max-num-batched-tokens',
         '--max-num-seqs', '--max-queue', '--mbu', '--mfu', '--model', '--num-kv-blocks',
-        '--perf-model-file', '--port', '--profile', '--scheduler', '--step-overhead-ms',
-        '--tokenizer',
+        '--perf-model-file', '--perf-model-kind', '--port', '--profile', '--scheduler',
+        '--step-overhead-ms', '--tokenizer',
     ],
     'etalon.validate': [
         '--batch-window', '--block-size', '--chunk-size', '--enable-prefix-caching',
@@ -146,7 +147,8 @@ FLAGS = {
         '--force', '--output',
     ],
     'etalon.calibration.roofline_fit': [
-        '--dtype', '--hardware', '--keep-overhead', '--kv-dtype', '--model', '--pp', '--tp',
+        '--dtype', '--hardware', '--keep-overhead', '--kind', '--kv-dtype', '--model',
+        '--pp', '--tp',
     ],
 }
 

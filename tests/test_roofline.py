@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from etalon.estimator import EstimatorError
-from etalon.perf.base import PerfModel, StepBatch
+from etalon.perf.base import StepBatch
 from etalon.perf.roofline import RooflinePerfModel, ring_allreduce_seconds
 
 H100_BW = 3.35e12  # NVIDIA H100 SXM datasheet: 3.35 TB/s
@@ -94,22 +94,9 @@ def test_vectorised_decode_matches_scalar():
 
 
 def test_perf_model_contract_positive_and_monotone():
-    model = RooflinePerfModel("qwen3-30b-a3b", "a100-80gb", tp=2, pp=2)
-    assert isinstance(model, PerfModel)
-    rng = np.random.default_rng(0)
-    for _ in range(200):
-        p, seqs, d = int(rng.integers(0, 4096)), int(rng.integers(1, 8)), int(rng.integers(0, 64))
-        ctx = int(rng.integers(0, 4096))
-        base = StepBatch(p, StepBatch.attention_pairs(p, ctx) if p else 0.0, seqs if p else 0, d, d * ctx)
-        if base.empty:
-            assert model.step_time(base) == 0.0
-            continue
-        t = model.step_time(base)
-        assert t > 0
-        more_decode = StepBatch(base.prefill_tokens, base.prefill_attention, base.num_prefill_seqs, d + 1, (d + 1) * ctx + 10)
-        more_ctx = StepBatch(base.prefill_tokens, base.prefill_attention, base.num_prefill_seqs, d, d * ctx + 1000)
-        assert model.step_time(more_decode) >= t
-        assert model.step_time(more_ctx) >= t
+    from perf_contract import assert_positive_and_monotone
+
+    assert_positive_and_monotone(RooflinePerfModel("qwen3-30b-a3b", "a100-80gb", tp=2, pp=2))
 
 
 def test_constructor_validates_and_describes():

@@ -25,6 +25,8 @@ search runs on each point's unscaled compute, memory and communication seconds (
 ``RooflinePerfModel`` itself.
 
     python -m etalon.calibration.roofline_fit profile.json --model llama-3.1-8b --hardware h100-sxm
+
+``--kind operator`` fits ``OperatorRooflinePerfModel`` instead (``etalon.calibration.operator_fit``).
 """
 
 from __future__ import annotations
@@ -36,6 +38,12 @@ from typing import Callable
 
 import numpy as np
 
+from etalon.calibration.fit_points import (
+    FitResult,
+    decode_measurements,
+    join_cost,
+    prefill_measurements,
+)
 from etalon.cli_errors import UserError
 from etalon.commands import entry_points
 from etalon.estimator.deployment_config import DeploymentConfig
@@ -48,7 +56,7 @@ GOLDEN = (np.sqrt(5.0) - 1.0) / 2.0
 
 
 @dataclass
-class RooflineFit:
+class RooflineFit(FitResult):
     """Fitted factors, the fitted model, and its error on the measurements (fractions)."""
 
     mfu: float
@@ -63,10 +71,13 @@ class RooflineFit:
     at_bound: list[str]
     model: object
 
-    def to_dict(self) -> dict:
-        out = {k: v for k, v in self.__dict__.items() if k != "model"}
-        out["model"] = self.model.describe()
-        return out
+    @property
+    def warning(self) -> str | None:
+        """What the user should know about the fit, or None."""
+        if not self.at_bound:
+            return None
+        return (f"{', '.join(self.at_bound)} at the search bound: the measurements do not look "
+                f"like this model on this hardware")
 
 
 def minimise_1d(f: Callable[[float], float], lo: float = LOW, hi: float = HIGH,
@@ -121,27 +132,13 @@ class _Points:
 
 
 def _prefill_points(model, profile: Profile) -> _Points | None:
-    if profile.prefill is None or not profile.prefill.measurements:
-        return None
-    m = profile.prefill.measurements
-    n, ttft = np.asarray(m["prompt_tokens"], dtype=int), np.asarray(m["ttft_s"], float)
-    lengths = np.unique(n)  # one point per length: the median repetition, robust to a stray one
-    y = np.array([np.median(ttft[n == k]) for k in lengths]) * profile.prefill.scale
-    return _Points(model, [StepBatch.prefill(int(k)) for k in lengths], y)
+    found = prefill_measurements(profile)
+    return None if found is None else _Points(model, *found)
 
 
 def _decode_points(model, profile: Profile) -> _Points | None:
-    if profile.decode is None or not profile.decode.measurements:
-        return None
-    m = profile.decode.measurements
-    batches = [StepBatch.decode(int(b), int(round(c)))
-               for b, c in zip(m["decode_batch"], m["decode_context"])]
-    return _Points(model, batches, np.asarray(m["step_time_s"], float) * profile.decode.scale)
-
-
-def _join_cost(profile: Profile) -> float:
-    """The profile's measured per-prompt step cost (re-anchored), 0 when it has none."""
-    return profile.prefill.join_cost if profile.prefill is not None else 0.0
+    found = decode_measurements(profile)
+    return None if found is None else _Points(model, *found)
 
 
 def fit_roofline(base, profile: Profile, *, fit_overheads: bool = True,
@@ -172,7 +169,7 @@ def fit_roofline(base, profile: Profile, *, fit_overheads: bool = True,
             mfu = minimise_1d(prefill_obj)
             if fit_overheads:
                 r = _offset(pre.y, pre.roof(mfu, mbu) + o)
-    join = min(_join_cost(profile), r) if fit_overheads else 0.0
+    join = min(join_cost(profile), r) if fit_overheads else 0.0
     fitted = replace(base, mfu=mfu, mbu=mbu, step_overhead=o, request_path=r - join,
                      per_prefill_seq=join)
     pre_mape = dec_mape = None
@@ -188,7 +185,8 @@ def fit_roofline(base, profile: Profile, *, fit_overheads: bool = True,
 
 
 PROG = "etalon.calibration.roofline_fit"
-DESCRIPTION = "Fit a roofline model's MFU/MBU to a profile."
+DESCRIPTION = ("Fit a roofline model's MFU/MBU (or, with --kind operator, the operator roofline's "
+               "efficiencies and per-kernel floor) to a profile.")
 
 
 @dataclass
@@ -198,6 +196,9 @@ class RooflineFitConfig:
     deployment: DeploymentConfig = embed(DeploymentConfig, exclude=("gpu_memory_utilization",))
     keep_overhead: bool = option(False, "keep the model's step_overhead; fit no per-request "
                                         "overhead")
+    kind: str = option("roofline", "roofline: fit the global MFU/MBU; operator: fit the "
+                                   "operator roofline's GEMM and bandwidth efficiencies and "
+                                   "per-kernel floor", choices=("roofline", "operator"))
 
 
 def configure(parser) -> None:
@@ -205,19 +206,26 @@ def configure(parser) -> None:
     add_options(parser, RooflineFitConfig)
 
 
-def execute(ns) -> int:
+def _kinds() -> dict:
+    """``--kind`` -> (the model to start from, its fit); imported only when run."""
+    from etalon.calibration.operator_fit import fit_operator_roofline
+    from etalon.perf.operator_roofline import OperatorRooflinePerfModel
     from etalon.perf.roofline import RooflinePerfModel
 
+    return {"roofline": (RooflinePerfModel, fit_roofline),
+            "operator": (OperatorRooflinePerfModel, fit_operator_roofline)}
+
+
+def execute(ns) -> int:
     cfg = check_required(apply_namespace(RooflineFitConfig(), ns))
     d = cfg.deployment
     profile = load_profile(ns.profile)
-    base = RooflinePerfModel(d.model, d.hardware, tp=d.tp, pp=d.pp, dtype=d.dtype,
-                             kv_dtype=d.kv_dtype_or_none)
-    result = fit_roofline(base, profile, fit_overheads=not cfg.keep_overhead)
+    model, fit = _kinds()[cfg.kind]
+    base = model(d.model, d.hardware, tp=d.tp, pp=d.pp, dtype=d.dtype, kv_dtype=d.kv_dtype_or_none)
+    result = fit(base, profile, fit_overheads=not cfg.keep_overhead)
     print(json.dumps(result.to_dict(), indent=1))
-    if result.at_bound:
-        print(f"roofline_fit: {', '.join(result.at_bound)} at the search bound: the "
-              f"measurements do not look like this model on this hardware", file=sys.stderr)
+    if result.warning:
+        print(f"roofline_fit: {result.warning}", file=sys.stderr)
     return 0
 
 

@@ -128,6 +128,8 @@ class LatencyConfig(DeviceCommandConfig):
     output_len: int = option(256, "generated tokens per request")
     efficiency: RooflineEfficiency = embed(RooflineEfficiency)
     micro_batches: int | None = option(None, "batches in flight under PP (none: PP)")
+    operators: bool = option(False, "also time one prefill step and one decode step with the "
+                                    "operator roofline and print each operator's share")
 
 
 @dataclass

@@ -22,7 +22,7 @@ from etalon.estimator.command_configs import (
 from etalon.estimator.dtypes import DTYPES
 from etalon.estimator.flops import decode_flops, linear_flops_per_token, prefill_flops
 from etalon.estimator.hardware import GiB, HardwareSpec, hardware_catalog, load_hardware
-from etalon.estimator.latency import estimate_latency
+from etalon.estimator.latency import chunked_prefill, estimate_latency
 from etalon.estimator.layout import valid_tp_sizes, validate_layout
 from etalon.estimator.memory import MemoryPlan, max_concurrency_curve, plan_memory
 from etalon.estimator.models import catalog_names, load_model
@@ -192,6 +192,9 @@ def run_latency(cfg: LatencyConfig) -> Report:
             ("PP bubble", f"{real.pp_bubble_fraction:.1%} with {cfg.micro_batches or d.pp} micro-batch(es)"),
         ]),
     ])
+    if cfg.operators:
+        data["operators"], section = _operator_breakdown(cfg, model, hw)
+        text += "\n\n" + section
     report = Report(data, text)
     out = output_dir(cfg.report)
     if out:
@@ -205,6 +208,46 @@ def run_latency(cfg: LatencyConfig) -> Report:
         report.files.append(str(plots.line_plot(tput, f"{model.name} on {hw.key}: decode throughput @ {cfg.context_len:,} context",
                                                 "batch size", "tokens/s", out / "decode_throughput_vs_batch.png")))
     return report
+
+
+def _operator_breakdown(cfg: LatencyConfig, model: ModelSpec, hw: HardwareSpec) -> tuple[dict, str]:
+    """The operator roofline's time per operator for the batch's first prefill step and its
+    first decode step, next to the global roofline's step times (``--operators``)."""
+    from etalon.perf.base import StepBatch
+    from etalon.perf.operator_roofline import OperatorRooflinePerfModel
+    from etalon.perf.roofline import RooflinePerfModel
+
+    d = cfg.deployment
+    layout = dict(tp=d.tp, pp=d.pp, dtype=d.dtype, kv_dtype=d.kv_dtype)
+    ops = OperatorRooflinePerfModel(model, hw, ep=cfg.ep, **layout)
+    roof = RooflinePerfModel(model, hw, **layout, **cfg.efficiency.roofline_kwargs())
+    steps = {"prefill": chunked_prefill(cfg.batch_size, cfg.context_len, cfg.engine.max_batched_tokens)[0],
+             "decode": StepBatch.decode(cfg.batch_size, cfg.batch_size * (cfg.context_len + 1))}
+    data: dict = {"perf_model": ops.describe()}
+    by_name: dict[str, dict] = {}
+    for phase, batch in steps.items():
+        times = ops.operator_times(batch)
+        total = ops.step_time(batch)
+        data[phase] = {"prefill_tokens": batch.prefill_tokens, "decode_batch": batch.decode_batch,
+                       "step_s": total, "roofline_step_s": roof.step_time(batch),
+                       "operators": [t.__dict__ for t in times]}
+        for t in times:
+            by_name.setdefault(t.name, {"count": t.count})[phase] = (t.seconds, t.seconds / total, t.bound)
+    rows = []
+    for name, row in by_name.items():
+        cells: list[object] = [name, row["count"]]
+        for phase in steps:
+            s, share, bound = row.get(phase, (0.0, 0.0, "-"))
+            cells += [s * 1e3, f"{share:.1%}", bound]
+        rows.append(cells)
+    pre, dec = data["prefill"], data["decode"]
+    rows.append(["total (operator roofline)", "", pre["step_s"] * 1e3, "100%", "", dec["step_s"] * 1e3, "100%", ""])
+    rows.append(["global roofline, same step", "", pre["roofline_step_s"] * 1e3, "", "",
+                 dec["roofline_step_s"] * 1e3, "", ""])
+    title = (f"Per-operator times (operator roofline): prefill step of {pre['prefill_tokens']:,} tokens, "
+             f"decode step of {dec['decode_batch']} sequence(s) @ {cfg.context_len + 1:,} context")
+    return data, title + "\n" + table(["operator", "launches", "prefill ms", "share", "bound",
+                                       "decode ms", "share", "bound"], rows)
 
 
 # --- plan --------------------------------------------------------------------------------------------

@@ -60,6 +60,15 @@ class StepBatch:
         return cls(0, 0.0, 0, batch_size, context_sum)
 
     @property
+    def prefill_cached_tokens(self) -> float:
+        """Cached prefix the prefill chunks read, over all chunks, recovered from the pair count
+        (``pairs = c·ctx + c(c+1)/2`` per chunk) taking the chunks as equal."""
+        if not (self.prefill_tokens and self.num_prefill_seqs):
+            return 0.0
+        chunk = self.prefill_tokens / self.num_prefill_seqs
+        return max(self.prefill_attention - self.prefill_tokens * (chunk + 1) / 2.0, 0.0) / chunk
+
+    @property
     def empty(self) -> bool:
         return self.prefill_tokens == 0 and self.decode_batch == 0
 

@@ -15,6 +15,8 @@ from etalon.registry import raw, registry
 
 raw("perf_model").register("parametric", "etalon.perf.parametric:ParametricPerfModel.from_spec")
 raw("perf_model").register("roofline", "etalon.perf.roofline:RooflinePerfModel.from_spec")
+raw("perf_model").register("operator_roofline",
+                          "etalon.perf.operator_roofline:OperatorRooflinePerfModel.from_spec")
 raw("perf_model").register("profiled", "etalon.perf.profiled:ProfiledPerfModel.from_spec")
 
 

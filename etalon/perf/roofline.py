@@ -46,6 +46,32 @@ def ring_allreduce_seconds(nbytes: float, n: int, bandwidth: float, hop_latency:
     return 2.0 * (n - 1) / n * nbytes / bandwidth + 2.0 * (n - 1) * hop_latency
 
 
+def windowed(total: float | np.ndarray, rows: float, window: int | None) -> float | np.ndarray:
+    """Cap a sum of per-sequence key counts at ``window`` keys per sequence row."""
+    if window is None:
+        return total
+    return np.minimum(total, rows * window)
+
+
+def check_spec_keys(cls: type, spec: dict, where: str) -> None:
+    """A perf-model file's keys against ``cls``'s fields: an unknown key, or no model or
+    hardware, is a one-line error."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(spec) - known)
+    if unknown:
+        raise EstimatorError(f"{where}: unknown key(s) {unknown}; valid: {sorted(known)}")
+    missing = sorted({"model", "hardware"} - set(spec))
+    if missing:
+        raise EstimatorError(f"{where}: missing {', '.join(missing)} (a catalog name or path each)")
+
+
+def check_overheads(model, label: str) -> None:
+    """The fitted fixed costs a roofline carries are seconds, never negative."""
+    for key in ("step_overhead", "request_path", "per_prefill_seq"):
+        if getattr(model, key) < 0:
+            raise EstimatorError(f"{label}: {key} must be >= 0, got {getattr(model, key)}")
+
+
 @dataclass(frozen=True)
 class StepBreakdown:
     """Where one step's time goes, in seconds; ``bound`` says whether compute or memory dominated
@@ -99,9 +125,7 @@ class RooflinePerfModel(PerfModel):
             value = getattr(self, key)
             if not 0 < value <= 1:
                 raise EstimatorError(f"roofline: {key} must be in (0, 1], got {value}")
-        for key in ("step_overhead", "request_path", "per_prefill_seq"):
-            if getattr(self, key) < 0:
-                raise EstimatorError(f"roofline: {key} must be >= 0, got {getattr(self, key)}")
+        check_overheads(self, "roofline")
         validate_layout(self.model, ParallelConfig(tp=self.tp, pp=self.pp))
         weight, kv = resolve_dtypes(self.model, self.dtype, self.kv_dtype)
         self.dtype, self.kv_dtype = weight.name, kv.name
@@ -119,13 +143,7 @@ class RooflinePerfModel(PerfModel):
     def from_spec(cls, spec: dict, *, where: str = "roofline perf model") -> "RooflinePerfModel":
         """Build from a plain mapping (a perf-model file, or ``describe()`` without ``kind``);
         unknown keys are errors."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(spec) - known)
-        if unknown:
-            raise EstimatorError(f"{where}: unknown key(s) {unknown}; valid: {sorted(known)}")
-        missing = sorted({"model", "hardware"} - set(spec))
-        if missing:
-            raise EstimatorError(f"{where}: missing {', '.join(missing)} (a catalog name or path each)")
+        check_spec_keys(cls, spec, where)
         return cls(**spec)
 
     @property
@@ -145,22 +163,13 @@ class RooflinePerfModel(PerfModel):
             total = total + (self.pp - 1) * (payload / bw + lat)
         return total
 
-    @staticmethod
-    def _windowed(total: float | np.ndarray, rows: float, window: int | None) -> float | np.ndarray:
-        """Cap a sum of per-sequence key counts at ``window`` keys per sequence row."""
-        if window is None:
-            return total
-        return np.minimum(total, rows * window)
+    _windowed = staticmethod(windowed)
 
     def _stage_work(self, s: StageShard, batch: StepBatch) -> tuple[float, float]:
         """(FLOPs, bytes) of one device of stage ``s`` for ``batch``."""
         tokens = batch.prefill_tokens + batch.decode_batch
         sampled = batch.num_prefill_seqs + batch.decode_batch
-        # Cached prefix the prefill chunks read, from the pair count: pairs = c*ctx + c(c+1)/2 per chunk.
-        cached = 0.0
-        if batch.prefill_tokens and batch.num_prefill_seqs:
-            chunk = batch.prefill_tokens / batch.num_prefill_seqs
-            cached = max(batch.prefill_attention - batch.prefill_tokens * (chunk + 1) / 2.0, 0.0) / chunk
+        cached = batch.prefill_cached_tokens
         flops = s.linear_flops_per_token * tokens + s.lm_head_flops_per_token * sampled
         nbytes = s.streamed_weight_bytes(tokens) + s.kv_bytes_per_token_total * tokens
         for window, pair_flops in s.attention_flops_per_pair.items():
