@@ -410,9 +410,10 @@ def add_config_file_flag(parser: argparse.ArgumentParser, sections: str = "") ->
 
 def as_flags(settings: Mapping[str, Any]) -> list[str]:
     """``{"max_batch_size": 4}`` → ``["--max-batch-size", "4"]``: a settings mapping as the
-    flags that set it (for a child process); ``None`` values are left out."""
+    flags that set it (for a child process); ``None`` values are left out, booleans are written
+    ``true``/``false`` as a (non-negatable) bool flag takes them."""
     return [part for k, v in settings.items() if v is not None
-            for part in (flag_of(str(k)), str(v))]
+            for part in (flag_of(str(k)), str(v).lower() if isinstance(v, bool) else str(v))]
 
 
 def config_from_args(cls: type, ns: argparse.Namespace, *, what: str = "config file") -> Any:

@@ -80,7 +80,7 @@ def test_rendered_page_has_the_expected_rows():
         "2026-11-22 19:16 UTC (350 s in all). Do not edit by hand: rerun the command.",
         "Simulator engine flags (from vLLM's settings and what the engine reported): `--scheduler sarathi "
         "--max-batch-size 128 --max-batched-tokens 2048 --num-kv-blocks 364 --block-size 128 "
-        "--batch-window 0.0`.",
+        "--batch-window 0.0 --enable-prefix-caching false`.",
         "* prefill TTFT: `0.07162 + 0.0012·prompt_tokens + 2.85e-06·attention_pairs` s — R² 0.9991, "
         "MAPE 1.0%, CV MAPE 1.8%",
         "* batching probe: not run or inconclusive (cross-prompt pairs priced at 0)",
