@@ -12,6 +12,7 @@ fits the server without the user guessing its capacity.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import sys
 from dataclasses import dataclass
@@ -72,10 +73,10 @@ def _step(base: BenchmarkConfig, out: Path, name: str, workload: dict) -> Benchm
     cfg.outputs.output_dir = str(out / name)
     cfg.outputs.should_use_given_dir = True
     cfg.outputs.no_report = True  # one report for the whole sweep, at the end
-    w = cfg.workload
-    w.request_interval_generator_provider = workload["provider"]
-    params = w.interval_params[workload["provider"]]
-    w.interval_params[workload["provider"]] = type(params)(**{**vars(params), **workload["params"]})
+    w, provider = cfg.workload, workload["provider"]
+    w.request_interval_generator_provider = provider
+    w.interval_params[provider] = dataclasses.replace(w.interval_params[provider],
+                                                      **workload["params"])
     return cfg
 
 

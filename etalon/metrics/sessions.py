@@ -30,7 +30,7 @@ def session_summary(records: Sequence[RequestRecord]) -> dict | None:
                 "mean_prompt_tokens": float(np.mean([r.requested_prompt_tokens for r in rs]))
                 if rs else None,
                 "ttft": Distribution.of([r.ttft for r in ok]).to_dict(),
-                "e2e_latency": Distribution.of([r.completed_at - r.sent_at for r in ok]).to_dict()}
+                "e2e_latency": Distribution.of([r.e2e_latency for r in ok]).to_dict()}
 
     return {"sessions": len(by_session),
             "completed_sessions": sum(all(r.ok for r in rs) for rs in by_session.values()),

@@ -173,8 +173,8 @@ def closed_loop_load(records: Sequence[RequestRecord], users: int, think_time_s:
     requests per user it sits a little below the steady rate: 10 users, 400 requests of a
     saturated 20 req/s server achieve 19.8 (tests/test_capacity_jobs.py)."""
     done = [r for r in records if r.sent_at is not None and r.completed_at is not None]
-    latency = float(np.mean([r.completed_at - r.sent_at for r in done])) if done else None
-    lag = float(np.mean([r.sent_at - r.scheduled_at for r in done])) if done else 0.0
+    latency = float(np.mean([r.e2e_latency for r in done])) if done else None
+    lag = float(np.mean([r.dispatch_lag for r in done])) if done else 0.0
     cycle = latency + think_time_s + lag if latency is not None else None
     # user u's k_u sends span k_u - 1 cycles: n - users cycles over the span of the sends (the
     # plain (n - 1) / span counts the users' first sends, all at 0, as if they took time)
