@@ -28,7 +28,8 @@ def run(n: int, qps: float, out: Path, plots: bool) -> tuple[float, float, float
            "--poisson-request-interval-generator-qps", str(qps),
            "--request-length-generator-provider", "trace",
            "--trace-request-length-generator-trace-file", str(TRACE),
-           "--max-num-completed-requests", str(n), "--output-dir", str(out)]
+           "--trace-request-length-generator-cycle", "--max-num-completed-requests", str(n),
+           "--output-dir", str(out)]
     if not plots:
         cmd.append("--no-plots")
     started = time.perf_counter()

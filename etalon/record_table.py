@@ -70,10 +70,8 @@ class RecordTable:
         counts = np.fromiter((len(r.chunk_times) for r in records), dtype=np.int64, count=len(records))
         data["num_chunks"] = counts
         total = int(counts.sum())
-        times = np.fromiter(itertools.chain.from_iterable(r.chunk_times for r in records),
-                            dtype=float, count=total)
-        tokens = np.fromiter(itertools.chain.from_iterable(r.chunk_tokens for r in records),
-                             dtype=np.int64, count=total)
+        times = _flat([r.chunk_times for r in records], float, total)
+        tokens = _flat([r.chunk_tokens for r in records], np.int64, total)
         return cls(pd.DataFrame(data, columns=[*SCALAR_FIELDS, "num_chunks"]), times, tokens)
 
     def to_records(self) -> list[RequestRecord]:
@@ -165,6 +163,14 @@ class RecordTable:
                        tokens["tokens"].to_numpy(np.int64))
         except UserError as exc:
             raise UserError(f"{path}: {exc}") from None
+
+
+def _flat(parts: list, dtype, total: int) -> np.ndarray:
+    """One array of every record's chunks: numpy arrays (the simulator's) are joined in C,
+    lists (a live client's) are streamed through ``fromiter`` without a copy per record."""
+    if parts and all(type(p) is np.ndarray for p in parts):
+        return np.concatenate(parts).astype(dtype, copy=False) if total else np.empty(0, dtype)
+    return np.fromiter(itertools.chain.from_iterable(parts), dtype=dtype, count=total)
 
 
 def _requests_schema(pa):

@@ -172,7 +172,7 @@ def test_caching_without_shared_prefixes_changes_nothing():
     on = simulation(ParametricPerfModel(), scheduler="sarathi", max_batched_tokens=512).run(reqs)
     off = simulation(ParametricPerfModel(), caching=False, scheduler="sarathi",
                      max_batched_tokens=512).run(reqs)
-    assert [r.chunk_times for r in on.records] == [r.chunk_times for r in off.records]
+    assert [list(r.chunk_times) for r in on.records] == [list(r.chunk_times) for r in off.records]
     assert simulation_summary(on)["prefix_cache"]["hit_rate"] == 0.0
     assert "prefix_cache" not in simulation_summary(off)
 

@@ -159,6 +159,16 @@ def test_trace_lengths_run_out_cleanly(tmp_path):
     assert len(gen.lengths(5)[0]) == 0
 
 
+def test_cycled_trace_starts_over_where_rows_run_out(tmp_path):
+    trace = tmp_path / "t.csv"
+    trace.write_text("num_prefill_tokens,num_decode_tokens\n10,2\n20,3\n30,4\n")
+    gen = TraceLengths(str(trace), cycle=True)
+    assert gen.lengths(2)[0].tolist() == [10, 20]
+    p, d = gen.lengths(5)  # rows 3, 1, 2, 3, 1: the next call goes on from the trace's row 2
+    assert p.tolist() == [30, 10, 20, 30, 10] and d.tolist() == [4, 2, 3, 4, 2]
+    assert gen.lengths(1)[0].tolist() == [20]
+
+
 @pytest.mark.parametrize(
     "make, flag",
     [

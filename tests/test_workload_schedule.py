@@ -244,3 +244,17 @@ def test_short_length_trace_limits_a_poisson_schedule(tmp_path):
         )
     )
     assert [(r.prompt_tokens, r.output_tokens) for r in reqs] == [(5, 6), (7, 8), (9, 10)]
+
+
+def test_short_length_trace_is_said_and_cycling_fills_the_schedule(tmp_path, caplog):
+    trace = tmp_path / "t.csv"
+    trace.write_text("num_prefill_tokens,num_decode_tokens\n5,6\n7,8\n9,10\n")
+    cfg = dict(request_length_generator_provider="trace",
+               trace_request_length_generator_trace_file=str(trace), max_num_completed_requests=7)
+    with caplog.at_level("WARNING"):
+        build_requests(WorkloadConfig.of(**cfg))
+    assert "7 requests asked, the length trace gives 3" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        reqs = build_requests(WorkloadConfig.of(**cfg, trace_request_length_generator_cycle=True))
+    assert [r.prompt_tokens for r in reqs] == [5, 7, 9, 5, 7, 9, 5] and not caplog.text

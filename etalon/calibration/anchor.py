@@ -81,7 +81,7 @@ class AnchorProbe(Probe):
     def judge(self, records: list[RequestRecord], section: Section) -> AnchorResult | None:
         """Now over then for ``section`` (None when no request after the first completed with
         tokens, or, for decode, none delivered three chunks)."""
-        recs = [r for r in sorted(records, key=lambda r: r.request_id)[1:] if r.ok and r.chunk_times]
+        recs = [r for r in sorted(records, key=lambda r: r.request_id)[1:] if r.ok and len(r.chunk_times) > 0]
         if not recs:
             return None
         prompt = np.array([r.num_prompt_tokens for r in recs], dtype=float)

@@ -140,7 +140,7 @@ def group_gaps(records: list[RequestRecord], groups: list[tuple[int, list[int]]]
                tolerance_s: float) -> tuple[list[GroupGap], int]:
     """The gap of every group whose followers landed in one step after the leader's; returns
     them and how many groups were left out."""
-    by_id = {r.request_id: r for r in records if r.ok and r.chunk_times}
+    by_id = {r.request_id: r for r in records if r.ok and len(r.chunk_times) > 0}
     gaps, skipped = [], 0
     for leader, followers in groups:
         if leader not in by_id or any(f not in by_id for f in followers):

@@ -127,7 +127,7 @@ class JoinProbe(Probe):
 def join_extras(records: list[RequestRecord], group: Group, section: Section) -> tuple[list[float], list[float], int]:
     """Per usable join: what it added to the decoders' steps beyond the prefill fit's variable
     terms, and the decoders' own step before it; and how many joins were left out."""
-    by_id = {r.request_id: r for r in records if r.ok and r.chunk_times}
+    by_id = {r.request_id: r for r in records if r.ok and len(r.chunk_times) > 0}
     extras, steps, skipped = [], [], 0
     for jid in group.joins:
         joiner = by_id.get(jid)

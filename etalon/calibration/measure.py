@@ -66,8 +66,8 @@ def send(target: Target, requests: list[Request], *, concurrency: int) -> list[R
 def successful(records: list[RequestRecord], what: str, prog: str) -> list[RequestRecord]:
     """The records that completed with a first token; all failing is a ``UserError`` quoting
     the first failure, some failing a warning on stderr."""
-    ok = [r for r in records if r.ok and r.chunk_times]
-    failed = [r for r in records if not (r.ok and r.chunk_times)]
+    ok = [r for r in records if r.ok and len(r.chunk_times) > 0]
+    failed = [r for r in records if not (r.ok and len(r.chunk_times) > 0)]
     if not ok:
         detail = f": {why_failed(failed[0])}" if failed else ""
         raise UserError(f"all {len(records)} {what} requests failed{detail}")

@@ -83,7 +83,7 @@ class WakeUpProbe(Probe):
         rows = []  # (planned gap, measured idle, ttft)
         for prev, rec in zip(recs, recs[1:]):
             gap = gap_of.get(rec.request_id, float("nan"))
-            if np.isnan(gap) or not (rec.ok and rec.chunk_times and prev.ok and prev.completed_at):
+            if np.isnan(gap) or not (rec.ok and len(rec.chunk_times) > 0 and prev.ok and prev.completed_at):
                 continue
             rows.append((gap, max(0.0, rec.sent_at - prev.completed_at), rec.ttft))
         gaps = sorted({g for g, _, _ in rows})

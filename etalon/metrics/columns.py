@@ -60,13 +60,20 @@ class RunColumns:
     # --- content chunks -----------------------------------------------------------------------
 
     @cached_property
-    def _content(self) -> np.ndarray:
-        return self.table.chunk_tokens > 0
+    def _content(self) -> np.ndarray | slice:
+        """The content chunks: every one (a slice, so the columns below are views, not copies
+        of 44 M values) unless some chunk carried no token."""
+        content = self.table.chunk_tokens > 0
+        return slice(None) if content.all() else content
 
     @cached_property
     def chunk_row(self) -> np.ndarray:
-        """The request row of every content chunk (request order, arrival order within)."""
-        return self.table.chunk_row[self._content]
+        """The request row of every content chunk (request order, arrival order within);
+        int32 where the rows allow it, half the memory of the longest column of a run."""
+        dtype = np.int32 if len(self) < 2 ** 31 else np.int64
+        rows = np.repeat(np.arange(len(self), dtype=dtype),
+                         self.table.requests["num_chunks"].to_numpy(np.int64))
+        return rows[self._content]
 
     @cached_property
     def chunk_times(self) -> np.ndarray:
@@ -75,6 +82,11 @@ class RunColumns:
     @cached_property
     def chunk_tokens(self) -> np.ndarray:
         return self.table.chunk_tokens[self._content]
+
+    @cached_property
+    def unit_chunks(self) -> bool:
+        """Whether every content chunk carried exactly one token (a simulator's, most servers')."""
+        return bool((self.chunk_tokens == 1).all())
 
     @cached_property
     def num_chunks(self) -> np.ndarray:
@@ -181,12 +193,16 @@ class RunColumns:
     def token_times(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(tokens per row, flat arrival time of every token)`` of the given rows, in their
         order: a chunk of k tokens gives k equal times."""
+        rows = np.asarray(rows)
+        per_row = self.streamed_tokens
+        if len(rows) == len(self) and self.unit_chunks and (len(rows) < 2 or np.all(np.diff(rows) > 0)):
+            return per_row[rows], self.chunk_times  # every row, one token per chunk: no copy
         keep = np.zeros(len(self), dtype=bool)
         keep[rows] = True
         chunk = keep[self.chunk_row]
-        per_row = np.bincount(self.chunk_row[chunk], weights=self.chunk_tokens[chunk],
-                              minlength=len(self)).astype(np.int64)
-        times = np.repeat(self.chunk_times[chunk], self.chunk_tokens[chunk])
+        per_row = np.where(keep, per_row, 0)
+        times = (self.chunk_times[chunk] if self.unit_chunks else
+                 np.repeat(self.chunk_times[chunk], self.chunk_tokens[chunk]))
         if len(rows) > 1 and np.any(np.diff(rows) <= 0):  # not in table order: regroup
             starts = np.concatenate([[0], np.cumsum(per_row)[:-1]])
             times = np.concatenate([times[starts[r]:starts[r] + per_row[r]] for r in rows])

@@ -150,13 +150,14 @@ class Timelines:
         # active[i] = number of rows with more than i tokens; starts[i] = where column i begins.
         active = n - np.cumsum(np.bincount(lengths, minlength=max_len + 1))[:max_len]
         starts = np.concatenate([[0], np.cumsum(active)[:-1]]).astype(np.int64)[:max_len]
-        # the source position of every token, taken row by row in the longest-first order
-        src = (np.repeat(bounds[order] - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
-               + np.arange(total))
-        row = np.repeat(np.arange(n), lengths)
-        pos = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        # column i holds token i of the first active[i] rows (longest first): one gather per
+        # column, so no index array as long as every token (44 M in a 100k ShareGPT run)
+        row_major = np.asarray(row_major, dtype=float)
+        first = bounds[order]
         packed = np.empty(total)
-        packed[starts[pos] + row] = np.asarray(row_major, dtype=float)[src]
+        for i in range(max_len):
+            a = int(active[i])
+            np.take(row_major, first[:a] + i, out=packed[starts[i]:starts[i] + a])
         return cls(
             request_ids=np.asarray(request_ids, dtype=np.int64).reshape(-1)[order],
             t0=np.asarray(t0, dtype=float).reshape(-1)[order],

@@ -55,6 +55,14 @@ def latency_series(records: "Iterable[RequestRecord] | RecordTable | RunColumns"
     """Every latency metric of :data:`LATENCY_METRICS` as a :class:`Series`, keyed by name,
     computed over the run's columns (samples in request order)."""
     c = RunColumns.of(records)
+    cached = c.__dict__.get("_latency_series")  # the summary, files and plots each ask once
+    if cached is not None:
+        return dict(cached)
+    c.__dict__["_latency_series"] = out = _latency_series(c)
+    return dict(out)
+
+
+def _latency_series(c: RunColumns) -> dict[str, Series]:
     ids, ok, sent = c.request_id, c.ok, ~np.isnan(c.sent_at)
     first, n_out = c.first_chunk, c.output_tokens
     e2e = c.completed_at - c.sent_at

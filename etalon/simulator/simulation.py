@@ -34,6 +34,19 @@ ARRIVAL = 2
 MAX_SEGMENT_STEPS = 4096
 
 
+_ONES = np.ones(0, dtype=np.int64)
+
+
+def _ones(n: int) -> np.ndarray:
+    """``n`` ones as a read-only view of one shared buffer: every simulated token is a chunk of
+    one token, and 44 M of them need not be stored 44 M times."""
+    global _ONES
+    if n > len(_ONES):
+        _ONES = np.ones(max(n, 2 * len(_ONES), 4096), dtype=np.int64)
+        _ONES.flags.writeable = False
+    return _ONES[:n]
+
+
 @dataclass
 class SimResult:
     records: list[RequestRecord]
@@ -239,8 +252,8 @@ class Simulation:
             rec.error_type, rec.error_message = "rejected", error
             return rec
         times = seq.token_times()
-        rec.chunk_times = times.tolist()
-        rec.chunk_tokens = [1] * len(times)
+        rec.chunk_times = times  # arrays, not lists: see RequestRecord
+        rec.chunk_tokens = _ones(len(times))
         rec.completed_at = seq.finished_at
         rec.num_prompt_tokens, rec.prompt_tokens_source = req.prompt_tokens, "simulated"
         rec.num_output_tokens, rec.output_tokens_source = len(times), "simulated"

@@ -263,14 +263,17 @@ class TraceLengthParams:
                                           "columns.", metavar="PATH")
     prefill_scale_factor: float = option(1.0, "Multiplies the trace's prompt token counts.")
     decode_scale_factor: float = option(1.0, "Multiplies the trace's output token counts.")
+    cycle: bool = option(False, "Start the trace again from its first row when its rows run "
+                                "out, instead of ending the schedule there.")
 
 
 @register("trace")
 class TraceLengths(LengthGenerator):
-    """Replays a trace's token counts in file order, scaled; no cycling.
+    """Replays a trace's token counts in file order, scaled.
 
     ``p' = max(1, floor(p * prefill_scale_factor + 1/2))``, likewise for decode. Successive
-    calls continue where the previous stopped; when rows run out, fewer are returned.
+    calls continue where the previous stopped; when rows run out, fewer are returned, or with
+    ``cycle`` the trace starts over (a 100k-request run from a 30k-row trace).
     """
 
     params = TraceLengthParams
@@ -282,8 +285,10 @@ class TraceLengths(LengthGenerator):
         prefill_scale_factor: float = 1.0,
         decode_scale_factor: float = 1.0,
         cap: int = 8192,
+        cycle: bool = False,
     ) -> None:
         super().__init__(cap)
+        self.cycle = cycle
         self.prefill_scale_factor = require_positive(
             prefill_scale_factor, "--trace-request-length-generator-prefill-scale-factor"
         )
@@ -300,7 +305,10 @@ class TraceLengths(LengthGenerator):
         return len(self._prefill)
 
     def _raw_lengths(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-        rows = slice(self._next, self._next + n)
+        if self.cycle:
+            rows = np.arange(self._next, self._next + n) % len(self._prefill)
+        else:
+            rows = slice(self._next, self._next + n)
         prefill, decode = self._prefill[rows].copy(), self._decode[rows].copy()
         self._next += len(prefill)
         return prefill, decode
@@ -314,7 +322,7 @@ class TraceLengths(LengthGenerator):
                 "--request-length-generator-provider is trace"
             )
         return cls(params.trace_file, params.prefill_scale_factor, params.decode_scale_factor,
-                   cap=cfg.request_generator_max_tokens)
+                   cap=cfg.request_generator_max_tokens, cycle=params.cycle)
 
 
 def _scale(tokens: np.ndarray, factor: float) -> np.ndarray:

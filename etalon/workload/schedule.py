@@ -10,6 +10,8 @@ lengths.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from .config import WorkloadConfig
@@ -18,6 +20,8 @@ from .lengths import make_length_generator
 from .prefixes import make_prefix_generator
 from .request import Request
 from .sessions import session_requests
+
+log = logging.getLogger(__name__)
 
 
 def workload_streams(seed: int) -> tuple[np.random.Generator, np.random.Generator]:
@@ -53,6 +57,12 @@ def build_requests(cfg: WorkloadConfig) -> list[Request]:
     times = arrival_times(intervals.intervals(max(arrivals - 1, 0)))
     prefill, decode = lengths.lengths(n)
     count = min(n, len(times) * turns, len(prefill))
+    if count < n:
+        short = "length trace" if len(prefill) < n else "arrival trace"
+        log.warning("%d requests asked, the %s gives %d: the run has %d%s", n, short,
+                    len(prefill) if len(prefill) < n else len(times) * turns, count,
+                    " (--trace-request-length-generator-cycle repeats the lengths)"
+                    if len(prefill) < n else "")
     texts = getattr(lengths, "prompts", None) or [None] * count  # a dataset's real prompts
     if turns > 1:
         return session_requests(times, prefill[:count], decode[:count], turns, texts)
