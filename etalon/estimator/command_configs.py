@@ -95,10 +95,15 @@ class DeviceCommandConfig:
                                            "context)")
     batch_size: int = option(1, "concurrent requests in the batch")
     engine: EngineConfig = embed(EngineConfig, exclude=ENGINE_UNUSED)
+    vllm_version: str = option("latest", "vLLM release whose startup memory accounting to follow, "
+                                         "0.10 or later (latest: the newest modelled, 0.21+)")
+    enforce_eager: bool = option(False, "vLLM runs with --enforce-eager: no CUDA graphs, so no "
+                                        "CUDA-graph memory is reserved")
     report: ReportOptions = embed(ReportOptions)
 
     def validate(self) -> DeviceCommandConfig:
         check_required(self)
+        self.serving()  # a malformed --vllm-version is a one-line error before any work
         return self
 
     def layout(self) -> ParallelConfig:
@@ -110,7 +115,8 @@ class DeviceCommandConfig:
     def serving(self) -> ServingConfig:
         from etalon.estimator.memory import ServingConfig
 
-        return ServingConfig.from_engine(self.engine, self.deployment.gpu_memory_utilization)
+        return ServingConfig.from_engine(self.engine, self.deployment.gpu_memory_utilization,
+                                         vllm_version=self.vllm_version, enforce_eager=self.enforce_eager)
 
 
 # --- one config per subcommand -----------------------------------------------------------------

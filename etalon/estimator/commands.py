@@ -77,7 +77,7 @@ def _memory_bars(rows: list[tuple[str, float, float, float, float]], limit_gib: 
         {
             "weights": [r[1] for r in rows],
             "peak activation": [r[2] for r in rows],
-            "runtime overhead": [r[3] for r in rows],
+            "non-torch + CUDA graphs": [r[3] for r in rows],
             "KV pool": [max(r[4], 0.0) for r in rows],
         },
         title, "GiB per device", path, limit=limit_gib, limit_label="device memory",
@@ -95,7 +95,8 @@ def _plan_text(plan: MemoryPlan) -> str:
         (f"budget (x {plan.gpu_memory_utilization:.2f})", f"{plan.budget_gib:.2f} GiB"),
         ("weights", f"{plan.weights_gib:.2f} GiB"),
         ("peak activation", f"{plan.activation_gib:.2f} GiB"),
-        ("runtime overhead", f"{plan.overhead_gib:.2f} GiB"),
+        ("non-torch memory", f"{plan.non_torch_gib:.2f} GiB"),
+        ("CUDA graphs", f"{plan.cuda_graph_gib:.2f} GiB"),
         ("KV pool", f"{plan.kv_pool_gib:.2f} GiB"),
         ("KV bytes/token (model)", f"{plan.kv_bytes_per_token:,.0f}"),
         ("KV bytes/token (device)", f"{plan.kv_bytes_per_token_per_device:,.0f}"),
@@ -105,7 +106,8 @@ def _plan_text(plan: MemoryPlan) -> str:
         ("max concurrency", f"{plan.max_concurrency:.2f} per replica, {plan.max_concurrency_all_replicas:.2f} over DP{plan.layout.dp}"),
         (f"batch of {plan.batch_size} needs", f"{plan.required_gib:.2f} GiB per device: {fits}"),
     ]
-    return block(f"Per-device memory: {plan.layout.label()}, {plan.layout.gpus} device(s)", items)
+    return block(f"Per-device memory: {plan.layout.label()}, {plan.layout.gpus} device(s), "
+                 f"{plan.vllm_accounting} memory accounting", items)
 
 
 # --- memory ------------------------------------------------------------------------------------------

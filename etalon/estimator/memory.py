@@ -1,13 +1,15 @@
 """Memory and capacity planning: weights, KV cache, activations and the KV pool per device.
 
-The KV pool follows vLLM's own accounting at startup, so the numbers here can be checked against
-its log line "Available KV cache memory":
+The KV pool follows vLLM's own startup accounting (``vllm_memory`` has each term and the vLLM
+function it mirrors), so the numbers here can be checked against its log lines "Available KV
+cache memory" and "GPU KV cache size":
 
     pool = total device memory x gpu_memory_utilization
-           - weights - peak activation of the profile run - non-torch memory
+           - weights - torch peak of the profile run - non-torch memory - CUDA-graph memory
 
 where the profile run pushes ``max_num_batched_tokens`` tokens through the model and samples
-``max_num_seqs`` sequences. The pool is split into blocks of ``block_size`` tokens over all of a
+``max_num_seqs`` sequences, and CUDA-graph memory is reserved from vLLM 0.21 on unless it runs
+with ``--enforce-eager``. The pool is split into blocks of ``block_size`` tokens over all of a
 device's layers; a request's footprint caps sliding-window layers at their window.
 """
 
@@ -19,13 +21,21 @@ from typing import NamedTuple
 
 from etalon.engine.config import EngineConfig
 from etalon.estimator.deployment_config import DeploymentConfig
-from etalon.estimator.dtypes import get_dtype
 from etalon.estimator.errors import EstimatorError
 from etalon.estimator.hardware import GiB, HardwareSpec, load_hardware
 from etalon.estimator.layout import ParallelConfig, validate_layout
 from etalon.estimator.models import load_model
 from etalon.estimator.shards import StageShard, kv_bytes_per_token_layer, resolve_dtypes, stage_shards
 from etalon.estimator.spec import ModelSpec
+from etalon.estimator.vllm_memory import (
+    LATEST,
+    AccountingProfile,
+    accounting_profile,
+    activation_dtype_bytes,
+    cuda_graph_bytes,
+    non_torch_bytes,
+    profile_run_peak_bytes,
+)
 
 
 def _default(cls: type, name: str):
@@ -39,24 +49,27 @@ class ServingConfig:
     The engine limits are ``EngineConfig``'s (vLLM's names here: ``max_num_batched_tokens`` is
     its ``max_batched_tokens``, ``max_num_seqs`` its ``max_batch_size``) and the utilization
     ``DeploymentConfig``'s, defaults included; build one from those with ``from_engine``.
-    ``non_torch_gib`` covers what PyTorch does not allocate (cuBLAS workspaces, allocator slack;
-    vLLM logs 0.1-0.4 GiB) and ``comm_buffer_gib`` the NCCL and custom all-reduce buffers of
-    multi-device layouts.
+    ``vllm_version`` picks the release's accounting (``vllm_memory.PROFILES``; default: the
+    newest), ``enforce_eager`` says vLLM captures no CUDA graphs. ``non_torch_gib`` (memory
+    outside torch on one device) and ``comm_buffer_gib`` (added per device under TP) override
+    the release's measured values when given.
     """
 
     gpu_memory_utilization: float = _default(DeploymentConfig, "gpu_memory_utilization")
     block_size: int = _default(EngineConfig, "block_size")
     max_num_batched_tokens: int = _default(EngineConfig, "max_batched_tokens")
     max_num_seqs: int = _default(EngineConfig, "max_batch_size")
-    non_torch_gib: float = 0.3
-    comm_buffer_gib: float = 0.25
+    vllm_version: str = LATEST
+    enforce_eager: bool = False
+    non_torch_gib: float | None = None
+    comm_buffer_gib: float | None = None
 
     @classmethod
     def from_engine(cls, engine: EngineConfig, gpu_memory_utilization: float | None = None,
-                    **extra: float) -> ServingConfig:
+                    **extra) -> ServingConfig:
         """The memory-relevant settings of ``engine`` (block size, step token budget, sequences
-        per step) at ``gpu_memory_utilization`` (default: ``DeploymentConfig``'s);
-        ``extra``: ``non_torch_gib`` / ``comm_buffer_gib``."""
+        per step) at ``gpu_memory_utilization`` (default: ``DeploymentConfig``'s); ``extra``:
+        ``vllm_version``, ``enforce_eager``, ``non_torch_gib``, ``comm_buffer_gib``."""
         if gpu_memory_utilization is None:
             gpu_memory_utilization = cls.gpu_memory_utilization
         return cls(gpu_memory_utilization=gpu_memory_utilization, block_size=engine.block_size,
@@ -70,8 +83,20 @@ class ServingConfig:
             value = getattr(self, key)
             if not isinstance(value, int) or value < 1:
                 raise EstimatorError(f"--{key.replace('_', '-')} must be a positive integer, got {value!r}")
-        if self.non_torch_gib < 0 or self.comm_buffer_gib < 0:
-            raise EstimatorError("non_torch_gib and comm_buffer_gib must be >= 0")
+        for key in ("non_torch_gib", "comm_buffer_gib"):
+            value = getattr(self, key)
+            if value is not None and not value >= 0:
+                raise EstimatorError(f"{key} must be >= 0, got {value!r}")
+        accounting_profile(self.vllm_version)  # raises on a malformed or unmodelled version
+
+    @property
+    def profile(self) -> AccountingProfile:
+        """The accounting of ``vllm_version``."""
+        return accounting_profile(self.vllm_version)
+
+    @property
+    def reserves_cuda_graphs(self) -> bool:
+        return self.profile.reserves_cuda_graphs and not self.enforce_eager
 
 
 class KVCapacity(NamedTuple):
@@ -105,33 +130,25 @@ def kv_bytes_per_request(model: ModelSpec, context_len: int, kv_dtype: str | Non
     return sum(per_layer * (context_len if w is None else min(context_len, w)) for w in model.layer_windows)
 
 
-def activation_bytes(model: ModelSpec, config: ServingConfig, tp: int = 1) -> float:
-    """Peak activation memory of vLLM's profile run on one device.
-
-    The forward pass holds, besides the residual stream and its normed copy (``2h``), the widest
-    transient of a layer: the attention projections, the gated MLP (``gate_up`` then the
-    activation: ``3 * I / tp``) or the fused-MoE caches (``k * (3 * I_e / tp + h)`` per token);
-    all for ``max_num_batched_tokens`` tokens in the activation dtype. Sampling ``max_num_seqs``
-    sequences then holds fp32 logits, probabilities and a sorted copy (12 bytes per vocab entry).
-    """
-    a = get_dtype(model.activation_dtype).bytes
-    h = model.hidden_size
-    attn_width = (model.num_heads * model.head_dim * 2 + 2 * model.num_kv_heads * model.head_dim) / tp
-    widest = max(attn_width, 3 * model.intermediate_size / tp)
-    if model.moe is not None:
-        m = model.moe
-        widest = max(widest, m.experts_per_token * (3 * m.expert_intermediate_size / tp + h))
-        widest += 3 * m.shared_intermediate_size / tp
-    forward = config.max_num_batched_tokens * (2 * h + widest) * a
-    sampler = config.max_num_seqs * model.vocab_size * 12
-    return forward + sampler
+def activation_bytes(model: ModelSpec, config: ServingConfig, tp: int = 1, *, ep: int = 1,
+                     dtype: str | None = None, last_stage: bool = True) -> float:
+    """Torch peak of vLLM's profile run on one device (``gpu_model_runner.profile_run``): the
+    larger of a ``max_num_batched_tokens`` forward pass and the sampling of ``max_num_seqs``
+    sequences (last pipeline stage only), plus the persistent fused-MoE workspace. The terms
+    are in ``vllm_memory``; ``dtype`` is the weight format (it sets the activation dtype when
+    it is a plain float format)."""
+    weight, _ = resolve_dtypes(model, dtype, None)
+    a = activation_dtype_bytes(model, weight)
+    return profile_run_peak_bytes(model, config.max_num_batched_tokens, config.max_num_seqs, tp, ep, a,
+                                  config.profile, last_stage, mxfp4_experts=weight.name == "mxfp4")
 
 
 # --- per-device planning ---------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class StageMemory:
-    """Memory of one device of one pipeline stage, in bytes."""
+    """Memory of one device of one pipeline stage, in bytes. ``overhead`` is everything besides
+    weights, activations and the KV pool: ``non_torch + cuda_graph``."""
 
     layers: int
     weights: float
@@ -140,6 +157,8 @@ class StageMemory:
     kv_pool: float
     kv_bytes_per_token: float
     num_blocks: int
+    non_torch: float = 0.0
+    cuda_graph: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -159,6 +178,9 @@ class MemoryPlan:
     activation_gib: float
     overhead_gib: float
     kv_pool_gib: float
+    non_torch_gib: float
+    cuda_graph_gib: float
+    vllm_accounting: str
     model_weights_gib: float
     kv_bytes_per_token: float
     kv_bytes_per_token_per_device: float
@@ -184,21 +206,30 @@ class MemoryPlan:
 
 
 def _stage_memory(shard: StageShard, model: ModelSpec, hardware: HardwareSpec, layout: ParallelConfig,
-                  config: ServingConfig) -> StageMemory:
+                  dtype: str | None, config: ServingConfig) -> StageMemory:
+    """One device of one stage as vLLM's ``determine_available_memory`` sees it."""
     budget = hardware.memory_bytes * config.gpu_memory_utilization
-    overhead = config.non_torch_gib * GiB + (config.comm_buffer_gib * GiB if layout.gpus_per_replica > 1 else 0.0)
-    activation = activation_bytes(model, config, layout.tp)
+    activation = activation_bytes(model, config, layout.tp, ep=layout.ep, dtype=dtype,
+                                  last_stage=shard.has_lm_head)
+    non_torch = non_torch_bytes(layout.tp, config.profile, config.non_torch_gib, config.comm_buffer_gib)
+    graphs = 0.0
+    if config.reserves_cuda_graphs:
+        a = activation_dtype_bytes(model, resolve_dtypes(model, dtype, None)[0])
+        graphs = cuda_graph_bytes(model, len(shard.layers), layout.tp, config.max_num_seqs,
+                                  config.max_num_batched_tokens, a)
+    overhead = non_torch + graphs
     pool = budget - shard.weight_bytes - activation - overhead
     per_token = shard.kv_bytes_per_token_total
     blocks = max(int(pool // (per_token * config.block_size)), 0) if pool > 0 else 0
-    return StageMemory(len(shard.layers), shard.weight_bytes, activation, overhead, pool, per_token, blocks)
+    return StageMemory(len(shard.layers), shard.weight_bytes, activation, overhead, pool, per_token, blocks,
+                       non_torch, graphs)
 
 
 def _stages(model: ModelSpec, hardware: HardwareSpec, layout: ParallelConfig, dtype: str | None,
             kv_dtype: str | None, config: ServingConfig) -> tuple[list[StageShard], list[StageMemory]]:
     validate_layout(model, layout)
     shards = stage_shards(model, layout.tp, layout.pp, layout.ep, dtype, kv_dtype)
-    return shards, [_stage_memory(s, model, hardware, layout, config) for s in shards]
+    return shards, [_stage_memory(s, model, hardware, layout, dtype, config) for s in shards]
 
 
 def kv_cache_capacity(
@@ -275,6 +306,9 @@ def plan_memory(
         activation_gib=worst.activation / GiB,
         overhead_gib=worst.overhead / GiB,
         kv_pool_gib=worst.kv_pool / GiB,
+        non_torch_gib=worst.non_torch / GiB,
+        cuda_graph_gib=worst.cuda_graph / GiB,
+        vllm_accounting=config.profile.label + (" (--enforce-eager)" if config.enforce_eager else ""),
         model_weights_gib=weight_bytes(model, dtype) / GiB,
         kv_bytes_per_token=kv_bytes_per_token(model, kv.name),
         kv_bytes_per_token_per_device=worst.kv_bytes_per_token,

@@ -75,7 +75,7 @@ class PlannerResult:
         """Per-device memory in GiB, the parts that fill the budget."""
         p = self.plan
         return [("weights", p.weights_gib), ("peak activation", p.activation_gib),
-                ("runtime overhead", p.overhead_gib), ("KV pool", max(p.kv_pool_gib, 0.0))]
+                ("non-torch + CUDA graphs", p.overhead_gib), ("KV pool", max(p.kv_pool_gib, 0.0))]
 
     def facts(self) -> list[tuple[str, str]]:
         """The headline numbers, labelled and formatted as the page shows them."""
