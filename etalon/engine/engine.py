@@ -155,8 +155,17 @@ class Engine:
     def reserve_decodes(self, candidates: list[Sequence]) -> list[Sequence]:
         """Gives each candidate a KV slot for its next token, preempting the most recently
         admitted running sequence when the cache is full (vLLM's rule)."""
-        granted: list[Sequence] = []
         bs = self.pool.block_size
+        # Fast path: every candidate is running and the pool has a block for each one whose
+        # last block is full, so nobody is preempted and the order does not matter
+        running = SeqState.RUNNING
+        if all(s.state is running for s in candidates):
+            full = [s for s in candidates if s.num_computed >= s.blocks * bs]
+            if len(full) <= self.pool.free:
+                for seq in full:
+                    self.grow(seq, 1)
+                return list(candidates)
+        granted: list[Sequence] = []
         for seq in candidates:
             if seq.state is not SeqState.RUNNING:
                 continue  # preempted to make room for an earlier one
@@ -217,9 +226,17 @@ class Engine:
                 self._cache_full_blocks(seq)
             if not seq.in_prefill:
                 self._emit(seq, end, out)
-        for seq in step.plan.decode:
+        emitted, finished = out.emitted, None
+        for seq in step.plan.decode:  # _emit inlined: this loop runs once per decoded token
             seq.num_computed += 1
-            self._emit(seq, end, out)
+            seq.generated += 1
+            seq.token_segments.append(end)
+            emitted.append((seq, 1))
+            if seq.generated >= seq.output_tokens:
+                finished = finished or []
+                finished.append(seq)
+        for seq in finished or ():
+            self._finish(seq, end, out)
         if out.finished:
             self.running = [s for s in self.running if s.state is SeqState.RUNNING]
             if self.idle:

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 
 from etalon.registry import raw
 
+from etalon.engine.sequence import SeqState
+
 if TYPE_CHECKING:
     from etalon.engine.engine import Engine
     from etalon.engine.sequence import Sequence
@@ -101,12 +103,15 @@ def plan_sarathi(engine: "Engine", now: float) -> "StepPlan | None":
     cfg = engine.config
     chunk_cap = cfg.chunk_size or cfg.max_batched_tokens
     plan = StepPlan()
-    plan.decode = engine.reserve_decodes([s for s in engine.running if not s.in_prefill])
+    decoding, prefilling = [], []
+    for s in engine.running:  # one pass; attributes read directly (once per running sequence)
+        (prefilling if s.num_computed < s.prefill_target else decoding).append(s)
+    plan.decode = engine.reserve_decodes(decoding)
     budget = cfg.max_batched_tokens - len(plan.decode)
-    for seq in list(engine.running):
+    for seq in prefilling:
         if budget <= 0:
             break
-        if seq.in_prefill and seq in engine.running:
+        if seq.state is SeqState.RUNNING:  # not preempted by the decodes' reservations
             chunk = min(seq.remaining_prefill, budget, chunk_cap)
             if not engine.grow(seq, chunk):
                 break

@@ -74,9 +74,23 @@ class Sequence:
 
     def token_times(self) -> np.ndarray:
         """Every emitted token's time, in order."""
-        if not self.token_segments:
+        segments = self.token_segments
+        if not segments:
             return np.empty(0)
-        return np.concatenate([s if type(s) is np.ndarray else (s,) for s in self.token_segments])
+        # runs of single times become one array each, so concatenate sees a few parts, not one
+        # tuple per token
+        parts, run = [], []
+        for s in segments:
+            if type(s) is np.ndarray:
+                if run:
+                    parts.append(np.array(run))
+                    run = []
+                parts.append(s)
+            else:
+                run.append(s)
+        if run:
+            parts.append(np.array(run))
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def __repr__(self) -> str:
         return (f"Sequence({self.request_id}, {self.state.value}, computed={self.num_computed}/"

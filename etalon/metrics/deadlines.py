@@ -205,29 +205,43 @@ def evaluate_timelines(
     A row's TTFT deadline is its own (``tl.ttft``) where set, else ``ttft_deadline``; a row
     with neither has no first-token deadline (its first token is neither on time nor missed).
     """
-    if tbt_deadline <= 0:
-        raise UserError(f"tbt_deadline must be > 0 seconds, got {tbt_deadline}")
-    n = len(tl)
-    on_time = np.zeros(n, dtype=np.int64)
-    misses = np.zeros(n)  # float: exact for integers below 2**53, and no casts per step
-    first = np.zeros(n)
+    on_time, misses, first = evaluate_many(tl, ttft_deadline, np.array([tbt_deadline], dtype=float))
+    return on_time[0], misses[0], first[0]
+
+
+def evaluate_many(
+    tl: Timelines, ttft_deadline: float | None, tbt_deadlines: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`evaluate_timelines` at K TBT deadlines at once: ``(K, rows)`` int arrays.
+
+    One walk over the token columns serves every deadline (a miss-rate curve, a step of the
+    fluid-rate search), so the per-column Python cost is paid once, not K times.
+    """
+    tbt = np.asarray(tbt_deadlines, dtype=float).reshape(-1, 1)
+    if (tbt <= 0).any():
+        raise UserError(f"tbt_deadline must be > 0 seconds, got {float(tbt.min())}")
+    k, n = len(tbt), len(tl)
+    on_time = np.zeros((k, n), dtype=np.int64)
+    misses = np.zeros((k, n))  # float: exact for integers below 2**53, and no casts per step
+    first = np.zeros((k, n))
     if n == 0:
         return on_time, misses.astype(np.int64), first.astype(np.int64)
     t = tl.column(0)
-    deadline = tl.t0 + tl.ttft_deadlines(ttft_deadline)
-    judged = ~np.isnan(deadline)
+    due = tl.t0 + tl.ttft_deadlines(ttft_deadline)
+    judged = ~np.isnan(due)
     if not judged.all():
         # Without a TTFT deadline the first token is not judged and anchors the schedule.
-        deadline = np.where(judged, deadline, t)
-    first = _check(t, deadline, tbt_deadline, on_time, misses, judged)
+        due = np.where(judged, due, t)
+    deadline = np.repeat(due[None, :], k, axis=0)
+    first = _check(t, deadline, tbt, on_time, misses, judged)
     np.maximum(deadline, t, out=deadline)
-    deadline += tbt_deadline
+    deadline += tbt
     for i in range(1, len(tl.active)):
         t = tl.column(i)
-        d = deadline[: len(t)]
-        _check(t, d, tbt_deadline, on_time, misses)
+        d = deadline[:, : len(t)]
+        _check(t, d, tbt, on_time, misses)
         np.maximum(d, t, out=d)  # the next deadline is max(d, t) + D_tbt (in place)
-        d += tbt_deadline
+        d += tbt
     return on_time, misses.astype(np.int64), first.astype(np.int64)
 
 
@@ -242,9 +256,10 @@ def miss_rates(tl: Timelines, ttft_deadline: float | None,
     return on_time, misses, first, misses[counted] / total[counted]
 
 
-def _check(t: np.ndarray, d: np.ndarray, tbt: float, on_time: np.ndarray,
+def _check(t: np.ndarray, d: np.ndarray, tbt: np.ndarray, on_time: np.ndarray,
            misses: np.ndarray, counted: np.ndarray | None = None) -> np.ndarray:
-    """Charges rows ``[:len(t)]`` for tokens at ``t`` due at ``d``; returns the new misses.
+    """Charges columns ``[:len(t)]`` of every deadline's row (``d``, ``on_time`` and ``misses``
+    are ``(K, rows)``, ``tbt`` is ``(K, 1)``) for tokens at ``t``; returns the new misses.
 
     A late token costs ``floor((t - d) / tbt) + 1``; an on-time one (``t <= d``) costs 0 and
     counts as on time unless ``counted`` (a row mask) says the token is not a deadline.
@@ -255,8 +270,8 @@ def _check(t: np.ndarray, d: np.ndarray, tbt: float, on_time: np.ndarray,
     late = over > 0
     charged = np.floor(np.clip(over / tbt, 0, _MAX_PERIODS)) + 1
     charged[~late] = 0
-    on_time[:a] += ~late if counted is None else ~late & counted
-    misses[:a] += charged
+    on_time[:, :a] += ~late if counted is None else ~late & counted
+    misses[:, :a] += charged
     return charged
 
 

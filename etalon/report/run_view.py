@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 
 from etalon.metrics.columns import RunColumns
-from etalon.metrics.deadlines import Timelines, miss_rates, run_wide_ttft
+from etalon.metrics.deadlines import Timelines, evaluate_many, run_wide_ttft
 from etalon.metrics.latency import latency_series
 from etalon.report.charts import Chart, Series
 from etalon.report.downsample import (
@@ -213,7 +213,10 @@ def miss_rate_curve(runs: list[RunCharts]) -> Chart:
         if len(tl) == 0:
             continue
         ttft = run_wide_ttft(params.get("ttft_deadline_s"))
-        mean = [float(np.mean(miss_rates(tl, ttft, float(d))[3])) for d in grid]
+        on_time, misses, _ = evaluate_many(tl, ttft, grid)
+        total = on_time + misses
+        mean = [float(np.mean(m[c] / t[c])) if c.any() else float("nan")
+                for m, t, c in zip(misses, total, total > 0)]
         chart.series.append(Series(r.label, grid * 1e3, mean, "line", i))
         if target is not None:
             chart.vlines.append({"x": target * 1e3, "label": "target", "group": i})
