@@ -187,3 +187,31 @@ def test_summary_hit_rate_is_hit_over_looked_up_tokens():
     assert pc["hit_tokens"] == 576 and pc["evicted_blocks"] == 0
     # one shared 4-block prefix plus each request's own full block (64..80)
     assert pc["cached_blocks_at_end"] == 4 + 10
+
+
+def test_hit_rate_over_time_from_the_simulated_counters():
+    # Request i (one group, 64-token prefix + 20 own tokens) arrives at i + 0.5 s: the scrape
+    # at second k has seen k lookups of 84 tokens, k - 1 of which found the 64-token prefix.
+    # Per second the hit rate is 0 (the cold first lookup), then 64 / 84 every later second.
+    from types import SimpleNamespace
+
+    from etalon.metrics.server_series import PREFIX_HITS, PREFIX_QUERIES, per_time
+    from etalon.report.run_view import prefix_hit_rate_over_time
+    from etalon.simulator.results import server_series
+
+    res = simulation(ParametricPerfModel(**FLAT)).run(
+        [Request(i, i + 0.5, 84, 3, 0, 64) for i in range(10)])
+    df = server_series(res)
+    queries, hits = per_time(df, PREFIX_QUERIES), per_time(df, PREFIX_HITS)
+    assert list(queries.index) == [float(k) for k in range(11)]
+    assert list(queries) == [84.0 * k for k in range(11)]
+    assert list(hits) == [0.0, 0.0] + [64.0 * (k - 1) for k in range(2, 11)]
+    run = SimpleNamespace(label="sim", t0=0.0, run=SimpleNamespace(server_metrics=df))
+    chart = prefix_hit_rate_over_time([run])
+    (series,) = chart.series
+    np.testing.assert_allclose(series.x, np.arange(10.0))
+    np.testing.assert_allclose(series.y, [0.0] + [64 / 84] * 9)
+    # without prefix caching the simulator writes no such counters, and the chart is empty
+    off = simulation(ParametricPerfModel(**FLAT), caching=False).run(
+        [Request(i, i + 0.5, 84, 3, 0, 64) for i in range(10)])
+    assert PREFIX_QUERIES not in set(server_series(off)["name"])

@@ -21,7 +21,7 @@ from etalon.report.downsample import (
     bin_edges, cdf_points, level_at, rate_per_bin, step_mean_per_bin, thin,
 )
 from etalon.engine.gauges import KV_USAGE, RUNNING, WAITING
-from etalon.metrics.server_series import per_time
+from etalon.metrics.server_series import PREFIX_HITS, PREFIX_QUERIES, per_time, resample
 from etalon.report.run_dir import RunDir
 
 CDFS: tuple[tuple[str, str, str], ...] = (
@@ -63,6 +63,7 @@ def build_charts(runs: list[RunCharts]) -> list[Chart]:
                                        miss_rate_curve)]
     charts += [timeline_chart(runs, *spec) for spec in TIMELINE_CHARTS]
     charts += [server_chart(runs, *spec) for spec in SERVER_CHARTS]
+    charts.append(prefix_hit_rate_over_time(runs))
     return [c for c in charts if not c.empty]
 
 
@@ -194,6 +195,32 @@ def server_chart(runs: list[RunCharts], name: str, title: str, ylabel: str) -> C
     return Chart(f"server_{name.split(':')[-1]}", title, "time since the run start (s)", ylabel,
                  _each(runs, make), ymin=0,
                  note=f"{name}, engines added up (a fraction averaged); at most {TIME_BINS} bins")
+
+
+def prefix_hit_rate_over_time(runs: list[RunCharts]) -> Chart:
+    """The prefix cache's hit rate in each time bin: prompt tokens found in the cache over those
+    looked up, both read as increases of the server's two counters (vLLM's, or the
+    simulator's under the same names), so a cache warming up or thrashing shows."""
+    def make(i: int, r: RunCharts) -> list[Series]:
+        df = r.run.server_metrics
+        if df is None or df.empty:
+            return []
+        queries, hits = per_time(df, PREFIX_QUERIES), per_time(df, PREFIX_HITS)
+        both = queries.index.intersection(hits.index)
+        if len(both) < 2:
+            return []
+        t = both.to_numpy(float)
+        edges = bin_edges(float(t.min()), float(t.max()), min(TIME_BINS, len(t) - 1))
+        asked = np.diff(resample(t, queries[both].to_numpy(float), edges))
+        found = np.diff(resample(t, hits[both].to_numpy(float), edges))
+        some = asked > 0
+        return [Series(r.label, (edges[:-1] - r.t0)[some], found[some] / asked[some], "step", i)]
+
+    return Chart("server_prefix_hit_rate", "Prefix-cache hit rate over time (server /metrics)",
+                 "time since the run start (s)", "prompt tokens found / looked up",
+                 _each(runs, make), ymin=0, ymax=1,
+                 note=f"increase of {PREFIX_HITS} over that of {PREFIX_QUERIES} in each bin "
+                      f"(bins without a lookup left out)")
 
 
 def miss_rate_curve(runs: list[RunCharts]) -> Chart:

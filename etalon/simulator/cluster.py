@@ -24,8 +24,9 @@ class Replica:
     step: Step | None = None
     times: np.ndarray | None = None  # end times of the decode steps of a fast-forward segment
     version: int = 0  # bumps when a segment is cut short, so its old completion event is stale
-    # time series, one sample per scheduled step or segment: (t, batch, waiting, kv blocks used)
-    samples: list[tuple[float, int, int, int]] = field(default_factory=list)
+    # time series, one sample per scheduled step or segment: (t, batch, waiting, kv blocks used,
+    # prompt tokens looked up in the prefix cache so far, and found there so far)
+    samples: list[tuple[float, int, int, int, int, int]] = field(default_factory=list)
 
     @property
     def busy(self) -> bool:

@@ -12,6 +12,14 @@ import numpy as np
 from etalon.simulator.simulation import SimResult
 
 
+SAMPLE_COLUMNS = 6  # Replica.samples: t, batch, waiting, kv blocks, prefix queries, prefix hits
+
+
+def _samples(replica) -> np.ndarray:
+    """A replica's step samples as a (steps, SAMPLE_COLUMNS) float array."""
+    return np.array(replica.samples, dtype=float).reshape(-1, SAMPLE_COLUMNS)
+
+
 def _time_weighted_mean(samples: np.ndarray, column: int, end: float) -> float:
     if len(samples) == 0:
         return 0.0
@@ -49,7 +57,7 @@ def simulation_summary(result: SimResult) -> dict:
     makespan = max(result.end_time, 1e-12)
     for r in result.replicas:
         eng = r.engine
-        s = np.array(r.samples, dtype=float).reshape(-1, 4)
+        s = _samples(r)
         replicas.append({
             "replica_id": r.replica_id, "pool": r.pool,
             "utilization": eng.busy_time / makespan,
@@ -90,7 +98,7 @@ def write_timeline(result: SimResult, out_dir: str | Path) -> dict[str, Path]:
 
     frames = []
     for r in result.replicas:
-        s = np.array(r.samples, dtype=float).reshape(-1, 4)
+        s = _samples(r)
         frames.append(pd.DataFrame({
             "replica_id": np.full(len(s), r.replica_id, dtype=np.int64), "pool": r.pool,
             "time": s[:, 0], "batch_size": s[:, 1].astype(np.int64),
@@ -120,7 +128,7 @@ def plot_timelines(result: SimResult, out_dir: str | Path) -> dict[str, Path]:
                              (3, "kv_memory_over_time", "KV cache in use (fraction)")):
         fig, ax = plt.subplots(figsize=(7, 3.5))
         for r in result.replicas:
-            s = np.array(r.samples, dtype=float).reshape(-1, 4)
+            s = _samples(r)
             if len(s) == 0:
                 continue
             y = s[:, col] / r.engine.pool.num_blocks if col == 3 else s[:, col]
@@ -143,21 +151,25 @@ SERIES_INTERVAL_S = 1.0  # a scraper's usual period (run_benchmark's --server-me
 def server_series(result: SimResult, interval_s: float = SERIES_INTERVAL_S) -> "pd.DataFrame":
     """The engines' state as a scraper would have seen it every ``interval_s``, under vLLM's
     ``/metrics`` names (``engine/gauges.py``), one label set per replica: the batch, the queue
-    and KV use of the step in progress (or the last one started) at each scrape."""
+    and KV use of the step in progress (or the last one started) at each scrape, and with prefix
+    caching the prompt tokens looked up in and found in the cache so far."""
     import json
 
     import pandas as pd
 
     from etalon.engine.gauges import KV_USAGE, RUNNING, WAITING
-    from etalon.metrics.server_series import COLUMNS, resample
+    from etalon.metrics.server_series import COLUMNS, PREFIX_HITS, PREFIX_QUERIES, resample
 
     grid = np.arange(0.0, result.end_time + interval_s, interval_s)
     frames = []
     for r in result.replicas:
-        s = np.array(r.samples, dtype=float).reshape(-1, 4)
+        s = _samples(r)
         labels = json.dumps({"engine": str(r.replica_id), "pool": r.pool}, sort_keys=True)
         blocks = max(r.engine.pool.num_blocks, 1)
-        for name, col, scale in ((RUNNING, 1, 1.0), (WAITING, 2, 1.0), (KV_USAGE, 3, 1.0 / blocks)):
+        series = [(RUNNING, 1, 1.0), (WAITING, 2, 1.0), (KV_USAGE, 3, 1.0 / blocks)]
+        if r.engine.caching:  # counters, named as a scrape of vLLM's text format has them
+            series += [(PREFIX_QUERIES, 4, 1.0), (PREFIX_HITS, 5, 1.0)]
+        for name, col, scale in series:
             values = resample(s[:, 0], s[:, col] * scale, grid) if len(s) else np.zeros(len(grid))
             frames.append(pd.DataFrame({"time_s": grid, "name": name, "labels": labels,
                                         "value": values}))

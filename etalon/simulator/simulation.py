@@ -182,7 +182,8 @@ class Simulation:
         replica.step = step
         replica.version += 1
         replica.samples.append((self.now, len(step.plan.decode) + len(step.plan.prefill),
-                                len(engine.waiting), engine.pool.used))
+                                len(engine.waiting), engine.pool.used,
+                                engine.prefix_query_tokens, engine.prefix_hit_tokens))
         self._push(end, STEP_DONE, self._step_done, replica, replica.version)
 
     def _wake(self, replica: Replica, version: int) -> None:
