@@ -74,6 +74,9 @@ def simulate(cfg: SimConfig, *, quiet: bool = False, report: bool | None = None)
     paths.update(write_timeline(result, out))
     if not cfg.outputs.no_plots:
         paths.update(plot_timelines(result, out))
+    # The report reads the run back from its files: let the records and their columns go first,
+    # or a 100k-request run holds two copies of its 44 M token times at once.
+    del result, measured, columns
     if (not quiet if report is None else report) and not cfg.outputs.no_report:
         from etalon.report.html import write_run_report
 
