@@ -31,7 +31,7 @@ from etalon.client.base import ClientConfig, Clock, make_client
 from etalon.records import RequestRecord
 from etalon.workload.intervals import ClosedLoop
 from etalon.workload.request import Request
-from etalon.workload.sessions import Sessions
+from etalon.workload.sessions import Sessions, after_turn
 
 
 @dataclass
@@ -249,7 +249,7 @@ class LoadGenerator:
                                               scheduled)
             if not running or answer is None:
                 return  # cancelled, or a failed turn: the conversation cannot go on
-            history = prompt + answer + "\n\n"
+            history = after_turn(prompt, answer)
             scheduled = clock.now() + self.sessions.think_time_s
 
     async def _one(self, client, gate: asyncio.Semaphore, request: Request, prompt: str,

@@ -45,7 +45,8 @@ class WorkloadConfig:
            "sessions that arrive by the interval generator, each turn's prompt the whole "
            "conversation so far (previous prompts and answers) plus a new message.")
     session_think_time_s: float = option(
-        0.0, "Seconds between a turn's answer and its session's next turn.")
+        0.0, "Seconds between a turn's answer and its session's next turn (--session-turns, or "
+             "a dataset's whole conversations).")
     interval_params: dict[str, Any] = per_entry("interval_generator")
     length_params: dict[str, Any] = per_entry("length_generator")
     prefix_params: dict[str, Any] = per_entry("prefix_generator")
@@ -81,6 +82,14 @@ class WorkloadConfig:
         require_int_at_least(self.request_generator_max_tokens, 2, MAX_TOKENS_FLAG)
         require_int_at_least(self.session_turns, 1, "--session-turns")
         require_non_negative(self.session_think_time_s, "--session-think-time-s")
+        if self.own_sessions and self.session_turns > 1:
+            raise UserError("--session-turns and --dataset-request-length-generator-conversations "
+                            "whole do not combine: each conversation of the file is a session "
+                            "of its own turns; drop --session-turns")
+        if self.own_sessions and self.request_interval_generator_provider == "closed_loop":
+            raise UserError("--dataset-request-length-generator-conversations whole needs an "
+                            "arrival process for the sessions, not closed_loop (a session is "
+                            "already a closed loop within itself)")
         if self.session_turns > 1 and self.request_interval_generator_provider == "closed_loop":
             raise UserError("--session-turns > 1 needs an arrival process for the sessions, not "
                             "closed_loop (a session is already a closed loop within itself)")
@@ -97,8 +106,16 @@ class WorkloadConfig:
         make_prefix_generator(self, np.random.default_rng(0))
         return self
 
+    @property
+    def own_sessions(self) -> bool:
+        """The length generator makes the sessions itself (a dataset's whole conversations, each
+        its own number of turns) instead of ``--session-turns``."""
+        return bool(getattr(self.lengths, "own_sessions", False))
+
     def sessions(self) -> Sessions | None:
         """How a multi-turn workload chains its turns; None for independent requests."""
+        if self.own_sessions:
+            return Sessions(None, self.session_think_time_s)
         if self.session_turns <= 1:
             return None
         return Sessions(self.session_turns, self.session_think_time_s)

@@ -28,6 +28,7 @@ from .traces import read_length_trace
 
 if TYPE_CHECKING:
     from .config import WorkloadConfig
+    from .sessions import TurnPlan
 
 MAX_TOKENS_FLAG = "--request-generator-max-tokens"
 
@@ -98,6 +99,12 @@ class LengthGenerator(ABC):
     @abstractmethod
     def _raw_lengths(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Lengths before the cap; each entry >= 1."""
+
+    def session_plan(self, n: int) -> TurnPlan | None:
+        """``n`` requests as the turns of the generator's own sessions, when its data has them
+        (a dataset's whole conversations); None: it draws independent lengths (which
+        ``--session-turns`` may chain into sessions)."""
+        return None
 
     @classmethod
     @abstractmethod

@@ -19,7 +19,7 @@ from .intervals import make_interval_generator
 from .lengths import make_length_generator
 from .prefixes import make_prefix_generator
 from .request import Request
-from .sessions import session_requests
+from .sessions import fixed_turns, session_requests
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,14 @@ def build_requests(cfg: WorkloadConfig) -> list[Request]:
     intervals = make_interval_generator(cfg, interval_rng)
     lengths = make_length_generator(cfg, length_rng)
     n = cfg.max_num_completed_requests
+    plan = lengths.session_plan(n)  # a dataset's whole conversations, each a session
+    if plan is not None:
+        times = arrival_times(intervals.intervals(max(plan.num_sessions - 1, 0)))
+        if len(times) < plan.num_sessions:
+            log.warning("%d sessions planned, the arrival trace gives %d: the run has %d",
+                        plan.num_sessions, len(times), len(times))
+            plan = plan.head(len(times))
+        return session_requests(times, plan)
     turns = cfg.session_turns
     arrivals = -(-n // turns)  # sessions (each of `turns` requests), or requests
     times = arrival_times(intervals.intervals(max(arrivals - 1, 0)))
@@ -65,7 +73,8 @@ def build_requests(cfg: WorkloadConfig) -> list[Request]:
                     if len(prefill) < n else "")
     texts = getattr(lengths, "prompts", None) or [None] * count  # a dataset's real prompts
     if turns > 1:
-        return session_requests(times, prefill[:count], decode[:count], turns, texts)
+        return session_requests(times, fixed_turns(prefill[:count], decode[:count], turns,
+                                                   texts[:count]))
     prefill, decode, prefixes = make_prefix_generator(cfg, prefix_stream(cfg.seed)).apply(
         prefill, decode)
     return [Request(i, float(times[i]), int(prefill[i]), int(decode[i]),
