@@ -17,26 +17,47 @@ from __future__ import annotations
 import copy
 import sys
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
+from etalon.cli_errors import UserError
 from etalon.metrics.intervals import (
     METRICS,
     PERCENTILES,
+    check_level,
     format_intervals,
     intervals_to_dict,
     latency_percentiles,
     percentile_intervals,
 )
+from etalon.options import option
 from etalon.report.files import write_csv, write_json
 from etalon.workload.schedule import build_requests
 
 PROG = "etalon.run_benchmark"
 
 
+@dataclass
+class RepeatConfig:
+    """Repeated runs of one workload, and the interval their spread gives."""
+
+    num_repeats: int = option(1, "run the workload N times against the same server, each in "
+                                 "its own subfolder (repeat_1, ...) with workload seed --seed "
+                                 "+ k - 1, and give each latency percentile's interval over "
+                                 "the repeats (repeats.json, repeats.csv)", metavar="N")
+    repeat_same_seed: bool = option(False, "every repeat sends the same requests (--seed): "
+                                           "the interval is the server's run-to-run noise alone")
+    interval_level: float = option(0.9, "coverage the repeats' intervals aim at (a fraction)")
+
+    def validate(self) -> None:
+        if self.num_repeats < 1:
+            raise UserError(f"--num-repeats must be >= 1, got {self.num_repeats}")
+        check_level(self.interval_level)
+
+
 def repeat_configs(cfg, base: Path) -> list:
     """One ``BenchmarkConfig`` per repeat: its seed, its folder, a single run each."""
-    from etalon.run_benchmark import RepeatConfig
-
     out = []
     for k in range(1, cfg.repeats.num_repeats + 1):
         c = copy.deepcopy(cfg)
@@ -50,11 +71,12 @@ def repeat_configs(cfg, base: Path) -> list:
     return out
 
 
-def run_repeats(cfg) -> int:
-    from etalon.run_benchmark import APPENDED, _ttft_deadlines, run_once
-
+def run_repeats(cfg, run_once: Callable, ttft_deadlines: Callable, appended: tuple[str, ...]) -> int:
+    """Runs every repeat of ``cfg`` (a ``BenchmarkConfig``): ``run_once(cfg, client, out,
+    requests, deadlines)`` runs one (``etalon.run_benchmark``'s), ``ttft_deadlines(cfg,
+    requests)`` gives its per-request TTFT deadlines, ``appended`` the files it appends to."""
     base = cfg.outputs.prepare()
-    plans = [(c, reqs, _ttft_deadlines(c, reqs))
+    plans = [(c, reqs, ttft_deadlines(c, reqs))
              for c in repeat_configs(cfg, base) for reqs in [build_requests(c.workload)]]
     done: list[dict] = []
     with ExitStack() as stack:
@@ -62,7 +84,7 @@ def run_repeats(cfg) -> int:
         for k, (c, requests, deadlines) in enumerate(plans, 1):
             print(f"{PROG}: repeat {k}/{len(plans)} (seed {c.workload.seed})", file=sys.stderr,
                   flush=True)
-            out = c.outputs.prepare(fresh=APPENDED)
+            out = c.outputs.prepare(fresh=appended)
             outcome = run_once(c, client, out, requests, deadlines)
             done.append({"repeat": k, "seed": c.workload.seed, "output_dir": str(out),
                          "num_records": len(outcome.records),

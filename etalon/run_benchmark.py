@@ -32,32 +32,13 @@ from etalon.metrics.targets import DeadlineTargets
 from etalon.commands import entry_points
 from etalon.options import add_config_file_flag, add_options, config_from_args, embed, option, to_mapping
 from etalon.records import RecordWriter, RequestRecord
+from etalon.repeats import RepeatConfig
 from etalon.report.outputs import OutputConfig, WandbConfig
 from etalon.workload.config import WorkloadConfig
 from etalon.workload.schedule import build_requests
 
 PROG = "etalon.run_benchmark"
 DESCRIPTION = "An open-loop benchmark of an OpenAI-compatible server."
-
-
-@dataclass
-class RepeatConfig:
-    """Repeated runs of one workload, and the interval their spread gives."""
-
-    num_repeats: int = option(1, "run the workload N times against the same server, each in "
-                                 "its own subfolder (repeat_1, ...) with workload seed --seed "
-                                 "+ k - 1, and give each latency percentile's interval over "
-                                 "the repeats (repeats.json, repeats.csv)", metavar="N")
-    repeat_same_seed: bool = option(False, "every repeat sends the same requests (--seed): "
-                                           "the interval is the server's run-to-run noise alone")
-    interval_level: float = option(0.9, "coverage the repeats' intervals aim at (a fraction)")
-
-    def validate(self) -> None:
-        from etalon.metrics.intervals import check_level
-
-        if self.num_repeats < 1:
-            raise UserError(f"--num-repeats must be >= 1, got {self.num_repeats}")
-        check_level(self.interval_level)
 
 
 @dataclass
@@ -154,7 +135,7 @@ def run(cfg: BenchmarkConfig) -> int:
     if cfg.repeats.num_repeats > 1:
         from etalon.repeats import run_repeats
 
-        return run_repeats(cfg)
+        return run_repeats(cfg, run_once, _ttft_deadlines, APPENDED)
     requests = build_requests(cfg.workload)
     ttft_deadlines = _ttft_deadlines(cfg, requests)
     out = cfg.outputs.prepare(fresh=APPENDED)

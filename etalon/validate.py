@@ -30,7 +30,7 @@ from etalon.metrics.latency import latency_series
 from etalon.options import add_options, apply_namespace, check_required, embed, option
 from etalon.record_table import read_records
 from etalon.report.files import write_csv
-from etalon.simulator.intervals import IntervalConfig
+from etalon.metrics.intervals import IntervalConfig
 
 PROG = "etalon.validate"
 DESCRIPTION = "Does the model predict the live run? Predicted vs measured."

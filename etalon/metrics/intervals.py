@@ -15,7 +15,8 @@ more such draw — the measured run is one:
   ``L`` given ``n`` draws.
 
 ``method`` says which; ``level`` is the coverage the interval claims (order statistics may give a
-little more than asked). Units are those of the values (seconds here).
+little more than asked). Units are those of the values (seconds here). ``IntervalConfig`` holds
+the ``--intervals`` settings ``simulate`` and ``validate`` share.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import numpy as np
 
 from etalon.cli_errors import UserError
 from etalon.metrics.latency import latency_series
+from etalon.options import option
 
 #: the latency metrics and percentiles a prediction's interval is given for
 METRICS = ("ttft", "tbt", "e2e_latency")
@@ -42,6 +44,36 @@ def latency_percentiles(records) -> dict[str, dict[int, float | None]]:
         values = series[m].values
         out[m] = {q: (float(np.percentile(values, q)) if len(values) else None) for q in PERCENTILES}
     return out
+
+
+#: what a prediction's replicas may vary (``etalon.simulator.intervals``)
+SOURCES = ("both", "fit", "workload")
+
+
+@dataclass
+class IntervalConfig:
+    """How many replicas a prediction's interval is drawn from, and of what."""
+
+    intervals: int = option(0, "also give each latency percentile an interval from N replicas of "
+                               "the prediction (bootstrap refits of the profile's measurements "
+                               "and fresh workload seeds; 20 gives 90 %; 0: none)", metavar="N")
+    interval_level: float = option(0.9, "coverage the intervals aim at (a fraction)")
+    interval_seed: int = option(0, "seed of the bootstrap draws (same seed, same replicas)")
+    interval_sources: str = option("both", "what the replicas vary: the profile's fit, the "
+                                           "workload's seed, or both", choices=SOURCES)
+
+    def validate(self) -> IntervalConfig:
+        if self.intervals < 0 or self.intervals == 1:
+            raise UserError(f"--intervals must be 0 (none) or >= 2 replicas, got {self.intervals}")
+        check_level(self.interval_level)
+        if self.interval_sources not in SOURCES:
+            raise UserError(f"--interval-sources: unknown {self.interval_sources!r}; valid: "
+                            f"{', '.join(SOURCES)}")
+        return self
+
+    @property
+    def wanted(self) -> set[str]:
+        return {"fit", "workload"} if self.interval_sources == "both" else {self.interval_sources}
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from etalon.metrics.targets import DeadlineTargets
 from etalon.options import embed, from_mapping, option, to_mapping
 from etalon.perf.config import PerfModelConfig
 from etalon.report.outputs import OutputConfig
-from etalon.simulator.intervals import IntervalConfig
+from etalon.metrics.intervals import IntervalConfig
 from etalon.workload.config import WorkloadConfig
 
 

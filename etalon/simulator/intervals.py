@@ -20,43 +20,13 @@ from typing import Callable
 
 from etalon.cli_errors import UserError
 from etalon.metrics.intervals import (
-    check_level,
+    IntervalConfig,
     intervals_to_dict,
     latency_percentiles,
     percentile_intervals,
 )
-from etalon.options import option
 from etalon.workload.config import WorkloadConfig
 from etalon.workload.request import Request
-
-SOURCES = ("both", "fit", "workload")
-
-
-@dataclass
-class IntervalConfig:
-    """How many replicas a prediction's interval is drawn from, and of what."""
-
-    intervals: int = option(0, "also give each latency percentile an interval from N replicas of "
-                               "the prediction (bootstrap refits of the profile's measurements "
-                               "and fresh workload seeds; 20 gives 90 %; 0: none)", metavar="N")
-    interval_level: float = option(0.9, "coverage the intervals aim at (a fraction)")
-    interval_seed: int = option(0, "seed of the bootstrap draws (same seed, same replicas)")
-    interval_sources: str = option("both", "what the replicas vary: the profile's fit, the "
-                                           "workload's seed, or both", choices=SOURCES)
-
-    def validate(self) -> IntervalConfig:
-        if self.intervals < 0 or self.intervals == 1:
-            raise UserError(f"--intervals must be 0 (none) or >= 2 replicas, got {self.intervals}")
-        check_level(self.interval_level)
-        if self.interval_sources not in SOURCES:
-            raise UserError(f"--interval-sources: unknown {self.interval_sources!r}; valid: "
-                            f"{', '.join(SOURCES)}")
-        return self
-
-    @property
-    def wanted(self) -> set[str]:
-        return {"fit", "workload"} if self.interval_sources == "both" else {self.interval_sources}
-
 
 @dataclass
 class Replicas:
