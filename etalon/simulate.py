@@ -70,7 +70,7 @@ def simulate(cfg: SimConfig, *, quiet: bool = False, report: bool | None = None)
     summary["server_metrics"] = _server_metrics(result, out)
     table = None
     if cfg.intervals.intervals:
-        summary["intervals"], table = _intervals(cfg, requests, measured, quiet)
+        summary["intervals"], table = _intervals(cfg, requests, measured)
     paths = write_run_outputs(out, columns, summary, {"simulation": cfg.to_dict()},
                               plots=not cfg.outputs.no_plots,
                               stored=result.records if len(measured) < len(result.records) else None)
@@ -92,7 +92,7 @@ def simulate(cfg: SimConfig, *, quiet: bool = False, report: bool | None = None)
     return summary
 
 
-def _intervals(cfg: SimConfig, requests, measured, quiet: bool) -> tuple[dict, str]:
+def _intervals(cfg: SimConfig, requests, measured) -> tuple[dict, str]:
     """The summary's ``intervals`` section (``etalon.simulator.intervals``) and its table."""
     from etalon.metrics.intervals import format_intervals, latency_percentiles
     from etalon.simulator.intervals import interval_section, simulate_replicas

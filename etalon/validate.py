@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 from pathlib import Path
 
@@ -25,12 +25,17 @@ import numpy as np
 from etalon.cli_errors import UserError
 from etalon.commands import entry_points
 from etalon.engine.config import EngineConfig
-from etalon.metrics.intervals import METRICS, PERCENTILES, coverage, latency_percentiles
+from etalon.metrics.intervals import (
+    METRICS,
+    PERCENTILES,
+    IntervalConfig,
+    coverage,
+    latency_percentiles,
+)
 from etalon.metrics.latency import latency_series
 from etalon.options import add_options, apply_namespace, check_required, embed, option
 from etalon.record_table import read_records
 from etalon.report.files import write_csv
-from etalon.metrics.intervals import IntervalConfig
 
 PROG = "etalon.validate"
 DESCRIPTION = "Does the model predict the live run? Predicted vs measured."
@@ -133,12 +138,19 @@ def _intervals(args: ValidateConfig, out: Path, point: dict) -> tuple[dict, dict
     from etalon.workload.replay import requests_from_records
 
     settings = args.intervals
-    workload = live_workload(args.requests) if "workload" in settings.wanted else None
+    workload, why = None, "the run's folder has no config.json with its workload"
+    if "workload" in settings.wanted:
+        try:
+            workload = live_workload(args.requests)
+        except UserError as exc:  # e.g. a trace file named relative to where the run ran
+            why = f"the run's workload cannot be drawn again here ({exc})"
     cfg = _sim_config(args, out, "profiled", profile=args.profile)
+    if "workload" in settings.wanted and workload is None and settings.interval_sources == "both":
+        settings = replace(settings, interval_sources="fit")
     replicas = simulate_replicas(cfg, requests_from_records(args.requests), settings,
                                  workload=workload)
-    if "workload" in settings.wanted and workload is None:
-        replicas.notes.append("workload: the run's folder has no config.json with its workload")
+    if "workload" in args.intervals.wanted and workload is None:
+        replicas.notes.append(f"workload: {why}")
     return interval_section(point, replicas, settings)
 
 

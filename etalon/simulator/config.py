@@ -16,11 +16,11 @@ from typing import Any
 from etalon.cli_errors import UserError
 from etalon.engine.config import EngineConfig
 from etalon.estimator.deployment_config import DeploymentConfig
+from etalon.metrics.intervals import IntervalConfig
 from etalon.metrics.targets import DeadlineTargets
 from etalon.options import embed, from_mapping, option, to_mapping
 from etalon.perf.config import PerfModelConfig
 from etalon.report.outputs import OutputConfig
-from etalon.metrics.intervals import IntervalConfig
 from etalon.workload.config import WorkloadConfig
 
 

@@ -16,7 +16,6 @@ to bootstrap without ``--profile``, no workload to redraw in a replay of recorde
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Callable
 
 from etalon.cli_errors import UserError
 from etalon.metrics.intervals import (
@@ -27,6 +26,7 @@ from etalon.metrics.intervals import (
 )
 from etalon.workload.config import WorkloadConfig
 from etalon.workload.request import Request
+
 
 @dataclass
 class Replicas:
@@ -58,8 +58,7 @@ def plan_sources(settings: IntervalConfig, *, profile: str | None,
 
 
 def simulate_replicas(cfg, requests: list[Request], settings: IntervalConfig, *,
-                      workload: WorkloadConfig | None,
-                      progress: Callable[[str], None] | None = None) -> Replicas:
+                      workload: WorkloadConfig | None) -> Replicas:
     """``settings.intervals`` replicas of the simulation ``cfg`` (a ``SimConfig``) of
     ``requests``; ``workload``: what to draw again with seed ``workload.seed + k`` (None: the
     requests are fixed)."""
@@ -95,8 +94,6 @@ def simulate_replicas(cfg, requests: list[Request], settings: IntervalConfig, *,
         kept = [r for r in result.records if r.scheduled_at >= cfg.warm_up]
         out.values.append(latency_percentiles(kept))
         out.seeds.append(seed)
-        if progress is not None:
-            progress(f"replica {k}/{settings.intervals}")
     return out
 
 
