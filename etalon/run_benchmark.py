@@ -7,6 +7,13 @@ each request at its scheduled time and stream the answer; every finished request
 With ``--prefill-profile FILE --ttft-slack S`` each request's TTFT deadline is the profile's
 predicted prefill time of its *requested* prompt length plus ``S``, computed for the whole
 schedule before anything is sent and stored in its record's ``ttft_deadline``.
+
+With ``--num-repeats N`` the workload runs N times against the same server, one after another:
+repeat ``k`` (1..N) writes a whole run's outputs into ``repeat_<k>/`` with workload seed
+``--seed + k - 1`` (every repeat the same ``--seed`` with ``--repeat-same-seed``), and
+``repeats.json`` / ``repeats.csv`` give each latency percentile's values over the repeats with
+the interval they put on one more run (``etalon.metrics.intervals``, the intervals ``simulate``
+and ``validate`` report).
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from etalon.metrics.targets import DeadlineTargets
 from etalon.commands import entry_points
 from etalon.options import add_config_file_flag, add_options, config_from_args, embed, option, to_mapping
 from etalon.records import RecordWriter, RequestRecord
+from etalon.repeats import RepeatConfig
 from etalon.report.outputs import OutputConfig, WandbConfig
 from etalon.workload.config import WorkloadConfig
 from etalon.workload.schedule import build_requests
@@ -49,6 +57,7 @@ class BenchmarkConfig:
     outputs: OutputConfig = embed(OutputConfig, title="outputs")
     wandb: WandbConfig = embed(WandbConfig, title="outputs")
     no_progress: bool = option(False, "no live progress bar")
+    repeats: RepeatConfig = embed(RepeatConfig, title="repeats")
     workload: WorkloadConfig = embed(WorkloadConfig, section=True, title="workload")
 
     def validate(self) -> BenchmarkConfig:
@@ -67,6 +76,7 @@ class BenchmarkConfig:
             if not (math.isfinite(self.ttft_slack) and self.ttft_slack >= 0):
                 raise UserError(f"--ttft-slack must be a finite number >= 0, got "
                                 f"{self.ttft_slack}")
+        self.repeats.validate()
         self.workload.validate()
         return self
 
@@ -116,30 +126,45 @@ def _ttft_deadlines(cfg: BenchmarkConfig, requests) -> dict[int, float] | None:
     return {r.request_id: float(d) for r, d in zip(requests, deadlines)}
 
 
+#: files a run appends to (the server's metrics are written only if scraped)
+APPENDED = ("requests.jsonl", "server_metrics.parquet")
+
+
 def run(cfg: BenchmarkConfig) -> int:
     cfg.validate()
+    if cfg.repeats.num_repeats > 1:
+        from etalon.repeats import run_repeats
+
+        return run_repeats(cfg, run_once, _ttft_deadlines, APPENDED)
     requests = build_requests(cfg.workload)
     ttft_deadlines = _ttft_deadlines(cfg, requests)
-    # records are appended as they finish; the server's metrics are written only if scraped
-    out = cfg.outputs.prepare(fresh=("requests.jsonl", "server_metrics.parquet"))
+    out = cfg.outputs.prepare(fresh=APPENDED)
     with ExitStack() as stack:
         client, _ = cfg.connection.open(stack, PROG)
-        spec = PoolSpec(cfg.connection.llm_api, client, cfg.load.num_ray_clients,
-                        cfg.load.num_concurrent_requests_per_client, cfg.connection.tokenizer,
-                        cfg.workload.seed, use_ray=not cfg.load.no_ray,
-                        ray_address=cfg.load.ray_address, closed_loop=cfg.workload.closed_loop(),
-                        sessions=cfg.workload.sessions())
-        settings = to_mapping(cfg)
-        run_config = {"benchmark": {k: v for k, v in settings.items() if k != "workload"},
-                      "workload": settings["workload"], "client": client.redacted(),
-                      "num_requests_scheduled": len(requests)}
-        scraper = _scraper(cfg.connection, client.base_url)
-        try:
-            outcome = _dispatch(spec, requests, out, cfg, ttft_deadlines)
-        finally:
-            scrape = scraper.stop() if scraper is not None else None
-        outcome.server_metrics = scrape
-    return _finish(outcome, run_config, out, cfg, requests)
+        run_once(cfg, client, out, requests, ttft_deadlines)
+    return 0
+
+
+def run_once(cfg: BenchmarkConfig, client, out: Path, requests,
+             ttft_deadlines: dict[int, float] | None) -> "Dispatched":
+    """One run of ``requests`` against ``client``'s server, its outputs written to ``out``."""
+    spec = PoolSpec(cfg.connection.llm_api, client, cfg.load.num_ray_clients,
+                    cfg.load.num_concurrent_requests_per_client, cfg.connection.tokenizer,
+                    cfg.workload.seed, use_ray=not cfg.load.no_ray,
+                    ray_address=cfg.load.ray_address, closed_loop=cfg.workload.closed_loop(),
+                    sessions=cfg.workload.sessions())
+    settings = to_mapping(cfg)
+    run_config = {"benchmark": {k: v for k, v in settings.items() if k != "workload"},
+                  "workload": settings["workload"], "client": client.redacted(),
+                  "num_requests_scheduled": len(requests)}
+    scraper = _scraper(cfg.connection, client.base_url)
+    try:
+        outcome = _dispatch(spec, requests, out, cfg, ttft_deadlines)
+    finally:
+        scrape = scraper.stop() if scraper is not None else None
+    outcome.server_metrics = scrape
+    _finish(outcome, run_config, out, cfg, requests)
+    return outcome
 
 
 def _scraper(conn: ConnectionConfig, base_url: str):
@@ -162,6 +187,7 @@ class Dispatched:
     start_wall: float = 0.0
     server_metrics: object = None  # the scrape of the server's /metrics (client.server_metrics)
     collected: float = 0.0  # perf_counter() when the last record was in
+    interrupted: bool = False  # Ctrl-C stopped it
 
 
 def _dispatch(spec: PoolSpec, requests, out: Path, cfg: BenchmarkConfig,
@@ -193,11 +219,11 @@ def _dispatch(spec: PoolSpec, requests, out: Path, cfg: BenchmarkConfig,
         print(f"{PROG}: time limit of {cfg.connection.timeout:g} s reached; "
               f"{result.not_dispatched} request(s) never sent", file=sys.stderr)
     return Dispatched(records, result.not_dispatched, result.clock_sync, result.start_wall,
-                      collected=time.perf_counter())
+                      collected=time.perf_counter(), interrupted=result.interrupted)
 
 
 def _finish(outcome: Dispatched, run_config: dict, out: Path, cfg: BenchmarkConfig,
-            requests) -> int:
+            requests) -> None:
     from etalon.metrics.columns import RunColumns
     from etalon.metrics.summary import summarize
     from etalon.report.console import print_summary
@@ -239,7 +265,6 @@ def _finish(outcome: Dispatched, run_config: dict, out: Path, cfg: BenchmarkConf
             plots = {k: v for k, v in paths.items() if k.startswith("plot/")}
             log_to_wandb(w.wandb_project, w.wandb_group, w.wandb_run_name, run_config,
                          summary, records, plots)
-    return 0
 
 
 def _server_metrics(scrape, start_wall: float, out: Path) -> dict:

@@ -68,6 +68,9 @@ def simulate(cfg: SimConfig, *, quiet: bool = False, report: bool | None = None)
     summary["simulation"] = {**simulation_summary(result), "wall_time_s": wall,
                              "num_requests": len(requests), "warm_up_s": cfg.warm_up}
     summary["server_metrics"] = _server_metrics(result, out)
+    table = None
+    if cfg.intervals.intervals:
+        summary["intervals"], table = _intervals(cfg, requests, measured)
     paths = write_run_outputs(out, columns, summary, {"simulation": cfg.to_dict()},
                               plots=not cfg.outputs.no_plots,
                               stored=result.records if len(measured) < len(result.records) else None)
@@ -85,9 +88,26 @@ def simulate(cfg: SimConfig, *, quiet: bool = False, report: bool | None = None)
         from etalon.report.console import print_summary
 
         print_summary(summary)
+        if table:
+            print(table)
         print(f"{PROG}: {len(requests)} requests simulated in {wall:.2f} s; results in {out}",
               file=sys.stderr)
     return summary
+
+
+def _intervals(cfg: SimConfig, requests, measured) -> tuple[dict, str]:
+    """The summary's ``intervals`` section (``etalon.simulator.intervals``) and its table."""
+    from etalon.metrics.intervals import format_intervals, latency_percentiles
+    from etalon.simulator.intervals import interval_section, simulate_replicas
+
+    started = time.perf_counter()
+    replicas = simulate_replicas(cfg, requests, cfg.intervals,
+                                 workload=None if cfg.replay else cfg.workload)
+    section, ivs = interval_section(latency_percentiles(measured), replicas, cfg.intervals)
+    section["wall_time_s"] = time.perf_counter() - started
+    title = f"intervals ({' + '.join(replicas.sources)})"
+    notes = "".join(f"\n  not varied: {n}" for n in replicas.notes)
+    return section, format_intervals(ivs, title) + notes
 
 
 def _server_metrics(result, out) -> dict:

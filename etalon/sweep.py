@@ -55,7 +55,7 @@ class SweepSettings:
 class SweepConfig:
     """A benchmark's settings (every ``run_benchmark`` flag) and how to sweep its load."""
 
-    benchmark: BenchmarkConfig = embed(BenchmarkConfig)
+    benchmark: BenchmarkConfig = embed(BenchmarkConfig, exclude=("repeats",))
     sweep: SweepSettings = embed(SweepSettings, title="sweep")
 
 

@@ -3,13 +3,20 @@
 Replays a live run's arrivals and lengths (its ``requests.jsonl``) through the simulator timed by
 a fitted profile (and, optionally, by a roofline calibrated to the same profile), and reports
 TTFT, TBT and E2E percentiles of both with their relative errors, as a table, CSV, JSON and plot.
+
+With ``--intervals N`` the profiled prediction gets an interval per percentile from N replicas
+(``etalon.simulator.intervals``): bootstrap refits of the profile, each replaying the run, and
+— when the run's ``config.json`` holds its workload — that workload drawn again with seeds
+``seed + 1 .. seed + N``, so the interval is one for a run of the workload, as the measured run
+is. Each row then says whether the measured value is ``inside`` its interval, and the report
+gives the ``coverage``: the fraction of rows inside.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 from pathlib import Path
 
@@ -18,6 +25,13 @@ import numpy as np
 from etalon.cli_errors import UserError
 from etalon.commands import entry_points
 from etalon.engine.config import EngineConfig
+from etalon.metrics.intervals import (
+    METRICS,
+    PERCENTILES,
+    IntervalConfig,
+    coverage,
+    latency_percentiles,
+)
 from etalon.metrics.latency import latency_series
 from etalon.options import add_options, apply_namespace, check_required, embed, option
 from etalon.record_table import read_records
@@ -25,8 +39,6 @@ from etalon.report.files import write_csv
 
 PROG = "etalon.validate"
 DESCRIPTION = "Does the model predict the live run? Predicted vs measured."
-METRICS = ("ttft", "tbt", "e2e_latency")
-PERCENTILES = (50, 90, 99)
 
 
 @dataclass
@@ -43,12 +55,14 @@ class ValidateConfig:
     roofline_dtype: str | None = option(None, "weight dtype of that roofline")
     output_dir: str = option("validation", "where the comparison goes", metavar="DIR")
     engine: EngineConfig = embed(EngineConfig, title="engine (the live server's settings)")
+    intervals: IntervalConfig = embed(IntervalConfig, title="intervals (error bars)")
 
     def validate(self) -> ValidateConfig:
         check_required(self)
         if self.roofline_model and not self.roofline_hardware:
             raise UserError("--roofline-model needs --roofline-hardware")
         self.engine.validate()
+        self.intervals.validate()
         return self
 
 
@@ -61,36 +75,83 @@ def execute(ns) -> int:
     return 0
 
 
-def percentiles(records) -> dict[str, dict[int, float | None]]:
-    series = latency_series(records)
-    out = {}
-    for m in METRICS:
-        values = series[m].values
-        out[m] = {q: (float(np.percentile(values, q)) if len(values) else None) for q in PERCENTILES}
-    return out
+percentiles = latency_percentiles
 
 
-def compare(measured: dict, predicted: dict) -> list[dict]:
+def compare(measured: dict, predicted: dict, intervals: dict | None = None) -> list[dict]:
+    """One row per metric and percentile; with ``intervals`` (``percentile_intervals``) each row
+    also has the interval and whether the measured value is ``inside`` it."""
     rows = []
     for m in METRICS:
         for q in PERCENTILES:
             meas, pred = measured[m][q], predicted[m][q]
             err = (pred - meas) / meas if meas and pred is not None else None
-            rows.append({"metric": m, "percentile": q, "measured_s": meas, "predicted_s": pred,
-                         "relative_error": err})
+            row = {"metric": m, "percentile": q, "measured_s": meas, "predicted_s": pred,
+                   "relative_error": err}
+            if intervals is not None:
+                iv = intervals[m][q]
+                row.update(interval_low_s=iv.low if iv else None,
+                           interval_high_s=iv.high if iv else None,
+                           inside=iv.contains(meas) if iv else None)
+            rows.append(row)
     return rows
 
 
-def _simulate(args: ValidateConfig, out: Path, name: str, **timing) -> list:
+def _sim_config(args: ValidateConfig, out: Path, name: str, **timing):
     from etalon.perf.config import PerfModelConfig
     from etalon.report.outputs import OutputConfig
-    from etalon.simulate import simulate
     from etalon.simulator.config import SimConfig
 
-    cfg = SimConfig(replay=args.requests, engine=args.engine, perf=PerfModelConfig(**timing),
-                    outputs=OutputConfig(output_dir=str(out / name), no_plots=True)).validate()
-    simulate(cfg, quiet=True)
+    return SimConfig(replay=args.requests, engine=args.engine, perf=PerfModelConfig(**timing),
+                     outputs=OutputConfig(output_dir=str(out / name), no_plots=True)).validate()
+
+
+def _simulate(args: ValidateConfig, out: Path, name: str, **timing) -> list:
+    from etalon.simulate import simulate
+
+    simulate(_sim_config(args, out, name, **timing), quiet=True)
     return read_records(out / name)
+
+
+def live_workload(requests: str):
+    """The workload a live run was drawn from (its ``config.json``), or None when the run's
+    folder has none (a bare requests file, a trace replay's records)."""
+    from etalon.options import from_mapping
+    from etalon.workload.config import WorkloadConfig
+
+    path = Path(requests)
+    config = (path if path.is_dir() else path.parent) / "config.json"
+    if not config.is_file():
+        return None
+    try:
+        data = json.loads(config.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"{config}: cannot read the run's settings ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("workload"), dict):
+        return None
+    return from_mapping(WorkloadConfig, data["workload"], f"{config}: workload").validate()
+
+
+def _intervals(args: ValidateConfig, out: Path, point: dict) -> tuple[dict, dict]:
+    """The profiled prediction's replicas and intervals (``etalon.simulator.intervals``)."""
+    from etalon.simulator.intervals import interval_section, simulate_replicas
+    from etalon.workload.replay import requests_from_records
+
+    settings = args.intervals
+    workload, why = None, "the run's folder has no config.json with its workload"
+    if "workload" in settings.wanted:
+        try:
+            workload = live_workload(args.requests)
+        except UserError as exc:  # e.g. a trace file named relative to where the run ran
+            why = f"the run's workload cannot be drawn again here ({exc})"
+    cfg = _sim_config(args, out, "profiled", profile=args.profile)
+    if "workload" in settings.wanted and workload is None and settings.interval_sources == "both":
+        settings = replace(settings, interval_sources="fit")
+    replicas = simulate_replicas(cfg, requests_from_records(args.requests), settings,
+                                 workload=workload)
+    if "workload" in args.intervals.wanted and workload is None:
+        replicas.notes.append(f"workload: {why}")
+    return interval_section(point, replicas, settings)
 
 
 def validate(args: ValidateConfig) -> dict:
@@ -115,7 +176,13 @@ def validate(args: ValidateConfig) -> dict:
         report["roofline_fit"] = fit.to_dict()
         models["roofline"] = _simulate(args, out, "roofline", perf_model_file=str(spec_path))
     for name, records in models.items():
-        report["models"][name] = compare(measured, percentiles(records))
+        predicted = percentiles(records)
+        if name == "profiled" and args.intervals.intervals:
+            report["intervals"], ivs = _intervals(args, out, predicted)
+            report["models"][name] = compare(measured, predicted, ivs)
+            report["intervals"]["coverage"] = coverage(r["inside"] for r in report["models"][name])
+        else:
+            report["models"][name] = compare(measured, predicted)
     (out / "validation.json").write_text(json.dumps(report, indent=2, default=str))
     _write_csv(out / "validation.csv", report)
     _plot(live, models, out / "validation.png")
@@ -124,20 +191,46 @@ def validate(args: ValidateConfig) -> dict:
 
 
 def format_table(report: dict) -> str:
-    lines = [f"{'model':<10} {'metric':<12} {'pct':>4} {'measured ms':>12} {'predicted ms':>13} {'error':>8}"]
+    intervals = report.get("intervals")
+    head = f"{'model':<10} {'metric':<12} {'pct':>4} {'measured ms':>12} {'predicted ms':>13} {'error':>8}"
+    if intervals:
+        head += f" {'interval ms':>22} {'in':>3}"
+    lines = [head]
     for name, rows in report["models"].items():
         for row in rows:
             meas, pred, err = row["measured_s"], row["predicted_s"], row["relative_error"]
-            lines.append(f"{name:<10} {row['metric']:<12} p{row['percentile']:<3} "
-                         f"{(meas or 0) * 1e3:>12.1f} {(pred or 0) * 1e3:>13.1f} "
-                         f"{(f'{err:+.1%}' if err is not None else 'n/a'):>8}")
+            line = (f"{name:<10} {row['metric']:<12} p{row['percentile']:<3} "
+                    f"{(meas or 0) * 1e3:>12.1f} {(pred or 0) * 1e3:>13.1f} "
+                    f"{(f'{err:+.1%}' if err is not None else 'n/a'):>8}")
+            if row.get("interval_low_s") is not None:
+                span = f"[{row['interval_low_s'] * 1e3:.1f}, {row['interval_high_s'] * 1e3:.1f}]"
+                line += f" {span:>22} {('yes' if row['inside'] else 'no'):>3}"
+            lines.append(line)
+    if intervals:
+        cov = intervals["coverage"]
+        level = _claimed_level(intervals)
+        frac = f"{cov['fraction']:.0%}" if cov["fraction"] is not None else "n/a"
+        lines.append(f"coverage: {cov['inside']} of {cov['checked']} measured values inside "
+                     f"their interval ({frac}; the intervals claim {level}) over "
+                     f"{intervals['replicas']} replicas varying {' + '.join(intervals['sources'])}")
+        lines += [f"  not varied: {n}" for n in intervals["notes"]]
     return "\n".join(lines)
 
 
+def _claimed_level(intervals: dict) -> str:
+    levels = {iv["level"] for per in intervals["metrics"].values() for iv in per.values() if iv}
+    return "/".join(f"{v:.0%}" for v in sorted(levels)) or "n/a"
+
+
+CSV_COLUMNS = ["model", "metric", "percentile", "measured_s", "predicted_s", "relative_error",
+               "interval_low_s", "interval_high_s", "inside"]
+
+
 def _write_csv(path: Path, report: dict) -> None:
-    write_csv(path, ["model", "metric", "percentile", "measured_s", "predicted_s", "relative_error"],
-              ([name, r["metric"], r["percentile"], r["measured_s"], r["predicted_s"], r["relative_error"]]
-               for name, rows in report["models"].items() for r in rows))
+    """One row per model, metric and percentile; the interval columns only with intervals."""
+    columns = CSV_COLUMNS if report.get("intervals") else CSV_COLUMNS[:6]
+    write_csv(path, columns, ([name, *(r.get(k) for k in columns[1:])]
+                              for name, rows in report["models"].items() for r in rows))
 
 
 def _plot(live, models: dict, path: Path) -> None:

@@ -12,14 +12,17 @@ from etalon.report.files import write_csv, write_json
 
 TABLE = ("configuration", "deployment", "kind", "workload", "slo", "load", "capacity_qps",
          "capacity_users", "interval_low", "interval_high", "boundary", "sharpness",
-         "max_goodput_qps", "max_goodput_at", "probes_run", "probes_reused", "note")
+         "max_goodput_qps", "max_goodput_at", "probes_run", "probes_reused",
+         "capacity_interval_low", "capacity_interval_high", "note")
 
 
 def row(r: ConfigResult) -> dict:
     """One configuration's line. The interval, boundary and goodput's place are in the search's
-    own unit: req/s for a rate search, users for a concurrency search (``load``)."""
+    own unit: req/s for a rate search, users for a concurrency search (``load``), as is the
+    ``capacity_interval`` over bootstrap/seed replicas (``etalon.capacity_search.intervals``)."""
     s = r.search or {}
     low, high = (s.get("interval") or (None, None))
+    rep = r.extra.get("capacity_interval") or {}
     return {"configuration": r.config["name"], "deployment": r.config["deployment"],
             "kind": r.config["kind"], "workload": r.config["workload"], "slo": r.config["slo"],
             "load": r.config.get("load", "rate"), "capacity_qps": r.capacity_qps,
@@ -28,6 +31,7 @@ def row(r: ConfigResult) -> dict:
             "max_goodput_qps": (r.max_goodput or {}).get("goodput_qps"),
             "max_goodput_at": (r.max_goodput or {}).get("qps"),
             "probes_run": r.probes_run, "probes_reused": r.probes_reused,
+            "capacity_interval_low": rep.get("low"), "capacity_interval_high": rep.get("high"),
             "note": r.error or s.get("note") or ""}
 
 
@@ -67,6 +71,12 @@ def format_table(results: list[ConfigResult]) -> str:
         mark = " *" if r is top else ""
         lines.append(f"{d['configuration']:<32} {cap:>16} {users:>6} {interval:>19} {probes:>9}  "
                      f"{d['note']}{mark}")
+    for r in results:
+        rep = r.extra.get("capacity_interval")
+        if rep and rep.get("low") is not None:
+            lines.append(f"{r.config['name']}: capacity {rep['level']:.0%} interval "
+                         f"{rep['low']:.3g}–{rep['high']:.3g} over {rep['replicas']} replicas "
+                         f"varying {' + '.join(rep['sources'])}")
     if top is not None:
         lines.append("* the highest capacity; probes: run here + reused from an earlier run")
     return "\n".join(lines)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from etalon.capacity_search.jobs import Configuration, Job
+from etalon.capacity_search.intervals import capacity_interval
 from etalon.capacity_search.launch import LaunchError, start
 from etalon.capacity_search.ledger import ProbeLedger
 from etalon.capacity_search.probes import live_probe, simulated_probe
@@ -83,7 +84,7 @@ class ConfigResult:
                 "capacity_users": self.capacity_users, "max_goodput": self.max_goodput,
                 "error": self.error, "server": self.server, "probes_run": self.probes_run,
                 "probes_reused": self.probes_reused, "seconds": round(self.seconds, 2),
-                "search": self.search}
+                "search": self.search, "capacity_interval": self.extra.get("capacity_interval")}
 
 
 def config_dir(out_dir: Path, conf: Configuration) -> Path:
@@ -110,6 +111,11 @@ def run_configuration(job: Job, conf: Configuration, out_dir: Path, verbose: boo
             probe = _probe(job, conf, out, where, stack, result)
             sr = search_capacity(ledger.wrap(probe), conf.search_settings(job.search), show)
             result.search = sr.to_dict()
+            interval = capacity_interval(job, conf, out, result.search["capacity_qps"],
+                                         (lambda m: print(f"  {conf.name}: {m}", flush=True))
+                                         if verbose else None)
+            if interval is not None:
+                result.extra["capacity_interval"] = interval
     except (LaunchError, UserError) as exc:
         result.error = str(exc)
         if verbose:

@@ -101,6 +101,12 @@ class SearchSettings:
     start_users: int = 1
     max_users: int = 256
     integer: bool = False  # levels are whole numbers (users): set by for_users(), not by a job
+    # Error bars of a simulated configuration's capacity (etalon.capacity_search.intervals): the
+    # search run again this many times, each with a bootstrap replica of the deployment's
+    # profile and another workload seed (0: none; not used by the search itself)
+    intervals: int = 0
+    interval_level: float = 0.9
+    interval_seed: int = 0
 
     def for_users(self) -> "SearchSettings":
         """The settings of a concurrency search: whole numbers of users, from 1 to max_users."""
@@ -120,6 +126,10 @@ class SearchSettings:
                 raise UserError(f"{where}: {name} must be an integer >= 1")
         if self.start_users > self.max_users:
             raise UserError(f"{where}: need start_users <= max_users")
+        if not isinstance(self.intervals, int) or self.intervals < 0 or self.intervals == 1:
+            raise UserError(f"{where}: intervals must be 0 (none) or an integer >= 2")
+        if not 0 < self.interval_level < 1:
+            raise UserError(f"{where}: interval_level must be a fraction in (0, 1)")
         return self
 
 

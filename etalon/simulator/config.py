@@ -16,6 +16,7 @@ from typing import Any
 from etalon.cli_errors import UserError
 from etalon.engine.config import EngineConfig
 from etalon.estimator.deployment_config import DeploymentConfig
+from etalon.metrics.intervals import IntervalConfig
 from etalon.metrics.targets import DeadlineTargets
 from etalon.options import embed, from_mapping, option, to_mapping
 from etalon.perf.config import PerfModelConfig
@@ -58,6 +59,7 @@ class SimConfig:
     warm_up: float = option(0.0, "leave requests arriving before this many seconds out of the "
                                  "summary")
     deadlines: DeadlineTargets = embed(DeadlineTargets, title="deadlines (SLOs)")
+    intervals: IntervalConfig = embed(IntervalConfig, title="intervals (error bars)")
     outputs: OutputConfig = embed(OutputConfig, title="outputs",
                                   defaults={"output_dir": "simulator_output"})
     workload: WorkloadConfig = embed(WorkloadConfig, section=True, title="workload")
@@ -82,6 +84,7 @@ class SimConfig:
         self.perf.validate()
         self.engine.validate()
         self.deadlines.validate()
+        self.intervals.validate()
         if not self.replay:
             self.workload.validate()
         return self
