@@ -114,6 +114,7 @@ def test_url_deployment_without_twin_cannot_be_simulated(tmp_path):
 
 
 # ---- live: a launched server whose capacity is known by construction -------------------------
+@pytest.mark.slow
 def test_launched_search_finds_the_constructed_boundary_and_resumes(tmp_path):
     job = {"slo": {"ttft_percentile": 90, "ttft_max_s": 0.15},
            "search": {"start_qps": 5, "max_qps": 80, "tolerance": 0.05, "max_probes": 8},
@@ -188,6 +189,7 @@ def _wait_gone(pids: list[int], seconds: float = 30.0) -> list[int]:
     return alive
 
 
+@pytest.mark.slow
 def test_parallel_job_of_four_launched_servers_survives_an_interrupt(tmp_path, ray_cluster):
     address = ray_cluster.get_runtime_context().gcs_address
     job = {"slos": {"p90": {"ttft_percentile": 90, "ttft_max_s": 0.15},

@@ -59,6 +59,7 @@ def test_simulated_capacity_matches_mm1_sojourn_percentile(tmp_path):
     assert (tmp_path / "out" / "capacity.png").is_file()
 
 
+@pytest.mark.slow
 def test_live_capacity_search_on_embedded_server(tmp_path):
     job = {"slo": {"ttft_percentile": 90, "ttft_max_s": 0.15},
            "search": {"start_qps": 4, "max_qps": 64, "tolerance": 0.25, "max_probes": 3},
