@@ -25,6 +25,7 @@ import numpy as np
 from etalon.cli_errors import UserError
 from etalon.commands import entry_points
 from etalon.engine.config import EngineConfig
+from etalon.engine.gauges import KV_USAGE, RUNNING, WAITING
 from etalon.metrics.intervals import (
     METRICS,
     PERCENTILES,
@@ -183,11 +184,56 @@ def validate(args: ValidateConfig) -> dict:
             report["intervals"]["coverage"] = coverage(r["inside"] for r in report["models"][name])
         else:
             report["models"][name] = compare(measured, predicted)
+    report["server_state"] = server_state(Path(args.requests), {n: out / n for n in models})
     (out / "validation.json").write_text(json.dumps(report, indent=2, default=str))
     _write_csv(out / "validation.csv", report)
     _plot(live, models, out / "validation.png")
     print(format_table(report))
     return report
+
+
+STATE_GAUGES = (RUNNING, WAITING, KV_USAGE)
+
+
+def server_state(requests: Path, sim_dirs: dict[str, Path]) -> dict | None:
+    """The engine's internal state, measured against predicted: the mean of each gauge the live
+    run scraped from the server's ``/metrics`` (batch, queue, KV use) beside the same series of
+    each simulation, and the prefix-cache hit rate in percentage points. None when the live
+    run has no scrape (a server without ``/metrics``, scraping off, an old run)."""
+    live_dir = requests if requests.is_dir() else requests.parent
+    measured = _server_metrics_of(live_dir)
+    if not measured:
+        return None
+    out: dict = {}
+    for name, sim_dir in sim_dirs.items():
+        predicted = _server_metrics_of(sim_dir) or {}
+        rows = []
+        for gauge in STATE_GAUGES:
+            m = (measured.get("gauges") or {}).get(gauge)
+            p = (predicted.get("gauges") or {}).get(gauge)
+            if m is None or p is None:
+                continue
+            diff = p["mean"] - m["mean"]
+            rows.append({"series": gauge, "measured_mean": m["mean"], "predicted_mean": p["mean"],
+                         "difference": diff,
+                         "relative_error": diff / m["mean"] if m["mean"] else None})
+        hit_m, hit_p = measured.get("prefix_cache_hit_rate"), predicted.get("prefix_cache_hit_rate")
+        if hit_m is not None and hit_p is not None:
+            rows.append({"series": "prefix_cache_hit_rate", "measured_mean": hit_m,
+                         "predicted_mean": hit_p, "difference": hit_p - hit_m,
+                         "relative_error": None})
+        out[name] = rows
+    return out
+
+
+def _server_metrics_of(run_dir: Path) -> dict | None:
+    """A run's ``summary.json`` section on its server's metrics, when it has a scrape."""
+    path = run_dir / "summary.json"
+    try:
+        section = json.loads(path.read_text()).get("server_metrics") if path.is_file() else None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path}: cannot read the run's summary ({exc})") from None
+    return section if isinstance(section, dict) and section.get("available") else None
 
 
 def format_table(report: dict) -> str:
@@ -214,6 +260,19 @@ def format_table(report: dict) -> str:
                      f"their interval ({frac}; the intervals claim {level}) over "
                      f"{intervals['replicas']} replicas varying {' + '.join(intervals['sources'])}")
         lines += [f"  not varied: {n}" for n in intervals["notes"]]
+    for name, rows in (report.get("server_state") or {}).items():
+        if rows:
+            lines.append(f"server state ({name}; the server's /metrics against the simulated "
+                         f"engine's, means over the run):")
+        for row in rows:
+            if row["series"] == "prefix_cache_hit_rate":
+                lines.append(f"  {'prefix-cache hit rate':<30} {row['measured_mean']:>9.1%} "
+                             f"{row['predicted_mean']:>9.1%} {row['difference'] * 100:>+8.1f} pt")
+            else:
+                err = row["relative_error"]
+                lines.append(f"  {row['series']:<30} {row['measured_mean']:>9.3f} "
+                             f"{row['predicted_mean']:>9.3f} "
+                             f"{(f'{err:+.1%}' if err is not None else 'n/a'):>8}")
     return "\n".join(lines)
 
 

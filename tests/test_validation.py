@@ -78,4 +78,9 @@ def _live_run_against_the_profile(url: str, profile, out, qps: int, n: int) -> t
     # typed-config change alike)
     misses = [r for r in checked
               if not abs(r["predicted_s"] - r["measured_s"]) <= max(0.10 * r["measured_s"], 0.0015)]
+    # the engine's state too: the embedded server's /metrics against the simulated engine's
+    state = {r["series"]: r for r in report["server_state"]["profiled"]}
+    assert {"vllm:num_requests_running", "vllm:num_requests_waiting",
+            "vllm:kv_cache_usage_perc"} <= set(state), state
+    assert state["vllm:num_requests_running"]["measured_mean"] > 0, state
     return misses, f"{qps} req/s:\n{format_table(report)}"
