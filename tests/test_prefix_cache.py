@@ -215,3 +215,17 @@ def test_hit_rate_over_time_from_the_simulated_counters():
     off = simulation(ParametricPerfModel(**FLAT), caching=False).run(
         [Request(i, i + 0.5, 84, 3, 0, 64) for i in range(10)])
     assert PREFIX_QUERIES not in set(server_series(off)["name"])
+
+
+def test_a_session_turn_hits_the_previous_turns_prompt_and_answer():
+    # Turn 0: prompt 40, answer 30. At its end 40 + 30 - 1 = 69 tokens are computed (the last
+    # answer token never is): 4 full blocks of 16, all the session's (positions 0-63). Turn 1
+    # resends them (prompt 40 + 30 + a new message of 10 = 80) and finds the 4 blocks, 64 tokens,
+    # computing 16: its TTFT is 10 ms + 16 ms. Without the answer's blocks it would find 2
+    # blocks (the old prompt's 32 full tokens) and compute 48.
+    turns = [Request(0, 0.0, 40, 30, 5, 40, session_id=5, turn=0),
+             Request(1, 5.0, 80, 2, 5, 80, session_id=5, turn=1)]
+    res = simulation(ParametricPerfModel(**FLAT)).run(turns)
+    eng = res.replicas[0].engine
+    assert eng.prefix_hit_tokens == 64 and eng.prefix_query_tokens == 120
+    np.testing.assert_allclose(ttfts(res)[1], 0.01 + 0.016)

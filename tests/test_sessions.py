@@ -99,9 +99,10 @@ def test_live_turns_resend_the_conversation_with_the_servers_answers(token_serve
 
 
 def test_with_prefix_caching_a_later_turn_prefills_only_what_the_cache_lacks():
-    # Block size 16. Turn 1's prompt is 90 tokens: its first 40 (turn 0's prompt) are turn 0's
-    # prompt blocks, of which 2 full blocks (32 tokens) hit. Turn 2 (140 tokens) finds turn 1's
-    # 5 full prompt blocks (80 tokens). A hit skips that prefill: TTFT 0.01 + 0.001 (P - hit).
+    # Block size 16. Turn 0 (prompt 40, answer 10) ends with 40 + 10 - 1 = 49 tokens computed
+    # (the last answer token never is): 3 full blocks of the session. Turn 1's 90-token prompt
+    # resends them and finds 48 tokens; it ends with 99 computed: 6 full blocks, which turn 2
+    # (140 tokens) finds, 96 tokens. A hit skips that prefill: TTFT 0.01 + 0.001 (P - hit).
     model = ParametricPerfModel(step_overhead=0.01, per_prefill_token=0.001, per_attention_pair=0,
                                 per_decode_seq=0, per_context_token=0)
     cfg = EngineConfig(max_batch_size=1, max_batched_tokens=10**6, num_kv_blocks=10**5,
@@ -110,7 +111,7 @@ def test_with_prefix_caching_a_later_turn_prefills_only_what_the_cache_lacks():
     sim = Simulation([Replica(0, engine)], router=make_router("round_robin", np.random.default_rng(0)))
     reqs = build_requests(_workload(session_turns=3, max_num_completed_requests=3))
     recs = sorted(sim.run(reqs, sessions=Sessions(3, 0.5)).records, key=lambda r: r.request_id)
-    hits = (0, 32, 80)
+    hits = (0, 48, 96)
     for r, prompt, hit in zip(recs, (40, 90, 140), hits):
         assert r.ttft == pytest.approx(0.01 + 0.001 * (prompt - hit), abs=1e-9)
     assert engine.prefix_hit_tokens == sum(hits) and engine.prefix_query_tokens == 40 + 90 + 140

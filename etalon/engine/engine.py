@@ -75,12 +75,20 @@ class Engine:
         self.waiting.append(seq)
 
     def block_hashes_of(self, request) -> list[int] | None:
-        """The prompt block hashes of a synthetic request (one with ``request_id``,
-        ``prompt_tokens``, ``prefix_group`` and ``prefix_tokens``); None without caching."""
+        """The block hashes of a synthetic request (one with ``request_id``, ``prompt_tokens``,
+        ``output_tokens``, ``prefix_group`` and ``prefix_tokens``); None without caching.
+
+        A request whose whole prompt is its group's (a session's turn: the next turn resends
+        the prompt and this answer) is hashed over its answer too, as the group's tokens, so
+        the blocks the answer fills are found by the next turn, as vLLM's hashes of every full
+        block of a sequence are. Other requests' hashes cover their prompt.
+        """
         if not self.caching:
             return None
-        return synthetic_block_hashes(request.request_id, request.prompt_tokens,
-                                      request.prefix_group, request.prefix_tokens,
+        tokens, shared = request.prompt_tokens, request.prefix_tokens
+        if request.prefix_group is not None and shared >= tokens:
+            tokens = shared = tokens + request.output_tokens
+        return synthetic_block_hashes(request.request_id, tokens, request.prefix_group, shared,
                                       self.pool.block_size)
 
     def next_waiting(self) -> Sequence:
@@ -262,6 +270,8 @@ class Engine:
     def _finish(self, seq: Sequence, t: float, out: StepOutcome) -> None:
         seq.state = SeqState.FINISHED
         seq.finished_at = t
+        if self.caching and seq.block_hashes is not None:
+            self._cache_full_blocks(seq)  # the answer's full blocks, where it has hashes for them
         self.free(seq)
         out.finished.append(seq)
 

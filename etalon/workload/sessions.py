@@ -20,9 +20,9 @@ Live, the load generator builds turn ``j``'s text as ``after_turn`` of turn ``j 
 the server's actual answer, followed by the new message.
 
 For a prefix cache (``--enable-prefix-caching``) a turn's prompt is the session's prefix
-(``prefix_group`` = the session): the next turn resends it, so it hits the previous turn's
-prompt blocks. The previous answer's blocks do not hit (the engine hashes prompt blocks only),
-which leaves a later turn's TTFT a little high where vLLM, hashing answers too, would reuse them.
+(``prefix_group`` = the session): the next turn resends it and the answer, so it hits the
+previous turn's prompt blocks and the blocks its answer filled (the simulator's engine hashes a
+turn's answer as the session's tokens; the embedded server hashes prompt token ids only).
 """
 
 from __future__ import annotations
