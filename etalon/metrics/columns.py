@@ -185,10 +185,7 @@ class RunColumns:
     def tbt_samples(self) -> tuple[np.ndarray, np.ndarray]:
         """``(request row, sample)`` of every per-token TBT sample of completed requests: a later
         content chunk of k tokens g seconds after the previous gives k samples of g / k."""
-        row, times, tokens = self.chunk_row, self.chunk_times, self.chunk_tokens
-        same = (row[1:] == row[:-1]) & self.ok[row[1:]]
-        k = tokens[1:][same]
-        return np.repeat(row[1:][same], k), np.repeat(np.diff(times)[same] / k, k)
+        return tbt_samples(self.chunk_row, self.chunk_times, self.chunk_tokens, self.ok)
 
     def token_times(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(tokens per row, flat arrival time of every token)`` of the given rows, in their
@@ -207,3 +204,12 @@ class RunColumns:
             starts = np.concatenate([[0], np.cumsum(per_row)[:-1]])
             times = np.concatenate([times[starts[r]:starts[r] + per_row[r]] for r in rows])
         return per_row[rows], times
+
+
+def tbt_samples(row: np.ndarray, times: np.ndarray, tokens: np.ndarray,
+                ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:meth:`RunColumns.tbt_samples` over the content chunks' columns (a function of arrays,
+    so a series can make its ids later without holding the run's columns)."""
+    same = (row[1:] == row[:-1]) & ok[row[1:]]
+    k = tokens[1:][same]
+    return np.repeat(row[1:][same], k), np.repeat(np.diff(times)[same] / k, k)

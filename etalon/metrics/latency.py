@@ -21,7 +21,7 @@ from typing import Iterable
 
 import numpy as np
 
-from etalon.metrics.columns import RunColumns
+from etalon.metrics.columns import RunColumns, tbt_samples
 from etalon.metrics.series import MetricSpec, Series
 from etalon.record_table import RecordTable
 from etalon.records import RequestRecord
@@ -75,11 +75,13 @@ def _latency_series(c: RunColumns) -> dict[str, Series]:
     put(EMPTY, c.empty & sent, e2e)
     put(TTFT, ok & sent, c.ttft)
     put(TTFT_FROM_SCHEDULE, ok, first - c.scheduled_at)
-    chunk_ok = ok[c.chunk_row]
-    out[TOKENS_PER_CHUNK.name] = Series(TOKENS_PER_CHUNK, ids[c.chunk_row[chunk_ok]],
-                                        c.chunk_tokens[chunk_ok])
-    rows, samples = c.tbt_samples()
-    out[TBT.name] = Series(TBT, ids[rows], samples)
+    # Per-token ids on demand (see Series): nothing in a run's outputs reads them. The
+    # functions hold the columns' arrays, not the columns (which cache these series).
+    row, times, tokens = c.chunk_row, c.chunk_times, c.chunk_tokens
+    out[TOKENS_PER_CHUNK.name] = Series(TOKENS_PER_CHUNK, lambda: ids[row[ok[row]]],
+                                        tokens[ok[row]])
+    _, samples = tbt_samples(row, times, tokens, ok)
+    out[TBT.name] = Series(TBT, lambda: ids[tbt_samples(row, times, tokens, ok)[0]], samples)
     put(TPOT, ~np.isnan(c.tpot), c.tpot)
     with np.errstate(divide="ignore", invalid="ignore"):
         put(E2E, ok & sent, e2e)
