@@ -16,9 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from etalon.registry import raw
-
 from etalon.engine.sequence import SeqState
+from etalon.registry import raw
 
 if TYPE_CHECKING:
     from etalon.engine.engine import Engine

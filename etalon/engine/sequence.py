@@ -90,7 +90,8 @@ class Sequence:
                 run.append(s)
         if run:
             parts.append(np.array(run))
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+        # (a copy either way: a fast-forward's array is shared by the batch that decoded it)
+        return np.concatenate(parts) if len(parts) > 1 else np.array(parts[0])
 
     def __repr__(self) -> str:
         return (f"Sequence({self.request_id}, {self.state.value}, computed={self.num_computed}/"
