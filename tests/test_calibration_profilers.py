@@ -128,7 +128,7 @@ def test_served_profile_reproduces_the_profiled_timings(profiled):
     # time plus this server's own request path; its decode gaps the profiled decode steps.
     profile = load_profile(profiled["both"])
     with LocalServer(["--profile", str(profiled["both"]), "--model", MODEL]) as srv:
-        records = _ttfts(srv.base_url, 2048, 3, 30_000, output=24)
+        records = _ttfts(srv.base_url, 2048, 5, 30_000, output=24)
     ttft = np.median([r.ttft for r in records])
     assert ttft == pytest.approx(profile.prefill_time(2048) + profiled["path_s"], rel=0.05)
     assert _step_time(records) == pytest.approx(profile.decode_step_time(1, 2048 + 12), rel=0.05)
@@ -155,14 +155,19 @@ def test_anchoring_finds_how_much_the_server_changed_speed(profiled, tmp_path, f
     with LocalServer(["--perf-model-file", str(truth_file), "--model", MODEL]) as srv:
         assert anchor_main(["--profile", str(profiled["both"]), "--server", srv.base_url,
                             "--model", MODEL, "--output", str(out), "--output-tokens", "65"]) == 0
-        records = _ttfts(srv.base_url, 1024, 3, 40_000, output=24)
+        records = _ttfts(srv.base_url, 1024, 5, 40_000, output=24)
     now = load_profile(out)
     assert now.prefill.anchor.prompt_tokens == 2176
     assert now.prefill.scale == pytest.approx(factor, rel=0.05)
     assert now.decode.scale == pytest.approx(factor, rel=0.10)
-    # the anchored profile predicts the changed server (a length the probe did not use)
+    # The anchored profile predicts the changed server at a length the probe did not use: held
+    # tightly against the scaled truth plus the request path, and loosely against a live median
+    # (at ~33 ms, two stalled requests of five once moved it 10 %; an anchor-blind profile is
+    # 23-30 % off, so the truth comparison is the one that tells).
+    truth = _scaled(TRUTH, factor).prefill_time(1024) + profiled["path_s"]
+    assert now.prefill_time(1024) == pytest.approx(truth, rel=0.06)
     ttft = np.median([r.ttft for r in records])
-    assert now.prefill_time(1024) == pytest.approx(ttft, rel=0.06)
+    assert now.prefill_time(1024) == pytest.approx(ttft, rel=0.15)
     assert now.decode_step_time(1, 1024 + 12) == pytest.approx(_step_time(records), rel=0.10)
 
 
