@@ -35,6 +35,8 @@ _COUNT_FIELDS = ("prompt_token_counts", "output_token_counts")  # dicts, stored 
 SCALAR_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(RequestRecord) if f.name not in _CHUNK_FIELDS)
 _KIND = {f.name: str(f.type).split(" ")[0].split("[")[0] for f in fields(RequestRecord)}
 INT_FIELDS = tuple(n for n in SCALAR_FIELDS if _KIND[n] == "int")
+# fields added after requests.parquet first shipped, and what an older table holds for them
+LATER_FIELDS = {"prefix_group": None, "prefix_tokens": 0}
 
 
 @dataclass
@@ -152,6 +154,9 @@ class RecordTable:
                             f"and {TOKENS_FILE} side by side)") from None
         except Exception as exc:  # pyarrow's errors for a damaged or foreign file
             raise UserError(f"{path}: not a readable records table ({type(exc).__name__}: {exc})") from None
+        for name, default in LATER_FIELDS.items():  # tables written before the field existed
+            if name not in requests.columns:
+                requests[name] = default
         missing = [c for c in (*SCALAR_FIELDS, "num_chunks") if c not in requests.columns]
         if missing:
             raise UserError(f"{path}: missing column(s) {', '.join(missing)}")

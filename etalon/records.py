@@ -71,6 +71,10 @@ class RequestRecord:
     ttft_deadline: float | None = None
     session_id: int | None = None  # a multi-turn session's id (None: an independent request)
     turn: int | None = None  # the turn within its session, from 0
+    # the shared prefix the prompt opens with (workload/prefixes.py; a session's turn: its
+    # session, the whole prompt), so a replay shares what the live run's server could cache
+    prefix_group: int | None = None
+    prefix_tokens: int = 0
     prompt_token_counts: dict[str, int] = field(default_factory=dict)
     output_token_counts: dict[str, int] = field(default_factory=dict)
 

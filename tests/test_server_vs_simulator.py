@@ -114,3 +114,12 @@ def test_server_and_simulator_agree_on_a_shared_prefix_workload(tmp_path):
     off = np.percentile(off_s["ttft_from_schedule"].values, 50)
     live_p50 = np.percentile(live_s["ttft_from_schedule"].values, 50)
     assert off > live_p50 * 2, (off, live_p50)
+    # The live records keep each request's group, so a replay of them shares what the server
+    # could cache: the same 76 hits of 512 tokens, and the server's own hit rate (its /metrics
+    # counters, scraped during the run) within a point of the replay's.
+    assert {r.prefix_tokens for r in live_records} == {512}
+    assert len({r.prefix_group for r in live_records}) == 4
+    replay = _simulate(tmp_path / "replay", "--replay", str(live / "requests.jsonl"), *engine)
+    assert replay["simulation"]["prefix_cache"]["hit_tokens"] == 512 * (80 - 4)
+    live_rate = json.loads((live / "summary.json").read_text())["server_metrics"]["prefix_cache_hit_rate"]
+    assert replay["server_metrics"]["prefix_cache_hit_rate"] == pytest.approx(live_rate, abs=0.01)

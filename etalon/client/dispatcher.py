@@ -262,7 +262,8 @@ class LoadGenerator:
                                requested_output_tokens=request.output_tokens,
                                client_id=self.client_id, prompt_token_counts=dict(prompt_counts),
                                session_id=request.session_id,
-                               turn=request.turn if request.session_id is not None else None)
+                               turn=request.turn if request.session_id is not None else None,
+                               prefix_group=request.prefix_group, prefix_tokens=request.prefix_tokens)
         self.stats.in_flight += 1
         answer = None
         try:

@@ -248,7 +248,8 @@ class Simulation:
                             requested_output_tokens=req.output_tokens,
                             replica_id=replica.replica_id if replica is not None else None,
                             session_id=req.session_id,
-                            turn=req.turn if req.session_id is not None else None)
+                            turn=req.turn if req.session_id is not None else None,
+                            prefix_group=req.prefix_group, prefix_tokens=req.prefix_tokens)
         if error is not None:
             rec.error_type, rec.error_message = "rejected", error
             return rec

@@ -11,8 +11,9 @@ reported a value (``VllmCpuServer.engine_config``: /metrics and its start-up log
 * block size and KV blocks (the engine's own count, never re-derived) → ``block_size``,
   ``num_kv_blocks``.
 
-Prefix caching is left off (``enable_prefix_caching``): the launcher turns it off, and a
-replayed run's records carry no prefix groups for the engine's cache to share.
+* ``enable_prefix_caching`` → ``enable_prefix_caching`` (the launcher's default is off): a
+  replayed run's records carry their prefix groups and sessions, so the simulated cache shares
+  what vLLM's could (``etalon.workload.replay``).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ def engine_config_from_vllm(settings: VllmSchedulerSettings, reported: Mapping[s
         chunk_size=threshold if threshold > 0 else None,  # vLLM caps one prompt's share of a step
         num_kv_blocks=int(reported["engine_num_kv_blocks"]),
         block_size=int(reported.get("engine_block_size", settings.block_size)),
+        enable_prefix_caching=bool(settings.enable_prefix_caching),
     ).validate()
 
 
