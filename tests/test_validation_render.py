@@ -124,3 +124,24 @@ def test_rendered_page_has_the_expected_rows():
     # every predicted-vs-measured table has one row per metric and percentile
     assert sum(ln.startswith("| ttft p") for ln in lines) == 6
     assert page.endswith("[real_engine.md](real_engine.md#validation).\n")
+
+
+def test_a_prefix_caching_run_states_its_prefixes_and_hit_rates():
+    result = fixed_result()
+    result["engine"]["enable_prefix_caching"] = True
+    result["job"] = load_job(JOB.with_name("vllm_cpu_smollm2_prefix.yaml")).to_dict()
+    # vLLM counted 54.0 % of looked-up prompt tokens cached, the simulated engine 51.3 %
+    result["runs"][0]["report"]["server_state"] = {"profiled": [
+        {"series": "prefix_cache_hit_rate", "measured_mean": 0.540, "predicted_mean": 0.513,
+         "difference": -0.027}]}
+    page = render(result)
+    lines = page.splitlines()
+    assert lines[0] == "# Validation: etalon's simulator against vLLM on this CPU, prefix caching on"
+    # 112..224 tokens at 6 prompt tokens per output token: 96..192 of the prompt's own, 16..32 out
+    assert ("30 requests per run, prompts one of 4 shared prefixes of 256 tokens, then 96–192 tokens of "
+            "their own, 16–32 output tokens") in page
+    assert ("Prefix-cache hit rate (cached over looked-up prompt tokens): vLLM's own counters 54.0%, the "
+            "simulated engine 51.3% (-2.7 points; held to 5).") in lines
+    assert "* 30% load: anchored 10.0%, as fitted 20.0%, roofline 10.0%; prefix-cache hit rate -2.7 points" in lines
+    # the run without a hit rate (60 %) says nothing of one
+    assert "* 60% load: anchored 10.0%, as fitted 20.0%, roofline 5.0%" in lines

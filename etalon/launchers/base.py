@@ -69,10 +69,12 @@ def find_free_port(host: str = LOOPBACK) -> int:
         return int(s.getsockname()[1])
 
 
-def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
-    """``(status, body)`` of a GET; status 0 when nothing answered. Never raises."""
+def http_get(url: str, timeout: float = 2.0, method: str = "GET") -> tuple[int, bytes]:
+    """``(status, body)`` of a GET (or a bodiless ``method``); status 0 when nothing answered.
+    Never raises."""
+    request = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 (loopback only)
+        with urllib.request.urlopen(request, timeout=timeout) as r:  # noqa: S310 (loopback only)
             return int(r.status), r.read()
     except urllib.error.HTTPError as e:
         return int(e.code), b""

@@ -110,6 +110,7 @@ def anchor(server: VllmCpuServer, job: ValidationJob, profile: Path, out: Path) 
     out.mkdir(parents=True, exist_ok=True)
     dest = out / "anchored.json"
     a = job.anchor
+    server.reset_prefix_cache()  # each probe sends the same prompts: none may find them cached
     run_etalon("anchor_profile", "--profile", str(profile), "--output", str(dest), *_server_args(server),
                "--prompt-tokens", str(a.prompt_tokens), "--output-tokens", str(a.output_tokens),
                "--num-requests", str(a.num_requests), "--records", str(out / "probe_requests.jsonl"),
@@ -126,11 +127,15 @@ def scales(profile: Path) -> dict[str, float]:
 
 
 def live_run(server: VllmCpuServer, job: ValidationJob, out: Path, qps: float) -> Path:
-    """A Poisson run of the job's workload against the server; returns its requests.jsonl."""
+    """A Poisson run of the job's workload against the server; returns its requests.jsonl.
+    With prefix caching the run starts from an empty cache: every load sends the same seeded
+    prompts, and the replay's simulated cache starts empty too."""
+    server.reset_prefix_cache()
+    turns = job.workload_config().session_turns  # sessions arrive at qps / turns: qps is requests/s
     run_etalon("run_benchmark", *_server_args(server), "--no-ray", "--num-ray-clients", "1",
                "--num-concurrent-requests-per-client", "256", "--no-progress", "--no-plots",
                "--max-num-completed-requests", str(job.num_requests), "--seed", str(job.seed),
-               "--poisson-request-interval-generator-qps", f"{qps:.4f}", *as_flags(job.workload),
+               "--poisson-request-interval-generator-qps", f"{qps / turns:.4f}", *as_flags(job.workload),
                "--output-dir", str(out), cpus=client_cpus(server))
     return out / "requests.jsonl"
 

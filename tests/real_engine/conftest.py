@@ -13,11 +13,20 @@ import os
 import sys
 import urllib.error
 import urllib.request
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Callable, Iterator
 
 import pytest
 
 from etalon.launchers.vllm_cpu import VllmCpuServer, vllm_cpu_missing_reason
+from etalon.validation import steps
+from etalon.validation.job import load_job
+from etalon.validation.meter import CpuMeter
+from etalon.validation.vllm_settings import engine_config_of
+
+#: the validation job the session's server runs (validation/vllm_cpu_smollm2.yaml)
+JOB = load_job(Path(__file__).resolve().parents[2] / "validation" / "vllm_cpu_smollm2.yaml")
 
 _skip_reasons: list[str] = []
 
@@ -121,3 +130,19 @@ def post_stream(vllm_server: VllmCpuServer) -> Callable[..., dict[str, Any]]:
         return {"events": events, "done": done, "raw": raw}
 
     return post
+
+
+@pytest.fixture(scope="session")
+def profiled(vllm_server: VllmCpuServer, tmp_path_factory) -> SimpleNamespace:
+    """One fresh profile of the session's server (prefill, then decode; ~8.5 min on the AVX2
+    VM), shared by the calibration and prefix-caching tests."""
+    out = tmp_path_factory.mktemp("vllm_calibration")
+    path = out / "profile.json"
+    meter = CpuMeter(vllm_server)
+    prefill = steps.profile_prefill(vllm_server, JOB, out / "profiling", path)
+    decode = steps.profile_decode(vllm_server, JOB, out / "profiling", path)
+    engine = engine_config_of(vllm_server)
+    foreign = meter.foreign_cores()
+    return SimpleNamespace(out=out, path=path, prefill=prefill, decode=decode, engine=engine,
+                           foreign_cores=foreign,
+                           capacity=steps.capacity_rps(JOB, path, engine, out / "capacity"))

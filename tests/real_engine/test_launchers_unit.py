@@ -197,7 +197,8 @@ def test_settings_cli_args_and_env():
     assert args[args.index("--max-num-batched-tokens") + 1] == "512"
     assert "--enable-chunked-prefill" in args and "--enable-prefix-caching" in args
     assert "--no-async-scheduling" in args
-    assert s.env() == {"VLLM_CPU_KVCACHE_SPACE": "1.5"}
+    # with prefix caching, vLLM's development endpoints (POST /reset_prefix_cache) come on
+    assert s.env() == {"VLLM_CPU_KVCACHE_SPACE": "1.5", "VLLM_SERVER_DEV_MODE": "1"}
     assert VllmSchedulerSettings().env() == {"VLLM_CPU_KVCACHE_SPACE": "2"}
     assert "--no-enable-chunked-prefill" in VllmSchedulerSettings(
         enable_chunked_prefill=False, max_num_batched_tokens=8192).cli_args()

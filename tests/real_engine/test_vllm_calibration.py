@@ -40,32 +40,18 @@ from etalon.validation.job import load_job
 from etalon.validation.meter import CpuMeter
 from etalon.validation.render import scales_text
 from etalon.validation.verdict import checked_rows, drift
-from etalon.validation.vllm_settings import engine_config_of
 
 # The profile fixture alone (prefill + decode profilers) takes ~2 min on a CPU with AVX-512 and
 # ~8.5 min on an AVX2-only one (vLLM's CPU kernels run ~2x slower: decode step 57 vs 120-130 ms
 # measured on the same code); the suite's 300 s default would cut it. The checks are unchanged.
 pytestmark = [pytest.mark.real_engine, pytest.mark.timeout(1500)]
 
+# the job the session's server runs; conftest's `profiled` profiles the server with it
 JOB = load_job(Path(__file__).resolve().parents[2] / "validation" / "vllm_cpu_smollm2.yaml")
+
 TOLERANCE = JOB.tolerance
 BUSY_LIMIT = 0.5  # cores other processes may take while we time vLLM
 DRIFT_LIMIT = 0.10  # how much the engine's speed may change during a live run
-
-
-@pytest.fixture(scope="module")
-def profiled(vllm_server, tmp_path_factory) -> SimpleNamespace:
-    """One fresh profile of the session's server (prefill, then decode), ~2 minutes."""
-    out = tmp_path_factory.mktemp("vllm_calibration")
-    path = out / "profile.json"
-    meter = CpuMeter(vllm_server)
-    prefill = steps.profile_prefill(vllm_server, JOB, out / "profiling", path)
-    decode = steps.profile_decode(vllm_server, JOB, out / "profiling", path)
-    engine = engine_config_of(vllm_server)
-    foreign = meter.foreign_cores()
-    return SimpleNamespace(out=out, path=path, prefill=prefill, decode=decode, engine=engine,
-                           foreign_cores=foreign,
-                           capacity=steps.capacity_rps(JOB, path, engine, out / "capacity"))
 
 
 def _physical(section: dict) -> tuple[float, dict[str, float]]:

@@ -170,6 +170,14 @@ class VllmCpuServer(ManagedServer):
                 pass
         self.engine_config = read_engine_config(self.url("/metrics"), self.log_path)
 
+    def reset_prefix_cache(self) -> None:
+        """Empties vLLM's prefix cache, so the next run starts cold (as a replay of it does)."""
+        if not self.settings.enable_prefix_caching:
+            return
+        status, body = http_get(self.url("/reset_prefix_cache"), timeout=30.0, method="POST")
+        if status != 200:
+            raise RuntimeError(f"vLLM did not reset its prefix cache (HTTP {status}: {body[:200]!r})")
+
     def __enter__(self) -> "VllmCpuServer":
         super().__enter__()
         return self

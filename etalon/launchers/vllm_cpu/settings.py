@@ -99,9 +99,15 @@ class VllmSchedulerSettings:
         ]
 
     def env(self) -> dict[str, str]:
-        """The environment that sets the KV size (vLLM on CPU takes it from there, not a flag)."""
+        """The environment that sets the KV size (vLLM on CPU takes it from there, not a flag);
+        with prefix caching, vLLM's development endpoints too, for ``POST /reset_prefix_cache``
+        (a measurement must start with a cold cache, as its replay does; the server binds to
+        the loopback interface)."""
         gib = self.kv_cache_space_gib
-        return {"VLLM_CPU_KVCACHE_SPACE": str(int(gib)) if float(gib).is_integer() else str(gib)}
+        env = {"VLLM_CPU_KVCACHE_SPACE": str(int(gib)) if float(gib).is_integer() else str(gib)}
+        if self.enable_prefix_caching:
+            env["VLLM_SERVER_DEV_MODE"] = "1"
+        return env
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
