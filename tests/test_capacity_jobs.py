@@ -223,13 +223,15 @@ def test_parallel_job_of_four_launched_servers_survives_an_interrupt(tmp_path, r
     assert sorted(report) == ["step100/p50", "step100/p90", "step50/p50", "step50/p90"]
     assert sum(c["probes_reused"] for c in report.values()) >= done_before
     # One step per request (64-token prompt, 1 output token), one request at a time: a server
-    # cannot pass more than 1 / step (20 and 10 req/s). The one SLO (TTFT <= 150 ms) leaves the
+    # serves at most 1 / step (20 and 10 req/s); a 40-request probe passes a little above that
+    # while its backlog stays inside the SLO (by hand: p50 at most 22.2 and 10.3 req/s, the
+    # 20th request's backlog 100 / 50 ms), hence 15 % over. The one SLO (TTFT <= 150 ms) leaves the
     # 50 ms server two steps of queueing slack and the 100 ms one half a step, which jitter on a
     # busy 2-core box eats first: so the fast one's capacity is at least 1.5x and, measured,
     # up to 2.8x the slow one's (20 against 7.0 in one CI run), never 4x.
     for slo in ("p50", "p90"):
         fast, slow = report[f"step50/{slo}"]["capacity_qps"], report[f"step100/{slo}"]["capacity_qps"]
-        assert fast <= 20 * 1.05 and slow <= 10 * 1.05, (fast, slow)
+        assert fast <= 20 * 1.15 and slow <= 10 * 1.15, (fast, slow)
         assert 1.5 <= fast / slow <= 4.0, (fast, slow)
     assert _wait_gone(_server_pids(out)) == []
     assert os.path.exists(out / "capacity.csv") and os.path.exists(out / "probes.csv")
