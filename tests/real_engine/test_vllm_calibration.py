@@ -13,7 +13,11 @@ Timings are only comparable on one machine. This one is a shared VM: the accurac
 skipped, with the numbers in the reason, when other processes took more than ``BUSY_LIMIT``
 cores during the profiling or the live run, or when the engine's speed changed during the run:
 the same probe right after the run differs from the one right before by more than
-``DRIFT_LIMIT`` (seen: 10-20 % over minutes with nothing else visible on the machine).
+``DRIFT_LIMIT`` (seen: 10-20 % over minutes with nothing else visible on the machine), or when
+the engine ran more than ``MOVED_LIMIT`` off the profile's speed before the run (one CI run:
+prefill 1.43x and decode 1.46x slower than profiled minutes earlier; the anchored TBT p50 was
+then +30 % while a roofline fitted to the same anchored profile was within 6 %: the machine,
+not only its speed, had changed).
 
 Every check is a hard assertion, the 60 % p90 tails included, as long as the join probe
 resolved its cost (``JoinResult.conclusive``: the joins' median two standard errors from 0);
@@ -52,6 +56,7 @@ JOB = load_job(Path(__file__).resolve().parents[2] / "validation" / "vllm_cpu_sm
 TOLERANCE = JOB.tolerance
 BUSY_LIMIT = 0.5  # cores other processes may take while we time vLLM
 DRIFT_LIMIT = 0.10  # how much the engine's speed may change during a live run
+MOVED_LIMIT = 0.25  # how far from the profile's speed the engine may run before a live run
 
 
 def _physical(section: dict) -> tuple[float, dict[str, float]]:
@@ -171,9 +176,15 @@ def _measure(vllm_server, profiled, load: float, out: Path) -> SimpleNamespace:
     bound = TOLERANCE * (2 if high else 1)
     misses = [r for r in held if not abs(r["relative_error"]) <= bound]
     busy = max(profiled.foreign_cores, foreign) > BUSY_LIMIT
+    moved = max(abs(x - 1.0) for x in before.values())
     return SimpleNamespace(report=report, table=table, before=before, after=after, foreign=foreign,
-                           change=drift(before, after), busy=busy, checked=checked, held=held,
-                           bound=bound, misses=misses, high=high, join=join)
+                           change=drift(before, after), moved=moved, busy=busy, checked=checked,
+                           held=held, bound=bound, misses=misses, high=high, join=join)
+
+
+def _steady(run: SimpleNamespace) -> bool:
+    """A quiet machine, an engine near its profiled speed that kept it during the run."""
+    return not run.busy and run.change <= DRIFT_LIMIT and run.moved <= MOVED_LIMIT
 
 
 @pytest.mark.parametrize("load", JOB.loads, ids=lambda x: f"{x:.0%}")
@@ -190,7 +201,7 @@ def test_simulator_predicts_live_run(vllm_server, profiled, load):
     for n in range(1, ATTEMPTS + 1):
         run = _measure(vllm_server, profiled, load, profiled.out / f"load_{load}" / f"attempt_{n}")
         attempts.append(run)
-        if not (run.misses or run.busy or run.change > DRIFT_LIMIT):
+        if not run.misses and _steady(run):
             break
     tables = "".join(a.table for a in attempts)
     report = run.report
@@ -213,7 +224,7 @@ def test_simulator_predicts_live_run(vllm_server, profiled, load):
     # while those runs went at the profile's own speed (as fitted: TTFT p50 +8 %, anchored
     # +28 % and +33 %). Then the profile as fitted is held to the same bound, and the anchor's
     # misjudgment is said, not passed.
-    steady = [a for a in attempts if not a.busy and a.change <= DRIFT_LIMIT]
+    steady = [a for a in attempts if _steady(a)]
     if steady and all(a.misses for a in steady):
         a = steady[-1]
         fitted = [r for r in checked_rows(a.report["models"]["as_fitted"])
@@ -231,7 +242,9 @@ def test_simulator_predicts_live_run(vllm_server, profiled, load):
             (f"machine busy: other processes took {profiled.foreign_cores:.2f} cores while profiling "
              f"and {a.foreign:.2f} during the live run (limit {BUSY_LIMIT})") if a.busy else
             (f"engine drifted: its speed changed by {a.change:.1%} during the live run (limit "
-             f"{DRIFT_LIMIT:.0%})") for a in attempts)
+             f"{DRIFT_LIMIT:.0%})") if a.change > DRIFT_LIMIT else
+            (f"engine moved: it ran {scales_text(a.before)} x the profile's time before the run "
+             f"(limit {MOVED_LIMIT:.0%} off)") for a in attempts)
         pytest.skip(f"{why}; timings taken on a changing machine are not compared{tables}")
     held_run = next(a for a in steady if not a.misses)
     if len(held_run.held) < len(held_run.checked):

@@ -11,8 +11,9 @@ no prefix, so caching leaves a profile as it is) re-anchored right before the ru
   ``/metrics`` during the run); for the shared prefixes both are also held to the share worked
   out by hand from the records: every request but each group's first finds its group's 256
   tokens (two 128-token blocks) cached;
-- TTFT p50 within the job's 15 %, where the machine stayed quiet and steady (as in
-  ``test_vllm_calibration``: skipped with the numbers otherwise). The p90 tails are reported,
+- TTFT p50 within the job's 15 %, where the machine stayed quiet and steady and the engine ran
+  within 25 % of the profile's speed (as in ``test_vllm_calibration``: skipped with the numbers
+  otherwise). The p90 tails are reported,
   not held: on this VM the caching-off job holds them only with a conclusive join probe, and the
   committed runs (docs/validation_vllm_cpu_prefix.md) missed them by 16-26 % at 30 % load.
 
@@ -48,6 +49,7 @@ SESSIONS = load_job(JOBS / "vllm_cpu_smollm2_sessions.yaml").with_overrides(num_
 LOAD = 0.3
 BUSY_LIMIT = 0.5  # cores other processes may take while we time vLLM
 DRIFT_LIMIT = 0.10  # how much the engine's speed may change during the live run
+MOVED_LIMIT = 0.25  # how far from the profile's speed the engine may run before it
 
 
 @pytest.fixture(scope="module")
@@ -100,9 +102,12 @@ def test_simulated_prefix_cache_matches_vllms(caching_server, profiled, job, tmp
         assert len(later) >= job.num_requests // 2 and hits["measured_mean"] > 0.3, table
     assert abs(hits["difference"]) <= HIT_RATE_TOLERANCE, table
     busy = foreign > BUSY_LIMIT or profiled.foreign_cores > BUSY_LIMIT
-    if busy or change > DRIFT_LIMIT:
+    moved = max(abs(x - 1.0) for x in before.values())
+    if busy or change > DRIFT_LIMIT or moved > MOVED_LIMIT:
         why = (f"machine busy ({foreign:.2f} cores of other work during the run)" if busy
-               else f"engine drifted {change:.1%} during the live run (limit {DRIFT_LIMIT:.0%})")
+               else f"engine drifted {change:.1%} during the live run (limit {DRIFT_LIMIT:.0%})"
+               if change > DRIFT_LIMIT else
+               f"engine ran {scales_text(before)} x the profile's time (limit {MOVED_LIMIT:.0%} off)")
         pytest.skip(f"hit rate held ({hits['difference'] * 100:+.1f} points); TTFT not compared: {why}{table}")
     ttft50 = next(r for r in checked_rows(report["models"]["profiled"])
                   if r["metric"] == "ttft" and r["percentile"] == 50)
