@@ -113,14 +113,15 @@ def match_hardware(device: str, name: str) -> str:
     return best
 
 
-def measure(args: OperatorProfilerConfig, device: str, dtype: str, hardware: str) -> OperatorProfile:
+def measure(args: OperatorProfilerConfig, device: str, name: str, dtype: str,
+            hardware: str) -> OperatorProfile:
     """Times every operator at every grid point; prints one line per point."""
     import torch
 
-    from etalon.calibration.torch_ops import LayerOperators, Timer, device_name
+    from etalon.calibration.torch_ops import LayerOperators, Timer
 
     profile = OperatorProfile({"model": args.model, "hardware": hardware, "tp": args.tp,
-                               "dtype": dtype, "device": device_name(device),
+                               "dtype": dtype, "device": name,
                                "torch": torch.__version__, "python": platform.python_version(),
                                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                                "repetitions": args.repetitions, "loop_ms": args.loop_ms})
@@ -192,11 +193,12 @@ def run(args: OperatorProfilerConfig) -> int:
         raise UserError(f"--dtype {dtype}: expected one of {', '.join(TORCH_DTYPES)}")
     from etalon.calibration.torch_ops import device_name
 
-    hardware = args.hardware or match_hardware(device, device_name(device))
+    name = device_name(device)
+    hardware = args.hardware or match_hardware(device, name)
     out = Path(args.output_dir)
-    print(f"{PROG}: {args.model} (TP {args.tp}, {dtype}) on {device_name(device)}; the fit reads "
+    print(f"{PROG}: {args.model} (TP {args.tp}, {dtype}) on {name}; the fit reads "
           f"{hardware}'s peaks", file=sys.stderr)
-    profile = measure(args, device, dtype, hardware)
+    profile = measure(args, device, name, dtype, hardware)
     path = out / "operator_profile.json"
     profile.save(path)
     print(f"{PROG}: {len(profile.measurements)} operator timings written to {path}", file=sys.stderr)

@@ -186,27 +186,24 @@ class OperatorError:
     mean_signed_error: float
 
 
-def operator_errors(model: OperatorRooflinePerfModel, profile: OperatorProfile) -> list[OperatorError]:
-    """Per operator: mean |predicted − measured| / measured, and its sign, over the grid."""
-    groups: dict[str, list[OperatorMeasurement]] = {}
-    for m in profile.measurements:
-        groups.setdefault(m.operator, []).append(m)
-    out = []
-    for name, rows in groups.items():
-        arrays = model.kernel_arrays([m.kernel for m in rows])
-        pred = model.seconds_each(arrays)
-        y = np.array([m.median_s for m in rows])
-        rel = (pred - y) / y
-        out.append(OperatorError(name, len(rows), float(y.sum()), float(np.abs(rel).mean()),
-                                 float(rel.mean())))
-    return out
-
-
-def mean_abs_error(model: OperatorRooflinePerfModel, profile: OperatorProfile) -> float:
-    """Mean relative error over every measured row (each operator launch counts once)."""
+def relative_errors(model: OperatorRooflinePerfModel, profile: OperatorProfile) -> np.ndarray:
+    """(predicted − measured) / measured of every measured row, in the profile's order."""
     arrays = model.kernel_arrays([m.kernel for m in profile.measurements])
     y = np.array([m.median_s for m in profile.measurements])
-    return float(np.mean(np.abs(model.seconds_each(arrays) - y) / y))
+    return (model.seconds_each(arrays) - y) / y
+
+
+def operator_errors(profile: OperatorProfile, rel: np.ndarray) -> list[OperatorError]:
+    """Per operator: mean |relative error| and its sign over the grid, from ``rel``
+    (``relative_errors`` of one model)."""
+    names = np.array([m.operator for m in profile.measurements])
+    y = np.array([m.median_s for m in profile.measurements])
+    out = []
+    for name in dict.fromkeys(names.tolist()):  # operators in profile order
+        mine = names == name
+        out.append(OperatorError(name, int(mine.sum()), float(y[mine].sum()),
+                                 float(np.abs(rel[mine]).mean()), float(rel[mine].mean())))
+    return out
 
 
 @dataclass
@@ -237,12 +234,13 @@ def fit_operator_profile(profile: OperatorProfile, hardware: str | None = None,
     y = np.array([m.median_s for m in profile.measurements])
     eff, steps, unconstrained = fit_kernel_times(base, kernels, y, names=names)
     fitted = base.with_efficiency(**asdict(eff))
-    before = {e.operator: e for e in operator_errors(base, profile)}
-    after = operator_errors(fitted, profile)
+    rel_before, rel_after = relative_errors(base, profile), relative_errors(fitted, profile)
+    before = {e.operator: e for e in operator_errors(profile, rel_before)}
+    after = operator_errors(profile, rel_after)
     per_op = {e.operator: {"points": e.points, "measured_s": e.measured_s,
                            "default_mean_abs_error": before[e.operator].mean_abs_error,
                            "default_mean_signed_error": before[e.operator].mean_signed_error,
                            "fitted_mean_abs_error": e.mean_abs_error,
                            "fitted_mean_signed_error": e.mean_signed_error} for e in after}
-    return OperatorProfileFit(eff, fitted, unconstrained, steps, mean_abs_error(base, profile),
-                              mean_abs_error(fitted, profile), per_op)
+    return OperatorProfileFit(eff, fitted, unconstrained, steps, float(np.abs(rel_before).mean()),
+                              float(np.abs(rel_after).mean()), per_op)
