@@ -250,7 +250,7 @@ def _finish(outcome: Dispatched, run_config: dict, out: Path, cfg: BenchmarkConf
     if not cfg.outputs.no_report:
         from etalon.report.html import write_run_report
 
-        write_run_report(out, PROG)
+        write_run_report(out, PROG, columns=columns)
     print_summary(summary)
     print(f"{PROG}: results in {out} (written {time.perf_counter() - outcome.collected:.2f} s "
           f"after the last record)", file=sys.stderr)

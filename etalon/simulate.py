@@ -77,13 +77,16 @@ def simulate(cfg: SimConfig, *, quiet: bool = False, report: bool | None = None)
     paths.update(write_timeline(result, out))
     if not cfg.outputs.no_plots:
         paths.update(plot_timelines(result, out))
-    # The report reads the run back from its files: let the records and their columns go first,
-    # or a 100k-request run holds two copies of its 44 M token times at once.
+    # The report draws from the columns as written: let the records go first, or a 100k-request
+    # run holds two copies of its 44 M token times at once. Where warm-up requests were written
+    # too, the files are not these columns: the report reads them back.
+    held = columns if len(measured) == len(result.records) else None
     del result, measured, columns
     if (not quiet if report is None else report) and not cfg.outputs.no_report:
         from etalon.report.html import write_run_report
 
-        write_run_report(out, PROG)
+        write_run_report(out, PROG, columns=held)
+    del held
     if not quiet:
         from etalon.report.console import print_summary
 

@@ -5,6 +5,7 @@ build the same parser. The estimator's subcommands are frozen in test_estimator_
 from __future__ import annotations
 
 import importlib
+import os
 import subprocess
 import sys
 
@@ -201,3 +202,19 @@ def test_etalon_lists_its_commands():
     res = subprocess.run([sys.executable, "-m", "etalon", "benchmark"], capture_output=True,
                          text=True)
     assert res.returncode == 2 and "unknown command 'benchmark'" in res.stderr
+
+
+@pytest.mark.parametrize("env, expected", [(None, False), ("1", True)])
+def test_commands_turn_numpys_huge_pages_off_unless_the_user_chose(env, expected):
+    # numpy's setter returns the setting it replaces: what the command left in place
+    code = ("from etalon.commands import no_transparent_hugepages\n"
+            "from numpy._core.multiarray import _set_madvise_hugepage\n"
+            "no_transparent_hugepages()\n"
+            "print(_set_madvise_hugepage(True))")
+    environ = {k: v for k, v in os.environ.items() if k != "NUMPY_MADVISE_HUGEPAGE"}
+    if env is not None:
+        environ["NUMPY_MADVISE_HUGEPAGE"] = env
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environ,
+                         timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == str(expected)

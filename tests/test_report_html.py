@@ -99,6 +99,17 @@ def test_a_simulation_writes_its_report_with_the_summary_numbers(sims):
     assert all(len(s["x"]) <= 2000 for c in charts.values() for s in c["series"])
 
 
+def test_the_report_a_run_writes_from_its_columns_is_the_one_its_files_give(sims):
+    # simulate hands the report the columns it wrote (no reading back, no recomputing): the
+    # page must be the one `etalon report` renders from the folder
+    run = sims["busy"]
+    written = embedded_data((run / REPORT_FILE).read_text())
+    again = embedded_data(render([run]))
+    for data in (written, again):
+        data.pop("generated_at")
+    assert written == again
+
+
 def test_the_cdfs_pass_through_the_summary_percentiles(sims):
     run = sims["busy"]
     data = embedded_data((run / REPORT_FILE).read_text())

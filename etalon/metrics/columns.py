@@ -211,5 +211,8 @@ def tbt_samples(row: np.ndarray, times: np.ndarray, tokens: np.ndarray,
     """:meth:`RunColumns.tbt_samples` over the content chunks' columns (a function of arrays,
     so a series can make its ids later without holding the run's columns)."""
     same = (row[1:] == row[:-1]) & ok[row[1:]]
+    gaps = np.diff(times)[same]
     k = tokens[1:][same]
-    return np.repeat(row[1:][same], k), np.repeat(np.diff(times)[same] / k, k)
+    if (k == 1).all():  # one token per chunk (a simulator's, most servers'): no spreading
+        return row[1:][same], gaps
+    return np.repeat(row[1:][same], k), np.repeat(gaps / k, k)

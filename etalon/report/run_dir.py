@@ -64,8 +64,9 @@ def is_capacity_dir(path: Path) -> bool:
     return (path / CAPACITY_FILE).is_file()
 
 
-def load(path: str | Path) -> RunDir | CapacityDir:
-    """A run folder or a capacity-search folder; anything else is a ``UserError``."""
+def load(path: str | Path, table: RecordTable | None = None) -> RunDir | CapacityDir:
+    """A run folder or a capacity-search folder; anything else is a ``UserError``.
+    ``table``: the run's records, when the caller holds them (they are not read again)."""
     p = Path(path)
     if not p.is_dir():
         raise UserError(f"{p}: not a directory (give a run's --output-dir or a capacity "
@@ -75,10 +76,10 @@ def load(path: str | Path) -> RunDir | CapacityDir:
     if not (p / SUMMARY_FILE).is_file():
         raise UserError(f"{p}: not a run directory (no {SUMMARY_FILE}) nor a capacity-search "
                         f"directory (no {CAPACITY_FILE})")
-    return load_run(p)
+    return load_run(p, table)
 
 
-def load_run(p: Path) -> RunDir:
+def load_run(p: Path, table: RecordTable | None = None) -> RunDir:
     summary = read_json(p / SUMMARY_FILE, "a run's summary")
     if not isinstance(summary, dict) or not isinstance(summary.get("latency"), dict):
         raise UserError(f"{p / SUMMARY_FILE}: not a run summary (no 'latency' section)")
@@ -86,7 +87,7 @@ def load_run(p: Path) -> RunDir:
     if not (p / REQUESTS_FILE).is_file() and not (p / JSONL_FILE).is_file():
         raise UserError(f"{p}: no records ({REQUESTS_FILE} or {JSONL_FILE})")
     try:
-        table = read_table(p)
+        table = read_table(p) if table is None else table
     except UserError:
         raise
     except (ValueError, KeyError, TypeError) as exc:  # a damaged JSONL stream
