@@ -75,9 +75,13 @@ def _live_run_against_the_profile(url: str, profile, out, qps: int, n: int) -> t
     # 10 %, or 1.5 ms where that is more: the live server's timers wake 0.5-1 ms late
     # on this 2-core VM, which the simulator does not model; on the ~8-9 ms gaps of TBT
     # p90 that alone was -10.1 to -11.8 % (0.76-1.05 ms; code before and after the
-    # typed-config change alike)
+    # typed-config change alike). The p90s get 3 ms: in one CI run both attempts at 7 req/s
+    # measured TBT p90 2.4 and 2.7 ms above the prediction (-24 %) while every p50 held within
+    # 5 % and TTFT p90 within 7 %: stalls of a few ms on a shared VM land in the gaps' tail.
+    # A wrong step price moves the p50s, which keep the 1.5 ms.
     misses = [r for r in checked
-              if not abs(r["predicted_s"] - r["measured_s"]) <= max(0.10 * r["measured_s"], 0.0015)]
+              if not abs(r["predicted_s"] - r["measured_s"])
+              <= max(0.10 * r["measured_s"], 0.003 if r["percentile"] == 90 else 0.0015)]
     # the engine's state too: the embedded server's /metrics against the simulated engine's
     state = {r["series"]: r for r in report["server_state"]["profiled"]}
     assert {"vllm:num_requests_running", "vllm:num_requests_waiting",
