@@ -32,6 +32,8 @@ SUBCOMMANDS: dict[str, tuple[str, str] | dict[str, tuple[str, str]]] = {
         "decode": ("etalon.decode_profiler", "measure decode steps against batch and context"),
         "anchor": ("etalon.anchor_profile", "re-anchor a fitted profile to the engine's "
                                             "speed now"),
+        "context": ("etalon.context_profile", "measure what attention over a cached prefix "
+                                              "costs, into a copy of a profile"),
         "ops": ("etalon.operator_profiler", "time a model's layer operators (PyTorch) and fit "
                                             "the operator roofline"),
         "merge": ("etalon.calibration.merge", "one profile from several"),

@@ -3,7 +3,9 @@
 Sends isolated requests (one in flight, warm-up first, a few repetitions per length) to an
 OpenAI-compatible server or the embedded one, fits ``prefill_time(prompt_tokens)``, then probes
 what a prompt joining decoding sequences adds to their step (``etalon.calibration.join``), how a
-step with several prompts is priced (``etalon.calibration.batching``), and writes a
+step with several prompts is priced (``etalon.calibration.batching``), and, on a server with
+prefix caching, what attention over a cached prefix costs (``etalon.calibration.context``,
+``--context-probe-prefixes``), and writes a
 profile (JSON), the raw records (``prefill_requests.jsonl``) and a plot of measured vs fitted.
 """
 
@@ -21,6 +23,7 @@ from etalon.calibration.cli import (
     write_records,
 )
 from etalon.calibration.batching import BatchingProbe, BatchingSettings, default_probe_length
+from etalon.calibration.context import ContextProbe, ContextSettings
 from etalon.calibration.join import JoinProbe, JoinSettings
 from etalon.calibration.prefill import DEFAULT_LENGTHS, PrefillSettings, fit_prefill, measure_prefill
 from etalon.calibration.probe import Probe
@@ -59,6 +62,13 @@ class PrefillProfilerConfig(ProfilerConfig):
                                                  "batching probe's)")
     no_idle_probe: bool = option(False, "skip the idle probe; the profile then charges nothing "
                                         "for pauses")
+    context_probe_prefixes: list[int] = option(
+        default_factory=list,
+        help="cached-prefix lengths of the context probe, multiples of the server's KV block "
+             "(e.g. 256 512 768; none: no probe). Needs prefix caching on: it prices a new "
+             "token's attention over a cached prefix")
+    context_probe_suffix: int = option(64, "new tokens after each cached prefix (below the "
+                                           "server's KV block)")
 
 
 def configure(parser) -> None:
@@ -90,8 +100,13 @@ def run(args: PrefillProfilerConfig) -> int:
         idle = WakeUpProbe(WakeUpSettings(args.idle_probe_length or probe_length,
                                           tuple(args.idle_probe_gaps), args.idle_probe_repetitions,
                                           seed)).validate()
+    context = None
+    if args.context_probe_prefixes:
+        context = ContextProbe(ContextSettings(args.context_probe_suffix,
+                                               tuple(args.context_probe_prefixes),
+                                               probe_repetitions)).validate()
     # the join first: the batching probe takes its per-prompt cost out
-    probes: list[Probe] = [p for p in (join, batching, idle) if p is not None]
+    probes: list[Probe] = [p for p in (join, batching, idle, context) if p is not None]
     out = args.outputs.prepare()
     with ExitStack() as stack:
         session = open_session(args.connection, args.server_info, stack, PROG)

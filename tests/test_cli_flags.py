@@ -111,8 +111,8 @@ FLAGS = {
     ],
     'etalon.prefill_profiler': [
         '--additional-sampling-params', '--batching-probe-length',
-        '--batching-probe-prompts', '--cv-folds', '--fixed-request-generator-decode-tokens',
-        '--hardware', '--idle-probe-gaps', '--idle-probe-length',
+        '--batching-probe-prompts', '--context-probe-prefixes', '--context-probe-suffix',
+        '--cv-folds', '--fixed-request-generator-decode-tokens', '--hardware', '--idle-probe-gaps', '--idle-probe-length',
         '--idle-probe-repetitions', '--idle-timeout', '--join-probe-decode-tokens',
         '--join-probe-decoders', '--join-probe-length', '--llm-api',
         '--max-extrapolation-error', '--merge-into', '--model', '--no-batching-probe',
@@ -136,6 +136,12 @@ FLAGS = {
         '--profile', '--prompt-tokens', '--records', '--request-timeout',
         '--require-exact-output-lengths', '--seed', '--server', '--server-args',
         '--timeout', '--tokenizer',
+    ],
+    'etalon.context_profile': [
+        '--additional-sampling-params', '--hardware', '--idle-timeout', '--llm-api', '--model',
+        '--no-ignore-eos', '--num-repetitions', '--output', '--prefixes', '--profile',
+        '--records', '--request-timeout', '--require-exact-output-lengths', '--seed',
+        '--server', '--server-args', '--suffix-tokens', '--timeout', '--tokenizer',
     ],
     'etalon.capacity_search.__main__': [
         '--config', '--no-plots', '--no-ray', '--no-report', '--output-dir',

@@ -4,7 +4,7 @@ efficiency factors.
 
 Modules: ``prefill`` / ``decode`` (what is sent and what is measured), ``fitting`` (scikit-learn
 fits and their checks), ``probe`` (the probes' one shape) with ``join``, ``batching``,
-``wake_up`` and ``anchor``, ``measure`` (sending), ``merge`` (one file from several),
+``wake_up``, ``context`` and ``anchor``, ``measure`` (sending), ``merge`` (one file from several),
 ``deadlines``, ``roofline_fit``, ``plots``, ``cli``. The profile file format is
 ``etalon.profiles``. Importing this package loads neither scikit-learn nor matplotlib.
 """

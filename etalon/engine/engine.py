@@ -215,14 +215,15 @@ class Engine:
     @staticmethod
     def _batch_of(plan: StepPlan) -> StepBatch:
         prefill_tokens = 0
-        attention = 0.0
+        attention = earlier = 0.0
         for seq, chunk in plan.prefill:
             prefill_tokens += chunk
             attention += StepBatch.attention_pairs(chunk, seq.num_computed)
+            earlier += chunk * seq.num_computed
         cross = StepBatch.cross_pairs(c for _, c in plan.prefill) if len(plan.prefill) > 1 else 0.0
         context = sum(seq.num_computed + 1 for seq in plan.decode)
         return StepBatch(prefill_tokens, attention, len(plan.prefill), len(plan.decode), context,
-                         cross)
+                         cross, earlier)
 
     def complete(self, step: Step, end: float) -> StepOutcome:
         """Applies a step that ended at ``end``: advances prefills, emits tokens, frees finishers."""

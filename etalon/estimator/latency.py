@@ -24,11 +24,12 @@ def chunked_prefill(batch_size: int, prompt_len: int, max_tokens: int) -> list[S
     are packed in order, a prompt that does not fit continues in the next step."""
     steps: list[StepBatch] = []
     chunks: list[int] = []
-    pairs = 0.0
+    pairs = context = 0.0
 
     def close() -> None:
         steps.append(StepBatch(sum(chunks), pairs, len(chunks),
-                               prefill_cross_pairs=StepBatch.cross_pairs(chunks)))
+                               prefill_cross_pairs=StepBatch.cross_pairs(chunks),
+                               prefill_context_pairs=context))
 
     for _ in range(batch_size):
         done = 0
@@ -36,11 +37,12 @@ def chunked_prefill(batch_size: int, prompt_len: int, max_tokens: int) -> list[S
             room = max_tokens - sum(chunks)
             if room <= 0:
                 close()
-                chunks, pairs = [], 0.0
+                chunks, pairs, context = [], 0.0, 0.0
                 room = max_tokens
             chunk = int(min(room, prompt_len - done))
             chunks.append(chunk)
             pairs += StepBatch.attention_pairs(chunk, done)
+            context += chunk * done
             done += chunk
     if chunks:
         close()

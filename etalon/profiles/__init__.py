@@ -10,8 +10,11 @@ needs numpy only. The layout is documented in ``docs/calibration.md``.
 """
 
 from etalon.profiles.profile import SCHEMA_VERSION, Profile, load_profile, save_profile
-from etalon.profiles.results import AnchorResult, BatchingResult, JoinResult, ProbeResult, WakeUpResult
+from etalon.profiles.results import (
+    AnchorResult, BatchingResult, ContextResult, JoinResult, ProbeResult, WakeUpResult,
+)
 from etalon.profiles.section import OutOfRangeError, Section
 
-__all__ = ["SCHEMA_VERSION", "AnchorResult", "BatchingResult", "JoinResult", "OutOfRangeError",
+__all__ = ["SCHEMA_VERSION", "AnchorResult", "BatchingResult", "ContextResult", "JoinResult",
+           "OutOfRangeError",
            "ProbeResult", "Profile", "Section", "WakeUpResult", "load_profile", "save_profile"]

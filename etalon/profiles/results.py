@@ -1,8 +1,9 @@
 """What the probes found, as a profile section stores it: one frozen class per probe entry.
 
-A section carries up to four probe entries (``batching``, ``join``, ``wake_up``: prefill only;
-``anchor``: either section). Each holds the number the models use (``per_cross_pair``,
-``per_join_s``, the ``gaps_s``/``penalty_s`` table, ``scale``) and the evidence behind it. The
+A section carries up to five probe entries (``batching``, ``join``, ``wake_up``, ``context``:
+prefill only; ``anchor``: either section). Each holds the number the models use
+(``per_cross_pair``, ``per_join_s``, the ``gaps_s``/``penalty_s`` table, ``per_context_pair``,
+``scale``) and the evidence behind it. The
 evidence is optional: a hand-written entry with only the model's number is a valid one, and
 ``to_dict`` writes back only what is there, in the order the probes write it, so a file
 round-trips unchanged. ``from_dict`` checks every field and raises one ``ValueError`` naming the
@@ -213,6 +214,48 @@ class WakeUpResult:
         return f"first step after a pause: {steps}"
 
 
+@dataclass(frozen=True)
+class ContextResult:
+    """What a new prompt token's attention over a cached prefix costs
+    (``etalon.calibration.context``): ``per_context_pair`` seconds per (new token, cached token)
+    pair, fitted through the origin to how much longer ``suffix_tokens`` new tokens took after
+    each cached prefix (``extras_s[i]`` after ``prefix_tokens[i]``) than with none
+    (``alone_s``, their median TTFT)."""
+
+    per_context_pair: float
+    suffix_tokens: int | None = None
+    prefix_tokens: tuple[float, ...] | None = None
+    extras_s: tuple[float, ...] | None = None
+    alone_s: float | None = None
+    repetitions: int | None = None
+
+    entry: ClassVar[str] = "context"
+
+    def to_dict(self) -> dict:
+        return _fields_present(self)
+
+    @classmethod
+    def from_dict(cls, data: object, where: str) -> "ContextResult":
+        f = Fields(data, where)
+        f.only(_field_names(cls))
+        prefixes = _floats(f, "prefix_tokens", minimum=1)
+        return cls(per_context_pair=f.num("per_context_pair", minimum=0),
+                   suffix_tokens=f.int("suffix_tokens", required=False, minimum=1),
+                   prefix_tokens=prefixes,
+                   extras_s=_floats(f, "extras_s",
+                                    length=None if prefixes is None else len(prefixes)),
+                   alone_s=f.num("alone_s", required=False, minimum=0),
+                   repetitions=f.int("repetitions", required=False, minimum=1))
+
+    def describe(self, section: str = "prefill") -> str:
+        cost = f"a new token's pair with a cached one costs {self.per_context_pair:.3g} s"
+        if None in (self.suffix_tokens, self.prefix_tokens, self.extras_s, self.alone_s):
+            return f"attention over a cached prefix: {cost}"
+        after = ", ".join(f"{p:.0f}: +{e * 1e3:.1f} ms" for p, e in zip(self.prefix_tokens, self.extras_s))
+        return (f"attention over a cached prefix: {self.suffix_tokens} new tokens took "
+                f"{self.alone_s * 1e3:.1f} ms alone, and after cached prefixes of {after}; {cost}")
+
+
 #: what an anchor of each section compares with its fit
 ANCHOR_MEASURES = {"prefill": "TTFT", "decode": "inter-token gap"}
 
@@ -263,4 +306,4 @@ class AnchorResult:
                 f"the profile measured {self.profiled_ratio:.3f} x the fit); scale {self.scale:.3f}")
 
 
-ProbeResult = BatchingResult | JoinResult | WakeUpResult | AnchorResult
+ProbeResult = BatchingResult | JoinResult | WakeUpResult | ContextResult | AnchorResult

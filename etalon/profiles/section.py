@@ -31,7 +31,9 @@ from etalon.profiles.predictors import (
     as_inputs,
     predictor_from_dict,
 )
-from etalon.profiles.results import AnchorResult, BatchingResult, JoinResult, ProbeResult, WakeUpResult
+from etalon.profiles.results import (
+    AnchorResult, BatchingResult, ContextResult, JoinResult, ProbeResult, WakeUpResult,
+)
 from etalon.profiles.schema import Fields
 
 TARGETS = {"prefill": "ttft_s", "decode": "step_time_s"}
@@ -88,6 +90,9 @@ class Section:
     join: JoinResult | None = None
     #: prefill only: what the first step after a pause costs more; None: nothing measured
     wake_up: WakeUpResult | None = None
+    #: prefill only: what a new token's attention over a cached prefix costs per pair; None:
+    #: never measured (priced like the fit's own attention pairs)
+    context: ContextResult | None = None
     #: a later, quick measurement of how fast the engine runs now against when it was profiled;
     #: every time the section predicts (``predict``, ``cross_pair_cost``, ``join_cost``) is
     #: multiplied by its ``scale``; the measured wake-up penalty is not. None: the fit as measured.
@@ -120,6 +125,15 @@ class Section:
                 + phys.coefficient("attention_pairs") * pairs) * self.scale
 
     @property
+    def context_pair_cost(self) -> float:
+        """Seconds per pair of a new prompt token and a token before it in the cache (an earlier
+        chunk, a cached prefix): measured by the context probe, else the fit's own attention
+        pair, which the isolated prompts it was fitted on determine only loosely."""
+        if self.context is not None:
+            return float(self.context.per_context_pair) * self.scale
+        return self.physical.coefficient("attention_pairs") * self.scale
+
+    @property
     def join_cost(self) -> float:
         """Seconds of engine work a new prompt adds to the step that runs it, beyond its tokens
         and attention (0 when never measured)."""
@@ -128,7 +142,8 @@ class Section:
 
     def results(self) -> list[ProbeResult]:
         """The probe entries this section carries, in file order."""
-        return [r for r in (self.batching, self.join, self.wake_up, self.anchor) if r is not None]
+        return [r for r in (self.batching, self.join, self.wake_up, self.context, self.anchor)
+                if r is not None]
 
     def attach(self, result: ProbeResult) -> None:
         """Stores a probe's result in its entry (replacing an earlier one)."""
@@ -196,7 +211,7 @@ class Section:
         f = Fields(data, where)
         f.only({"inputs", "target", "predictor", "physical", "chosen", "fit", "valid_range",
                 "extrapolation", "settings", "measurements", "batching", "join", "wake_up",
-                "anchor"})
+                "context", "anchor"})
         inputs = INPUTS[name]
         if tuple(f.strings("inputs")) != inputs:
             raise UserError(f"{f.at('inputs')}: expected {list(inputs)}")
@@ -235,7 +250,7 @@ class Section:
                 raise UserError(f"{f.at('measurements')}: columns differ in length")
         settings = f.obj("settings", required=False)
         results = {}
-        for kind in (BatchingResult, JoinResult, WakeUpResult, AnchorResult):
+        for kind in (BatchingResult, JoinResult, WakeUpResult, ContextResult, AnchorResult):
             if not f.has(kind.entry):
                 continue
             if kind is not AnchorResult and name != "prefill":

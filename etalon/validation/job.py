@@ -42,7 +42,7 @@ def _all_at_least(where: str, key: str, values: tuple[int, ...], low: int) -> No
 
 @dataclass
 class PrefillPlan:
-    """``etalon.prefill_profiler``: prompt lengths × repetitions, then its three probes."""
+    """``etalon.prefill_profiler``: prompt lengths × repetitions, then its probes."""
 
     lengths: tuple[int, ...] = option(
         (1, 4, 16, 32, 64, 96, 128, 192, 256, 384),
@@ -55,11 +55,16 @@ class PrefillPlan:
     batching_probe_prompts: int = option(3, "prompts sharing one step in the batching probe")
     join_probe_length: int = option(128, "prompts of the live runs' middle length joining 4 "
                                          "decoders (at 256 the fit's own error hid the ~8 ms)")
+    context_probe_prefixes: tuple[int, ...] = option(
+        (), "cached-prefix lengths of the context probe, multiples of the engine's KV block (a "
+            "server with prefix caching on; none: no probe)")
+    context_probe_suffix: int = option(64, "new tokens after each cached prefix (below the block)")
 
     def validate(self, where: str) -> PrefillPlan:
         _all_at_least(where, "lengths", self.lengths, 1)
+        _all_at_least(where, "context_probe_prefixes", self.context_probe_prefixes, 1)
         for key, low in (("repetitions", 1), ("batching_probe_length", 1), ("batching_probe_prompts", 2),
-                         ("join_probe_length", 1)):
+                         ("join_probe_length", 1), ("context_probe_suffix", 1)):
             _at_least(where, key, getattr(self, key), low)
         return self
 

@@ -7,6 +7,7 @@ as ``result.json``), so a saved result renders the same table again.
 from __future__ import annotations
 
 from etalon.options import as_flags
+from etalon.profiles import ContextResult
 from etalon.validation.verdict import HIT_RATE_TOLERANCE, hit_rate, worst_error
 
 MODELS = ("anchored", "as_fitted", "roofline")
@@ -62,6 +63,12 @@ def _wake_up_line(w: dict | None) -> str:
     return f"idle probe (first step after a pause, {w['prompt_tokens']}-token prompts): {pts}"
 
 
+def _context_line(c: dict | None) -> str | None:
+    if not c:
+        return None  # a job without prefix caching runs no context probe: nothing to say
+    return "context probe: " + ContextResult.from_dict(c, "prefill.context").describe()
+
+
 def _roofline_line(job: dict, roof: dict) -> str:
     ref = job["roofline"]
     at_bound = f"; at the search bound: {', '.join(roof['at_bound'])}" if roof["at_bound"] else ""
@@ -101,6 +108,7 @@ def _profile_part(result: dict) -> list[str]:
         f"* {_batching_line(prof['prefill'].get('batching'))}",
         f"* {_join_line(prof['prefill'].get('join'))}",
         f"* {_wake_up_line(prof['prefill'].get('wake_up'))}",
+        *[f"* {line}" for line in [_context_line(prof['prefill'].get('context'))] if line],
         f"* decode step: {_fit_line(prof['decode'])}",
         f"* {_roofline_line(result['job'], result['roofline_fit'])}",
     ]

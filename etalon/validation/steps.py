@@ -65,8 +65,35 @@ def profile_prefill(server: VllmCpuServer, job: ValidationJob, out: Path, profil
                "--prefill-lengths", *_numbers(p.lengths), "--num-repetitions", str(p.repetitions),
                "--batching-probe-length", str(p.batching_probe_length),
                "--batching-probe-prompts", str(p.batching_probe_prompts),
-               "--join-probe-length", str(p.join_probe_length), cpus=client_cpus(server))
+               "--join-probe-length", str(p.join_probe_length), *_context_flags(job),
+               cpus=client_cpus(server))
     return json.loads((out / "prefill_profile.json").read_text())["prefill"]
+
+
+def _context_flags(job: ValidationJob) -> list[str]:
+    p = job.prefill
+    if not p.context_probe_prefixes:
+        return []
+    return ["--context-probe-prefixes", *_numbers(p.context_probe_prefixes),
+            "--context-probe-suffix", str(p.context_probe_suffix)]
+
+
+def measure_context(server: VllmCpuServer, job: ValidationJob, profile: Path, out: Path) -> Path:
+    """``profile`` (fitted on a server with or without prefix caching) with the price of
+    attention over a cached prefix measured on ``server``, which caches
+    (``etalon.context_profile``, the job's ``prefill.context_probe_*``); returns the copy,
+    ``out/context.json``."""
+    p = job.prefill
+    out.mkdir(parents=True, exist_ok=True)
+    dest = out / "context.json"
+    server.reset_prefix_cache()
+    run_etalon("context_profile", "--profile", str(profile), "--output", str(dest), *_server_args(server),
+               # the job's prefixes, else the probe's own default lengths
+               *(["--prefixes", *_numbers(p.context_probe_prefixes)] if p.context_probe_prefixes else []),
+               "--suffix-tokens", str(p.context_probe_suffix),
+               "--num-repetitions", str(max(2, p.repetitions - 1)),  # as the profiler's probes
+               "--records", str(out / "context_requests.jsonl"), cpus=client_cpus(server))
+    return dest
 
 
 def profile_decode(server: VllmCpuServer, job: ValidationJob, out: Path, profile: Path) -> dict:

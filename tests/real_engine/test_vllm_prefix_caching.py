@@ -75,18 +75,42 @@ def caching_server() -> VllmCpuServer:
         yield srv
 
 
+@pytest.fixture(scope="module")
+def context_profile(caching_server, profiled, tmp_path_factory) -> Path:
+    """The session's profile with the price of attention over a cached prefix measured on the
+    caching server (``etalon.context_profile``): the profilers' uncached prompts barely
+    determine it."""
+    return steps.measure_context(caching_server, PREFIX, profiled.path, tmp_path_factory.mktemp("context"))
+
+
+def test_the_context_probe_prices_attention_over_a_cached_prefix(context_profile):
+    # vLLM reused each prefix: every extra is far below what computing the prefix again would
+    # add (the fit's prefill of P tokens more), and grows with P
+    from etalon.profiles import load_profile
+
+    section = load_profile(context_profile).prefill
+    c = section.context
+    print(f"\nprefill: {c.describe()}; the fit's own attention pair: "
+          f"{section.physical.coefficient('attention_pairs'):.3g} s")
+    recompute = [float(section.predict({"prompt_tokens": p + c.suffix_tokens}, strict=False)
+                       - section.predict({"prompt_tokens": c.suffix_tokens}, strict=False))
+                 for p in c.prefix_tokens]
+    assert all(e < 0.5 * r for e, r in zip(c.extras_s, recompute)), (c, recompute)
+    assert c.extras_s[-1] > c.extras_s[0] and c.per_context_pair > 0, c
+
+
 @pytest.mark.parametrize("job", [PREFIX, SESSIONS], ids=["shared_prefix", "sessions"])
-def test_simulated_prefix_cache_matches_vllms(caching_server, profiled, job, tmp_path):
+def test_simulated_prefix_cache_matches_vllms(caching_server, profiled, context_profile, job, tmp_path):
     engine = engine_config_of(caching_server)
     assert engine.enable_prefix_caching and engine.block_size == caching_server.engine_config["engine_block_size"]
-    capacity = steps.capacity_rps(job, profiled.path, engine, tmp_path / "capacity")
+    capacity = steps.capacity_rps(job, context_profile, engine, tmp_path / "capacity")
     qps = LOAD * capacity
-    anchored = steps.anchor(caching_server, job, profiled.path, tmp_path / "anchor_before")
+    anchored = steps.anchor(caching_server, job, context_profile, tmp_path / "anchor_before")
     meter = CpuMeter(caching_server)
     requests = steps.live_run(caching_server, job, tmp_path / "live", qps)
     foreign = meter.foreign_cores()
     before = steps.scales(anchored)
-    after = steps.scales(steps.anchor(caching_server, job, profiled.path, tmp_path / "anchor_after"))
+    after = steps.scales(steps.anchor(caching_server, job, context_profile, tmp_path / "anchor_after"))
     report = steps.validate_run(job, requests, anchored, engine, tmp_path / "validation", roofline=False)
     change = drift(before, after)
     table = (f"\n{LOAD:.0%} of {capacity:.2f} req/s = {qps:.3f} req/s, {report['num_requests']} requests; "
