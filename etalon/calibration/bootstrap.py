@@ -11,8 +11,8 @@ covers the same range and the same extrapolation claim is tested):
   once (a repetition keeps all its context bins: interference slows a whole repetition), else
   its context bins, each drawn bin becoming a point of its own.
 
-A replica keeps the section's probe entries (batching, join, wake-up, anchor) as measured: their
-own uncertainty is not propagated (``docs/intervals.md``). The fit settings are the profilers'
+A replica keeps the section's probe entries (batching, join, wake-up, context, anchor) as
+measured: their own uncertainty is not propagated (``docs/intervals.md``). The fit settings are the profilers'
 defaults; ``refit(section)`` with no resampling reproduces a profiler's section, which
 ``tests/test_intervals.py`` checks on the shipped profile.
 """
