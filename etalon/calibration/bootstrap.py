@@ -12,9 +12,9 @@ covers the same range and the same extrapolation claim is tested):
   its context bins, each drawn bin becoming a point of its own.
 
 A replica keeps the section's probe entries (batching, join, wake-up, context, anchor) as
-measured: their own uncertainty is not propagated (``docs/intervals.md``). The fit settings are the profilers'
-defaults; ``refit(section)`` with no resampling reproduces a profiler's section, which
-``tests/test_intervals.py`` checks on the shipped profile.
+measured: their own uncertainty is not propagated (``docs/intervals.md``). The fit settings are
+the profilers' defaults; ``refit(section)`` with no resampling reproduces a profiler's section,
+which ``tests/test_intervals.py`` checks on the shipped profile.
 """
 
 from __future__ import annotations
