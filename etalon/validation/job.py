@@ -62,7 +62,8 @@ class PrefillPlan:
 
     def validate(self, where: str) -> PrefillPlan:
         _all_at_least(where, "lengths", self.lengths, 1)
-        _all_at_least(where, "context_probe_prefixes", self.context_probe_prefixes, 1)
+        if self.context_probe_prefixes:  # empty: no probe
+            _all_at_least(where, "context_probe_prefixes", self.context_probe_prefixes, 1)
         for key, low in (("repetitions", 1), ("batching_probe_length", 1), ("batching_probe_prompts", 2),
                          ("join_probe_length", 1), ("context_probe_suffix", 1)):
             _at_least(where, key, getattr(self, key), low)
