@@ -201,6 +201,45 @@ def test_fluid_rate_unattainable_when_short_requests_miss_ttft():
     assert not fr.attainable and fr.tokens_per_s is None and fr.note
 
 
+def bisect_every_row(tl, ttft, min_fluidity, percentile, rel_tol=1e-4, max_iter=64):
+    """The plain search: bisection with every row walked at every step (the reference)."""
+    hi = float(min_tbt_deadlines(tl, ttft).max())
+    due = tl.t0 + tl.ttft_deadlines(ttft)
+    late = (tl.column(0) - due)[~np.isnan(due)]
+    hi = max(hi, float(late.max()) if late.size else 0.0) * (1 + 1e-9) + 1e-12
+    if fluidity_percentile(tl, ttft, hi, percentile) < min_fluidity:
+        return None
+    lo = 0.0
+    for _ in range(max_iter):
+        if hi - lo <= rel_tol * hi:
+            break
+        mid = 0.5 * (lo + hi)
+        if fluidity_percentile(tl, ttft, mid, percentile) >= min_fluidity:
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_pruned_fluid_rate_search_equals_walking_every_row(seed):
+    # The search walks only the rows that can still move the percentile; it must land on the
+    # very deadline a bisection that walks every row lands on, own TTFT deadlines, one-token
+    # requests and rows without any deadline included.
+    rng = np.random.default_rng(seed)
+    ids, t0, times = random_timelines(seed, n=300)
+    own = [None if rng.random() < 0.5 else float(rng.uniform(0.2, 1.5)) for _ in ids]
+    times = [t[:1] if rng.random() < 0.1 else t for t in times]
+    tl = Timelines.from_token_times(ids, t0, times, own)
+    ttft = [None, 0.8][seed % 2]
+    percentile, min_fluidity = [(1.0, 0.9), (10.0, 0.8), (50.0, 0.95)][seed % 3]
+    fr = fluid_token_rate(tl, ttft, min_fluidity=min_fluidity, percentile=percentile)
+    expected = bisect_every_row(tl, ttft, min_fluidity, percentile)
+    assert fr.tbt_deadline_s == expected
+    if expected is not None:
+        assert fr.attainable and fluidity_percentile(tl, ttft, expected, percentile) >= min_fluidity
+
+
 def test_fluid_rate_with_no_data():
     fr = fluid_token_rate(Timelines.from_token_times([], [], []), 1.0)
     assert fr.tokens_per_s is None and not fr.attainable

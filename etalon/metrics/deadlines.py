@@ -182,6 +182,21 @@ class Timelines:
         lengths, times = cols.token_times(rows)
         return cls.pack(ids, cols.scheduled_at[rows], lengths, times, cols.own_ttft_deadline[rows])
 
+    def subset(self, rows: np.ndarray) -> "Timelines":
+        """The given rows (positions in this packing, ascending) as their own packing.
+
+        Gathers the rows' tokens with one index array as long as their tokens, so a search
+        that narrows to a few rows pays for those rows only.
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        lengths = self.lengths[rows]
+        ends = np.cumsum(lengths)
+        # token i of row j sits at starts[i] + j in the position-major layout
+        position = np.arange(int(ends[-1]) if len(ends) else 0) - np.repeat(ends - lengths, lengths)
+        row_major = self.times[self.starts[position] + np.repeat(rows, lengths)]
+        return Timelines.pack(self.request_ids[rows], self.t0[rows], lengths, row_major,
+                              self.ttft[rows])
+
     def ttft_deadlines(self, default: float | None) -> np.ndarray:
         """Each row's TTFT deadline (s): its own, else ``default``; NaN where it has none."""
         if default is None:
@@ -268,11 +283,19 @@ def _check(t: np.ndarray, d: np.ndarray, tbt: np.ndarray, on_time: np.ndarray,
     a = len(t)
     over = t - d
     late = over > 0
-    charged = np.floor(np.clip(over / tbt, 0, _MAX_PERIODS)) + 1
-    charged[~late] = 0
-    on_time[:, :a] += ~late if counted is None else ~late & counted
-    misses[:, :a] += charged
-    return charged
+    # floor(max(over, 0) / tbt) + late is 0 on time and floor(over / tbt) + 1 when late:
+    # computed in place, so a step allocates two arrays, not eight
+    np.maximum(over, 0, out=over)
+    over /= tbt
+    np.minimum(over, _MAX_PERIODS, out=over)
+    np.floor(over, out=over)
+    over += late
+    np.logical_not(late, out=late)
+    if counted is not None:
+        late &= counted
+    on_time[:, :a] += late
+    misses[:, :a] += over
+    return over
 
 
 def evaluate_deadlines(

@@ -38,16 +38,60 @@ class FluidRate:
         return asdict(self)
 
 
+def fluidities(tl: Timelines, ttft_deadline: float | None, tbt_deadline: float) -> np.ndarray:
+    """Per-row fluidity index at ``tbt_deadline``; NaN for rows with no deadline at all."""
+    on_time, misses, _ = evaluate_timelines(tl, ttft_deadline, tbt_deadline)
+    total = on_time + misses
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, on_time / total, np.nan)
+
+
 def fluidity_percentile(tl: Timelines, ttft_deadline: float | None, tbt_deadline: float,
                         percentile: float) -> float:
     """The ``percentile``-th percentile (linear) of per-request fluidity index at ``tbt_deadline``."""
-    on_time, misses, _ = evaluate_timelines(tl, ttft_deadline, tbt_deadline)
-    total = on_time + misses
-    counted = total > 0
-    if not counted.any():
+    fluidity = fluidities(tl, ttft_deadline, tbt_deadline)
+    fluidity = fluidity[~np.isnan(fluidity)]
+    if not fluidity.size:
         return 1.0
-    fluidity = on_time[counted] / total[counted]
     return float(np.percentile(fluidity, percentile, method="linear"))
+
+
+class _Bracket:
+    """Per-row fluidity bounds over a bracket ``[lo, hi]`` of TBT deadlines, to test a deadline
+    between them on only the rows that can still move the percentile.
+
+    Fluidity is non-decreasing in D_tbt, so for D in the bracket each row lies between its value
+    at ``lo`` (``f_lo``) and at ``hi`` (``f_hi``). A linear percentile reads two adjacent order
+    statistics, ranks ``k`` and ``k + 1``; ``a <= k`` and ``b >= k + 1`` widen that by one rank
+    each way against rounding. Replacing values at or above the rank-``b`` statistic by smaller
+    ones still at or above it (a row with ``f_lo >= order_b(f_hi)``: its ``f_lo``), and values at
+    or below rank ``a`` by larger ones still at or below it (``f_hi <= order_a(f_lo)``: its
+    ``f_hi``), leaves every order statistic from ``a`` to ``b`` as it was. So the percentile at
+    D is exact while only the other rows are walked; as the bracket narrows, few are left.
+    """
+
+    def __init__(self, tl: Timelines, ttft_deadline: float | None, f_hi: np.ndarray,
+                 percentile: float):
+        self.tl, self.ttft_deadline, self.percentile = tl, ttft_deadline, percentile
+        n = len(f_hi)
+        k = int(np.floor((n - 1) * percentile / 100.0))
+        self.a, self.b = max(k - 1, 0), min(k + 2, n - 1)
+        self.f_lo = np.zeros(n)  # fluidity is never below 0
+        self.f_hi = f_hi
+
+    def percentile_at(self, d: float) -> tuple[float, np.ndarray, np.ndarray]:
+        """``(percentile at d, rows walked, their fluidity)``."""
+        above = np.partition(self.f_hi, self.b)[self.b]
+        below = np.partition(self.f_lo, self.a)[self.a]
+        high = self.f_lo >= above
+        f = np.where(high, self.f_lo, self.f_hi)
+        rows = np.flatnonzero(~high & (self.f_hi > below))
+        if 2 * len(rows) > len(f):  # gathering most rows costs more than walking them all
+            values = fluidities(self.tl, self.ttft_deadline, d)[rows]
+        else:
+            values = fluidities(self.tl.subset(rows), self.ttft_deadline, d)
+        f[rows] = values
+        return float(np.percentile(f, self.percentile, method="linear")), rows, values
 
 
 def fluid_token_rate(
@@ -67,28 +111,37 @@ def fluid_token_rate(
     if len(tl) == 0:
         return result(None, None, False, "no successful request streamed a token")
 
-    def passes(d: float) -> bool:
-        return fluidity_percentile(tl, ttft_deadline, d, percentile) >= min_fluidity
-
-    hi = float(min_tbt_deadlines(tl, ttft_deadline).max())
+    # Rows without any deadline (one token, no TTFT deadline) have no fluidity at any D_tbt.
+    counted = (tl.lengths > 1) | ~np.isnan(tl.ttft_deadlines(ttft_deadline))
+    if not counted.all():
+        tl = tl.subset(np.flatnonzero(counted))
+    hi = float(min_tbt_deadlines(tl, ttft_deadline).max()) if len(tl) else 0.0
     due = tl.t0 + tl.ttft_deadlines(ttft_deadline)
-    lateness = (tl.column(0) - due)[~np.isnan(due)]  # rows with a TTFT deadline
+    lateness = (tl.column(0) - due)[~np.isnan(due)] if len(tl) else np.empty(0)
     if lateness.size:
         hi = max(hi, float(lateness.max()))
     hi = hi * (1 + 1e-9) + 1e-12  # strictly above every bound, never zero
-    if not passes(hi):
+    f_hi = fluidities(tl, ttft_deadline, hi)
+    if len(tl) and np.percentile(f_hi, percentile, method="linear") < min_fluidity:
         return result(None, None, False,
                       f"fewer than {100 - percentile:g}% of requests reach fluidity "
                       f"{min_fluidity:g} at any TBT deadline (first tokens miss D_ttft)")
+    bracket = _Bracket(tl, ttft_deadline, f_hi, percentile) if len(tl) else None
     lo = 0.0
     for _ in range(max_iter):
         if hi - lo <= rel_tol * hi:
             break
         mid = 0.5 * (lo + hi)
-        if passes(mid):
+        if bracket is None:  # nothing is judged: every deadline passes
             hi = mid
+            continue
+        value, rows, values = bracket.percentile_at(mid)
+        if value >= min_fluidity:
+            hi = mid
+            bracket.f_hi[rows] = values
         else:
             lo = mid
+            bracket.f_lo[rows] = values
     if lo == 0.0:
         return result(None, hi, True, "unbounded: every tested TBT deadline passed")
     return result(1.0 / hi, hi, True, None)
