@@ -20,6 +20,7 @@ from etalon.cli_errors import UserError
 from etalon.options import from_mapping
 from etalon.record_table import read_table
 from etalon.report.html import REPORT_FILE, embedded_data, render, write_report
+from etalon.report.run_dir import load_run
 from etalon.simulate import simulate
 from etalon.simulator.config import SimConfig
 
@@ -159,6 +160,36 @@ def test_the_miss_rate_curve_meets_the_summary_at_the_target(sims):
     assert _at(curve["series"][0], target_ms) == pytest.approx(mean, rel=1e-4)
     y = np.array(curve["series"][0]["y"])
     assert np.all(np.diff(y) <= 1e-12)  # a looser deadline never misses more
+
+
+def test_a_large_runs_miss_rate_curve_is_drawn_from_requests_spread_over_it(sims, monkeypatch):
+    # Above MISS_CURVE_REQUESTS the curve is the mean over an even sample of the completed
+    # requests, and says so. Worked here request by request with the one-request evaluator.
+    from etalon.metrics.deadlines import evaluate_deadlines
+    from etalon.report import run_view
+
+    run = sims["busy"]
+    summary = _summary(run)
+    table = read_table(run)
+    monkeypatch.setattr(run_view, "MISS_CURVE_REQUESTS", 300)
+    charts = run_view.RunCharts.of("busy", load_run(run))
+    curve = run_view.miss_rate_curve([charts])
+    assert "300 of 2,000 requests" in curve.note
+    target = summary["parameters"]["tbt_deadline_s"]
+    req = table.requests
+    rows = np.linspace(0, len(req) - 1, 300).astype(np.int64)  # all 2,000 completed
+    bounds = np.concatenate([[0], np.cumsum(req["num_chunks"].to_numpy())])
+    rates = []
+    for row in rows:
+        times = table.chunk_times[bounds[row]:bounds[row + 1]]
+        tokens = table.chunk_tokens[bounds[row]:bounds[row + 1]]
+        out = evaluate_deadlines(np.repeat(times, tokens), req["scheduled_at"][row],
+                                 summary["parameters"]["ttft_deadline_s"], target)
+        rates.append(out.misses / (out.tokens_on_time + out.misses))
+    series = curve.series[0]
+    at = int(np.argmin(np.abs(np.asarray(series.x) - target * 1e3)))
+    assert series.y[at] == pytest.approx(np.mean(rates), rel=1e-9)
+    assert series.y[at] != pytest.approx(summary["deadlines"]["mean_miss_rate"], rel=1e-6)
 
 
 # --- several runs: the validation view ------------------------------------------------------
