@@ -13,19 +13,17 @@ off describes the same engine; this adds the one number caching needs::
 from __future__ import annotations
 
 import sys
-from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from etalon.calibration.cli import ProfiledServer, open_session, write_records
+from etalon.calibration.cli import ProbeRunOptions, probe_into_copy
 from etalon.calibration.context import ContextProbe, ContextSettings
-from etalon.calibration.measure import why_failed
 from etalon.cli_errors import UserError
-from etalon.client.connection import SCRAPE_OPTIONS, ConnectionConfig
 from etalon.commands import entry_points
-from etalon.options import add_options, apply_namespace, check_required, embed, option
-from etalon.profiles import load_profile, save_profile
+from etalon.options import add_options, apply_namespace, embed, option
+from etalon.profiles import ContextResult, Profile, Section
+from etalon.records import RequestRecord
 
 PROG = "etalon.context_profile"
 DESCRIPTION = "Measure what attention over a cached prefix costs, into a copy of a profile."
@@ -44,11 +42,7 @@ class ContextConfig:
     suffix_tokens: int = option(_D.suffix_tokens, "new tokens after each prefix (below the "
                                                   "server's KV block)")
     num_repetitions: int = option(_D.repetitions, "requests per prefix length, and with none")
-    records: str | None = option(None, "also write the probe's records (JSONL) here",
-                                 metavar="FILE")
-    connection: ConnectionConfig = embed(ConnectionConfig, title="server and client",
-                                         defaults={"timeout": 3600.0}, exclude=SCRAPE_OPTIONS)
-    server_info: ProfiledServer = embed(ProfiledServer, title="server and client")
+    probing: ProbeRunOptions = embed(ProbeRunOptions)
 
 
 def configure(parser) -> None:
@@ -60,34 +54,22 @@ def execute(ns) -> int:
 
 
 def run(args: ContextConfig) -> int:
-    check_required(args)
-    args.connection.validate()
-    source = Path(args.profile)
-    profile = load_profile(source)
-    if profile.prefill is None:
-        raise UserError(f"{source}: no prefill section to add the price to")
-    probe = ContextProbe(ContextSettings(args.suffix_tokens, tuple(args.prefixes),
-                                         args.num_repetitions)).validate()
-    dest = Path(args.output) if args.output else source.with_name(
-        source.name.removesuffix(".json") + ".context.json")
-    if dest.suffix != ".json":
-        raise UserError(f"--output {dest}: profiles are .json files")
-    with ExitStack() as stack:
-        session = open_session(args.connection, args.server_info, stack, PROG)
-        print(f"{PROG}: {probe.announce()}", file=sys.stderr)
-        records = probe.measure(session.target, profile.prefill)
-    if args.records:
-        write_records(records, Path(args.records))
+    """The context probe into a copy of ``--profile``; only its prefill section is priced."""
+    def prepare(profile: Profile) -> tuple[ContextProbe, Section]:
+        if profile.prefill is None:
+            raise UserError(f"{Path(args.profile)}: no prefill section to add the price to")
+        return ContextProbe(ContextSettings(args.suffix_tokens, tuple(args.prefixes),
+                                            args.num_repetitions)).validate(), profile.prefill
+
+    return probe_into_copy(args, PROG, ".context.json", "profile with the cached-context price",
+                           prepare, _judge)
+
+
+def _judge(probe: ContextProbe, records: list[RequestRecord],
+           profile: Profile) -> dict[str, ContextResult]:
+    """The price goes into the prefill section, the one the probe planned from."""
     result = probe.judge(records, profile.prefill)
-    if result is None:
-        first = next((r for r in records if not r.ok), None)
-        why = f" (first failure: {why_failed(first)})" if first else ""
-        raise UserError(f"{probe.inconclusive()}{why}; {source} left as it was")
-    profile.prefill.attach(result)
-    save_profile(profile, dest)
-    print(f"prefill: {result.describe()}")
-    print(f"{PROG}: profile with the cached-context price written to {dest}", file=sys.stderr)
-    return 0
+    return {} if result is None else {"prefill": result}
 
 
 build_parser, main = entry_points(__name__)

@@ -1,4 +1,5 @@
-"""What the profilers and the anchor share: their settings, reaching the server, writing outputs.
+"""What the profilers and the probe CLIs share: their settings, reaching the server, writing
+outputs, and the run of a probe into a copy of a profile (``probe_into_copy``).
 
 Flag names follow ``etalon.run_benchmark`` (``--server local|URL``, ``--server-args``,
 ``--llm-api``, ``--tokenizer``, ``--output-dir``, ``--should-use-given-dir``, ...) because the
@@ -10,17 +11,20 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 from etalon.calibration.fitting import FitSettings
-from etalon.calibration.measure import Target
+from etalon.calibration.measure import Target, why_failed
+from etalon.calibration.probe import Probe
 from etalon.calibration.server_info import describe_server, redact_url
 from etalon.cli_errors import UserError
 from etalon.client.connection import SCRAPE_OPTIONS, ConnectionConfig
-from etalon.options import embed, option
-from etalon.profiles import Profile, load_profile, save_profile
+from etalon.options import check_required, embed, option
+from etalon.profiles import Profile, ProbeResult, Section, load_profile, save_profile
 from etalon.records import RecordWriter, RequestRecord
 from etalon.report.outputs import OutputConfig
 
@@ -110,7 +114,72 @@ def open_session(connection: ConnectionConfig, server_info: ProfiledServer, stac
     return Session(target, {k: v for k, v in source.items() if v is not None})
 
 
+@dataclass
+class ProbeRunOptions:
+    """What a CLI probing a profile takes besides the probe's own settings (embedded flat, so
+    its flags read as the command's own)."""
 
+    records: str | None = option(None, "also write the probe's records (JSONL) here",
+                                 metavar="FILE")
+    connection: ConnectionConfig = embed(ConnectionConfig, title="server and client",
+                                         defaults={"timeout": 3600.0}, exclude=SCRAPE_OPTIONS)
+    server_info: ProfiledServer = embed(ProfiledServer, title="server and client")
+
+
+class ProbeCopyConfig(Protocol):
+    """The settings of a CLI that probes a fitted profile into a copy of it."""
+
+    profile: str | None
+    output: str | None
+    probing: ProbeRunOptions
+
+
+P = TypeVar("P", bound=Probe)
+
+
+def probe_into_copy(args: ProbeCopyConfig, prog: str, suffix: str, written: str,
+                    prepare: Callable[[Profile], tuple[P, Section | None]],
+                    judge: Callable[[P, list[RequestRecord], Profile], Mapping[str, ProbeResult]]
+                    ) -> int:
+    """Runs a probe against the fitted profile ``--profile`` and saves a copy carrying its
+    results; the exit code.
+
+    One place for what ``etalon.anchor_profile`` and ``etalon.context_profile`` share, so both
+    name their output, reach the server, keep ``--records`` and explain an inconclusive probe
+    alike. ``prepare`` builds the validated probe and gives the section it plans from;
+    ``judge`` turns the records into ``{section name: result}``, empty when inconclusive (a
+    one-line ``UserError`` quoting the first failed record; nothing written but the records).
+    The copy goes to ``--output`` (none: PROFILE with ``suffix``); stdout gets each result,
+    stderr ``"{prog}: {written} written to {path}"``.
+    """
+    check_required(args)
+    probing = args.probing
+    probing.connection.validate()
+    source = Path(args.profile)
+    profile = load_profile(source)
+    probe, section = prepare(profile)
+    dest = Path(args.output) if args.output else source.with_name(
+        source.name.removesuffix(".json") + suffix)
+    if dest.suffix != ".json":
+        raise UserError(f"--output {dest}: profiles are .json files")
+    with ExitStack() as stack:
+        session = open_session(probing.connection, probing.server_info, stack, prog)
+        print(f"{prog}: {probe.announce()}", file=sys.stderr)
+        records = probe.measure(session.target, section)
+    if probing.records:
+        write_records(records, Path(probing.records))
+    results = judge(probe, records, profile)
+    if not results:
+        first = next((r for r in records if not r.ok), None)
+        why = f" (first failure: {why_failed(first)})" if first else ""
+        raise UserError(f"{probe.inconclusive()}{why}; {source} left as it was")
+    for name, result in results.items():
+        profile.section(name).attach(result)
+    save_profile(profile, dest)
+    for name, result in results.items():
+        print(f"{name}: {result.describe(name)}")
+    print(f"{prog}: {written} written to {dest}", file=sys.stderr)
+    return 0
 
 
 def write_records(records: list[RequestRecord], path: Path) -> None:
