@@ -75,4 +75,5 @@ def _finite_array(samples: Iterable[float] | np.ndarray) -> np.ndarray:
     if not isinstance(samples, np.ndarray):
         samples = [np.nan if s is None else s for s in samples]
     arr = np.asarray(samples, dtype=float).ravel()
-    return arr[~np.isnan(arr)]
+    nan = np.isnan(arr)
+    return arr[~nan] if nan.any() else arr

@@ -35,6 +35,7 @@ class Series:
         # 44 M tokens of a 100k-request run) are made only if someone reads them
         self._request_ids = (np.empty(0, dtype=np.int64) if request_ids is None else request_ids)
         self.values = np.empty(0) if values is None else np.asarray(values, dtype=float)
+        self._sorted: np.ndarray | None = None
 
     @property
     def request_ids(self) -> np.ndarray:
@@ -47,8 +48,18 @@ class Series:
     def name(self) -> str:
         return self.spec.name
 
+    @property
+    def sorted_values(self) -> np.ndarray:
+        """The finite values in ascending order, sorted once: the summary's percentiles, the
+        PNG CDF and the report's CDF all read this one copy (a per-token TBT of 44 M samples
+        takes ~1 s to sort)."""
+        if self._sorted is None:
+            v = self.values
+            self._sorted = np.sort(v if np.isfinite(v).all() else v[np.isfinite(v)])
+        return self._sorted
+
     def distribution(self) -> Distribution:
-        return Distribution.of(self.values)
+        return Distribution.of(self.sorted_values)
 
     def __len__(self) -> int:
         return len(self.values)

@@ -1,4 +1,5 @@
-"""PNG plots of a run: latency CDFs, TTFT vs prompt length, output tokens over time.
+"""PNG plots of a run: latency CDFs, TTFT vs prompt length, output tokens over time, and a
+simulation's per-replica state over time.
 
 Uses matplotlib's object API with the Agg canvas directly, so it never touches pyplot's global
 state or needs a display. A plot without data is skipped (not written, not in the result).
@@ -20,7 +21,9 @@ from etalon.metrics.columns import RunColumns
 from etalon.metrics.latency import latency_series
 from etalon.record_table import RecordTable
 from etalon.records import RequestRecord
-from etalon.report.downsample import MAX_POINTS, cdf_points, thin
+from etalon.report.downsample import (
+    MAX_POINTS, bin_edges, cdf_points, sorted_quantiles, step_mean_per_bin, thin,
+)
 
 # (series name, x-axis label, title) of every CDF plot; times are shown in milliseconds.
 CDF_PLOTS: tuple[tuple[str, str, str], ...] = (
@@ -39,8 +42,9 @@ def make_plots(records: "Sequence[RequestRecord] | RecordTable | RunColumns",
     series = latency_series(c)
     written: dict[str, Path] = {}
     for name, xlabel, title in CDF_PLOTS:
-        values = np.asarray(series[name].values) * 1e3
-        path = plot_cdf(values, out / f"{name}_cdf.png", xlabel=xlabel, title=title)
+        values = series[name].sorted_values * 1e3
+        path = plot_cdf(values, out / f"{name}_cdf.png", xlabel=xlabel, title=title,
+                        presorted=True)
         if path:
             written[f"{name}_cdf"] = path
     has = c.ok & ~np.isnan(c.sent_at)
@@ -64,21 +68,23 @@ def _save(fig: Figure, path: Path) -> Path:
 
 
 def plot_cdf(values: Sequence[float] | np.ndarray, path: Path, *, xlabel: str,
-             title: str) -> Path | None:
-    """Empirical CDF of ``values``; None (nothing written) when there are none."""
-    v = np.sort(np.asarray(values, dtype=float))
-    v = v[~np.isnan(v)]
+             title: str, presorted: bool = False) -> Path | None:
+    """Empirical CDF of ``values``; None (nothing written) when there are none.
+    ``presorted``: the values are finite and ascending already."""
+    v = np.asarray(values, dtype=float)
+    if not presorted:
+        v = np.sort(v[np.isfinite(v)])
     if v.size == 0:
         return None
     fig = Figure(figsize=(6, 4))
     ax = fig.add_subplot()
-    x, q = cdf_points(v)
+    x, q = cdf_points(v, presorted=True)
     if v.size <= MAX_POINTS:
         ax.step(x, q, where="post")
     else:  # the CDF through MAX_POINTS quantiles: the same curve to the eye, bounded cost
         ax.plot(x, q)
-    for q in (50, 90, 99):
-        ax.axvline(np.percentile(v, q), linestyle=":", linewidth=0.8, color="grey")
+    for p in sorted_quantiles(v, np.array([0.5, 0.9, 0.99])):
+        ax.axvline(p, linestyle=":", linewidth=0.8, color="grey")
     ax.set(xlabel=xlabel, ylabel="Fraction of samples", title=f"{title} (n={v.size})", ylim=(0, 1.01))
     ax.grid(alpha=0.3)
     return _save(fig, path)
@@ -113,5 +119,30 @@ def plot_tokens_over_time(times: np.ndarray, tokens: np.ndarray, path: Path) -> 
     ax.step(t, total, where="post")
     ax.set(xlabel="Time since run start (s)", ylabel="Output tokens (cumulative)",
            title="Output tokens generated over time")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_steps(lines: Sequence[tuple[str, np.ndarray, np.ndarray]], path: Path, *, xlabel: str,
+               ylabel: str, legend: bool = True) -> Path | None:
+    """Step functions ``(label, t, v)`` (value ``v[i]`` from ``t[i]``, sorted) on one axis; a
+    line of more than MAX_POINTS samples is drawn as its time-weighted mean over MAX_POINTS
+    bins. None when no line has samples."""
+    lines = [(label, np.asarray(t, dtype=float), np.asarray(v, dtype=float))
+             for label, t, v in lines if len(t)]
+    if not lines:
+        return None
+    fig = Figure(figsize=(7, 3.5))
+    ax = fig.add_subplot()
+    binned = False
+    for label, t, v in lines:
+        if len(t) > MAX_POINTS:
+            edges = bin_edges(float(t[0]), float(t[-1]), MAX_POINTS)
+            t, v = edges[:-1], step_mean_per_bin(t, v, edges)
+            binned = True
+        ax.step(t, v, where="post", label=label, linewidth=0.8)
+    ax.set(xlabel=xlabel, ylabel=f"{ylabel} (binned mean)" if binned else ylabel)
+    if legend:
+        ax.legend(fontsize="small")
     ax.grid(alpha=0.3)
     return _save(fig, path)

@@ -115,33 +115,20 @@ def write_timeline(result: SimResult, out_dir: str | Path) -> dict[str, Path]:
 
 def plot_timelines(result: SimResult, out_dir: str | Path) -> dict[str, Path]:
     """Batch size, queue length and KV blocks in use over time, one line per replica."""
-    import matplotlib
+    from etalon.report.plots import plot_steps
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out = Path(out_dir) / "plots"
-    out.mkdir(parents=True, exist_ok=True)
+    samples = [(f"{r.pool} {r.replica_id}", _samples(r), r.engine.pool.num_blocks)
+               for r in result.replicas]
     paths = {}
     for col, name, label in ((1, "batch_size_over_time", "batch size"),
                              (2, "queue_length_over_time", "waiting requests"),
                              (3, "kv_memory_over_time", "KV cache in use (fraction)")):
-        fig, ax = plt.subplots(figsize=(7, 3.5))
-        for r in result.replicas:
-            s = _samples(r)
-            if len(s) == 0:
-                continue
-            y = s[:, col] / r.engine.pool.num_blocks if col == 3 else s[:, col]
-            ax.step(s[:, 0], y, where="post", label=f"{r.pool} {r.replica_id}", linewidth=0.8)
-        ax.set_xlabel("time (s)")
-        ax.set_ylabel(label)
-        if len(result.replicas) <= 8:
-            ax.legend(fontsize="small")
-        fig.tight_layout()
-        path = out / f"{name}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        paths[f"plot/{name}"] = path
+        lines = [(replica, s[:, 0], s[:, col] / blocks if col == 3 else s[:, col])
+                 for replica, s, blocks in samples]
+        path = plot_steps(lines, Path(out_dir) / "plots" / f"{name}.png", xlabel="time (s)",
+                          ylabel=label, legend=len(lines) <= 8)
+        if path:
+            paths[f"plot/{name}"] = path
     return paths
 
 
