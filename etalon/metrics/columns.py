@@ -182,6 +182,31 @@ class RunColumns:
 
     # --- tokens of completed requests ---------------------------------------------------------
 
+    @cached_property
+    def max_tbt(self) -> np.ndarray:
+        """Each completed request's largest TBT sample; NaN without two content chunks.
+
+        One pass over the gaps between consecutive chunks, reduced per request: no per-token
+        row ids or masks (at 44 M tokens, the peak memory of writing ``requests.csv``)."""
+        out = np.full(len(self), np.nan)
+        n = self.num_chunks
+        starts = np.concatenate([[0], np.cumsum(n)[:-1]])
+        segments = np.flatnonzero(n >= 2)
+        if segments.size == 0:
+            return out
+        gaps = np.diff(self.chunk_times)  # gaps[j]: chunk j to chunk j + 1
+        if not self.unit_chunks:
+            gaps /= self.chunk_tokens[1:]  # a chunk of k tokens gives k samples of gap / k
+        first = starts[(starts > 0) & (starts < len(self.chunk_times))]
+        gaps[first - 1] = -np.inf  # the gap into a request's first chunk is no sample
+        # a segment runs from one multi-chunk request's first gap to the next one's: its own
+        # gaps, then only boundaries (-inf) and one-chunk requests (no gaps)
+        peak = np.maximum.reduceat(gaps, starts[segments])
+        keep = self.ok[segments]
+        out[segments[keep]] = peak[keep]
+        return out
+
+
     def tbt_samples(self) -> tuple[np.ndarray, np.ndarray]:
         """``(request row, sample)`` of every per-token TBT sample of completed requests: a later
         content chunk of k tokens g seconds after the previous gives k samples of g / k."""

@@ -48,9 +48,6 @@ def request_frame(
     req, ok = c.table.requests, c.ok
     first, n_out = c.first_chunk, c.output_tokens
     e2e = np.where(ok, c.completed_at - c.sent_at, np.nan)
-    max_tbt = np.full(len(c), np.nan)
-    rows, samples = c.tbt_samples()
-    np.fmax.at(max_tbt, rows, samples)
     with np.errstate(divide="ignore", invalid="ignore"):
         normalized = np.where(n_out > 0, e2e / n_out, np.nan)
     has_deadline = (ttft_deadline is not None or tbt_deadline is not None
@@ -72,7 +69,7 @@ def request_frame(
         "dispatch_lag": c.sent_at - c.scheduled_at,
         "ttft": np.where(ok, c.ttft, np.nan),
         "ttft_from_schedule": np.where(ok, first - c.scheduled_at, np.nan),
-        "tpot": c.tpot, "max_tbt": max_tbt, "e2e_latency": e2e,
+        "tpot": c.tpot, "max_tbt": c.max_tbt, "e2e_latency": e2e,
         "e2e_latency_from_schedule": np.where(ok, c.completed_at - c.scheduled_at, np.nan),
         "normalized_latency": normalized,
         "ttft_deadline": c.ttft_deadlines(ttft_deadline),

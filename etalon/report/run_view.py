@@ -9,6 +9,7 @@ run's records; this module only chooses points to draw (:mod:`etalon.report.down
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Callable
 
 import numpy as np
@@ -52,6 +53,16 @@ class RunCharts:
     def of(cls, label: str, run: RunDir) -> "RunCharts":
         return cls(label, run, RunColumns.of(run.table))
 
+    @cached_property
+    def last_event(self) -> float:
+        """The run's last completion, token or send (``t0`` when it has none): the end of the
+        over-time charts. Read array by array, ignoring NaN, with no copy of the token times."""
+        c = self.columns
+        ends = [float(np.fmax.reduce(a)) for a in (c.completed_at, c.chunk_times, c.sent_at)
+                if a.size]
+        ends = [e for e in ends if np.isfinite(e)]
+        return max(ends) if ends else self.t0
+
     @property
     def t0(self) -> float:
         """The run's first scheduled arrival: time 0 of the over-time charts."""
@@ -82,8 +93,8 @@ def cdf_charts(runs: list[RunCharts]) -> list[Chart]:
         chart = Chart(f"cdf_{name}", title, xlabel, "fraction of samples", ymin=0, ymax=1,
                       log_toggle=True, note="p50/p90/p99 marked; click a legend entry to hide it")
         for i, (r, s) in enumerate(zip(runs, series)):
-            x, q = cdf_points(s[name].sorted_values * 1e3, CDF_POINTS, presorted=True)
-            chart.series.append(Series(f"{r.label} (n={len(s[name])})", x, q, "line", i))
+            x, q = cdf_points(s[name].sorted_values, CDF_POINTS, presorted=True)
+            chart.series.append(Series(f"{r.label} (n={len(s[name])})", x * 1e3, q, "line", i))
             dist = r.run.summary.get("latency", {}).get(name) or {}
             for p in ("p50", "p90", "p99"):
                 if dist.get(p) is not None:
@@ -105,10 +116,7 @@ def ttft_vs_prompt(runs: list[RunCharts]) -> Chart:
 
 
 def _edges(r: RunCharts) -> np.ndarray:
-    c = r.columns
-    ends = np.concatenate([c.completed_at, c.chunk_times, c.sent_at])
-    ends = ends[np.isfinite(ends)]
-    return bin_edges(r.t0, float(ends.max()) if ends.size else r.t0, TIME_BINS)
+    return bin_edges(r.t0, r.last_event, TIME_BINS)
 
 
 def throughput_over_time(runs: list[RunCharts]) -> Chart:
