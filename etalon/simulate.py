@@ -71,17 +71,20 @@ def simulate(cfg: SimConfig, *, quiet: bool = False, report: bool | None = None)
     table = None
     if cfg.intervals.intervals:
         summary["intervals"], table = _intervals(cfg, requests, measured)
+    # From here on the columns stand for the records (every per-request token array was
+    # copied into them): let the records go, or a 100k-request run holds its 44 M token times
+    # twice while it writes. Where warm-up requests are written too, the files are not these
+    # columns: the records stay for the writer and the report reads the files back.
+    stored = result.records if len(measured) < len(result.records) else None
+    held = columns if stored is None else None
+    result.records = []
+    del measured
     paths = write_run_outputs(out, columns, summary, {"simulation": cfg.to_dict()},
-                              plots=not cfg.outputs.no_plots,
-                              stored=result.records if len(measured) < len(result.records) else None)
+                              plots=not cfg.outputs.no_plots, stored=stored)
     paths.update(write_timeline(result, out))
     if not cfg.outputs.no_plots:
         paths.update(plot_timelines(result, out))
-    # The report draws from the columns as written: let the records go first, or a 100k-request
-    # run holds two copies of its 44 M token times at once. Where warm-up requests were written
-    # too, the files are not these columns: the report reads them back.
-    held = columns if len(measured) == len(result.records) else None
-    del result, measured, columns
+    del result, stored, columns
     if (not quiet if report is None else report) and not cfg.outputs.no_report:
         from etalon.report.html import write_run_report
 

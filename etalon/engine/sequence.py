@@ -72,11 +72,12 @@ class Sequence:
     def remaining_output(self) -> int:
         return self.output_tokens - self.generated
 
-    def token_times(self) -> np.ndarray:
-        """Every emitted token's time, in order."""
+    def token_times(self, out: np.ndarray | None = None) -> np.ndarray:
+        """Every emitted token's time, in order (written into ``out``, of ``generated``
+        entries, when given)."""
         segments = self.token_segments
         if not segments:
-            return np.empty(0)
+            return np.empty(0) if out is None else out
         # runs of single times become one array each, so concatenate sees a few parts, not one
         # tuple per token
         parts, run = [], []
@@ -91,6 +92,8 @@ class Sequence:
         if run:
             parts.append(np.array(run))
         # (a copy either way: a fast-forward's array is shared by the batch that decoded it)
+        if out is not None:
+            return np.concatenate(parts, out=out)
         return np.concatenate(parts) if len(parts) > 1 else np.array(parts[0])
 
     def __repr__(self) -> str:

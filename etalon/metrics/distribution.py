@@ -72,6 +72,8 @@ def percentile(samples: Iterable[float] | np.ndarray, q: float) -> float | None:
 
 def _finite_array(samples: Iterable[float] | np.ndarray) -> np.ndarray:
     """Samples as a flat float array without NaNs (None entries count as NaN)."""
+    if isinstance(samples, np.ndarray) and samples.dtype.kind in "iu":
+        return samples.ravel()  # integers have no NaN: no float copy
     if not isinstance(samples, np.ndarray):
         samples = [np.nan if s is None else s for s in samples]
     arr = np.asarray(samples, dtype=float).ravel()

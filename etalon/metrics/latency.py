@@ -78,8 +78,10 @@ def _latency_series(c: RunColumns) -> dict[str, Series]:
     # Per-token ids on demand (see Series): nothing in a run's outputs reads them. The
     # functions hold the columns' arrays, not the columns (which cache these series).
     row, times, tokens = c.chunk_row, c.chunk_times, c.chunk_tokens
+    counted = ok[row]
     out[TOKENS_PER_CHUNK.name] = Series(TOKENS_PER_CHUNK, lambda: ids[row[ok[row]]],
-                                        tokens[ok[row]])
+                                        tokens if counted.all() else tokens[counted])
+    del counted
     _, samples = tbt_samples(row, times, tokens, ok)
     out[TBT.name] = Series(TBT, lambda: ids[tbt_samples(row, times, tokens, ok)[0]], samples)
     put(TPOT, ~np.isnan(c.tpot), c.tpot)

@@ -37,6 +37,31 @@ MAX_SEGMENT_STEPS = 4096
 _ONES = np.ones(0, dtype=np.int64)
 
 
+class _TokenTimes:
+    """Finished requests' token times, packed into large shared blocks; a record's array is a
+    view of its block.
+
+    One small array per request (~440 floats for ShareGPT) lives on the C heap, which does
+    not give freed memory back to the system: 100k records would keep ~350 MB of RSS after
+    the run's columns have copied them. Blocks this size are mapped and unmapped whole, so
+    the memory returns once the records and their views are gone.
+    """
+
+    BLOCK = 1 << 20  # float64s: 8 MiB
+
+    def __init__(self) -> None:
+        self._block = np.empty(0)
+        self._used = 0
+
+    def take(self, seq: Sequence) -> np.ndarray:
+        n = seq.generated
+        if n > len(self._block) - self._used:
+            self._block, self._used = np.empty(max(self.BLOCK, n)), 0
+        view = self._block[self._used:self._used + n]
+        self._used += n
+        return seq.token_times(out=view)
+
+
 def _ones(n: int) -> np.ndarray:
     """``n`` ones as a read-only view of one shared buffer: every simulated token is a chunk of
     one token, and 44 M of them need not be stored 44 M times."""
@@ -83,6 +108,7 @@ class Simulation:
         self._heap: list = []
         self._seq = itertools.count()
         self._requests: dict[int, Request] = {}
+        self._token_times = _TokenTimes()
         self._records: list[RequestRecord] = []
         self._rejected: list[int] = []
         self._unsent: deque[Request] = deque()  # a closed loop's requests no user took yet
@@ -253,7 +279,7 @@ class Simulation:
         if error is not None:
             rec.error_type, rec.error_message = "rejected", error
             return rec
-        times = seq.token_times()
+        times = self._token_times.take(seq)
         rec.chunk_times = times  # arrays, not lists: see RequestRecord
         rec.chunk_tokens = _ones(len(times))
         rec.completed_at = seq.finished_at
