@@ -58,8 +58,9 @@ def run(args: ContextConfig) -> int:
     def prepare(profile: Profile) -> tuple[ContextProbe, Section]:
         if profile.prefill is None:
             raise UserError(f"{Path(args.profile)}: no prefill section to add the price to")
-        return ContextProbe(ContextSettings(args.suffix_tokens, tuple(args.prefixes),
-                                            args.num_repetitions)).validate(), profile.prefill
+        settings = ContextSettings(args.suffix_tokens, tuple(args.prefixes), args.num_repetitions)
+        flags = ("--suffix-tokens", "--prefixes", "--num-repetitions")
+        return ContextProbe(settings.validate(flags)), profile.prefill
 
     return probe_into_copy(args, PROG, ".context.json", "profile with the cached-context price",
                            prepare, _judge)

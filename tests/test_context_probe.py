@@ -108,3 +108,16 @@ def test_a_server_that_recomputes_the_prefix_is_said_not_priced(profile, truth_f
     last = res.stderr.strip().splitlines()[-1]
     assert "is prefix caching on?" in last and "Traceback" not in res.stderr
     assert not (tmp_path / "p.context.json").exists()
+
+
+@pytest.mark.parametrize("flag, value, said", [("--suffix-tokens", "0", "--suffix-tokens must be >= 1"),
+                                               ("--prefixes", "256 256", "--prefixes: each length once")])
+def test_bad_settings_are_named_as_the_command_spells_them(profile, tmp_path, flag, value, said):
+    # the settings are shared with the prefill profiler, whose flags are named differently
+    source = tmp_path / "p.json"
+    source.write_text(json.dumps(profile.to_dict()))
+    res = subprocess.run([sys.executable, "-m", "etalon.context_profile", "--profile", str(source),
+                          "--server", "http://127.0.0.1:9/v1", "--model", MODEL, flag,
+                          *value.split()], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.strip().splitlines()[-1].endswith(said)

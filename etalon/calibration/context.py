@@ -50,15 +50,20 @@ class ContextSettings:
     prefix_lengths: tuple[int, ...] = (256, 512, 768)
     repetitions: int = 3
 
-    def validate(self) -> "ContextSettings":
+    def validate(self, flags: tuple[str, str, str] = ("--context-probe-suffix",
+                                                       "--context-probe-prefixes",
+                                                       "--num-repetitions")) -> "ContextSettings":
+        """Checks the settings; ``flags`` name the suffix, prefixes and repetitions as the
+        calling command spells them (the prefill profiler's, unless told)."""
+        suffix, prefixes, repetitions = flags
         if self.suffix_tokens < 1:
-            raise UserError("--context-probe-suffix must be >= 1")
+            raise UserError(f"{suffix} must be >= 1")
         if not self.prefix_lengths or min(self.prefix_lengths) < 1:
-            raise UserError("--context-probe-prefixes must list prefix lengths >= 1")
+            raise UserError(f"{prefixes} must list prefix lengths >= 1")
         if len(set(self.prefix_lengths)) != len(self.prefix_lengths):
-            raise UserError("--context-probe-prefixes: each length once")
+            raise UserError(f"{prefixes}: each length once")
         if self.repetitions < 1:
-            raise UserError("--num-repetitions must be >= 1")
+            raise UserError(f"{repetitions} must be >= 1")
         return self
 
 
