@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -274,6 +275,21 @@ def test_a_probe_judges_dispatch_lag_against_its_arrival_gaps():
     assert generator_fell_behind(load, 200.0)
     assert generator_fell_behind({**load, "dispatch_lag_p99_s": 0.40}, 0.3)  # > 333 ms: late
     assert generator_fell_behind({**load, "achieved_qps": 0.25}, 0.3)  # < 95 % of the rate
+    # with the probe's own lags: at 10 req/s (limit 10 ms) one stall of 20.9 ms among 60
+    # requests (a CI run's probe) is not falling behind; two are more than 1 % and more than one
+    lags = np.full(60, 0.001)
+    busy = {**load, "achieved_qps": 10.0, "target_qps": 10.0, "dispatch_lag_p99_s": 0.011}
+    assert generator_fell_behind(busy, 10.0)  # the p99 alone: the one stall decides
+    lags[7] = 0.0209
+    assert not generator_fell_behind(busy, 10.0, lags)
+    lags[40] = 0.015
+    assert generator_fell_behind(busy, 10.0, lags)
+    # at 1,000 requests it is the p99 again: 10 late ones pass, 11 do not
+    lags = np.full(1000, 0.001)
+    lags[:10] = 0.02
+    assert not generator_fell_behind(busy, 10.0, lags)
+    lags[10] = 0.02
+    assert generator_fell_behind(busy, 10.0, lags)
 
 
 # ---- concurrency (closed-loop users) -----------------------------------------------------------
