@@ -22,6 +22,7 @@ from etalon.capacity_search.search import Probe
 from etalon.capacity_search.slo import SLO
 from etalon.cli_errors import UserError
 from etalon.metrics.columns import RunColumns
+from etalon.metrics.latency import DISPATCH_LAG, latency_series
 from etalon.record_table import read_table
 
 #: run_benchmark settings a live probe sets itself
@@ -36,9 +37,9 @@ def _judge(slo: SLO, table, load: dict, level: float) -> tuple[bool, dict]:
     that many users) goes with it, for the goodput and the capacity in req/s."""
     loop = load.get("closed_loop")
     rate = loop.get("achieved_qps") if loop else level
-    c = RunColumns.of(table)
-    lags = (c.sent_at - c.scheduled_at)[~np.isnan(c.sent_at)]
-    passed, observed = slo.check(table, generator_fell_behind(load, rate or level, lags))
+    columns = RunColumns.of(table)  # built once: the SLO check reads the same series
+    lags = latency_series(columns)[DISPATCH_LAG.name].values
+    passed, observed = slo.check(columns, generator_fell_behind(load, rate or level, lags))
     if loop:
         observed["achieved_qps"] = loop.get("achieved_qps")
     return passed, observed

@@ -70,7 +70,8 @@ class SLO:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def check(self, records: "list[RequestRecord] | RecordTable", fell_behind: bool = False) -> tuple[bool, dict]:
+    def check(self, records: "list[RequestRecord] | RecordTable | RunColumns",
+              fell_behind: bool = False) -> tuple[bool, dict]:
         """``(passed, observed)``. ``observed`` holds each measured value, the reasons it failed,
         ``margins`` (per target, see :func:`log_margin`), ``margin`` (their max, <= 0 exactly when
         every target is met; None when the SLO sets no target) and ``hard_fail`` (too many errors,

@@ -206,12 +206,6 @@ class RunColumns:
         out[segments[keep]] = peak[keep]
         return out
 
-
-    def tbt_samples(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(request row, sample)`` of every per-token TBT sample of completed requests: a later
-        content chunk of k tokens g seconds after the previous gives k samples of g / k."""
-        return tbt_samples(self.chunk_row, self.chunk_times, self.chunk_tokens, self.ok)
-
     def token_times(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(tokens per row, flat arrival time of every token)`` of the given rows, in their
         order: a chunk of k tokens gives k equal times."""
@@ -233,8 +227,10 @@ class RunColumns:
 
 def tbt_samples(row: np.ndarray, times: np.ndarray, tokens: np.ndarray,
                 ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """:meth:`RunColumns.tbt_samples` over the content chunks' columns (a function of arrays,
-    so a series can make its ids later without holding the run's columns)."""
+    """``(request row, sample)`` of every per-token TBT sample of completed requests: a later
+    content chunk of k tokens g seconds after the previous gives k samples of g / k. A function
+    of the content chunks' columns, so a series can make its ids later without holding the
+    run's columns."""
     same = (row[1:] == row[:-1]) & ok[row[1:]]
     gaps = np.diff(times)[same]
     k = tokens[1:][same]
