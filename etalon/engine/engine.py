@@ -4,6 +4,8 @@ The engine is pure logic: requests are added, ``schedule(now)`` plans a step and
 ``PerfModel``, ``complete(step, end)`` applies it and reports the tokens it produced. The
 simulator drives it with a virtual clock; ``etalon.serve`` with the wall clock. Between batch
 changes decode steps are alike, so ``fast_forward`` advances many of them in one vectorised go.
+The sequences past their prefill form a ``DecodeCohort``, so a step that decodes them all costs
+the same few Python operations at any batch size.
 With ``enable_prefix_caching`` a sequence admitted with a cached prompt prefix (``kv_cache``)
 starts with those tokens computed, so its steps are charged only for the rest.
 """
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from etalon.cli_errors import UserError
+from etalon.engine.cohort import DecodeCohort
 from etalon.engine.config import EngineConfig
 from etalon.engine.kv_cache import BlockPool, blocks_for, synthetic_block_hashes
 from etalon.engine.schedulers import StepPlan
@@ -36,11 +39,14 @@ class Step:
 
 @dataclass
 class StepOutcome:
-    """What a completed step produced: ``emitted`` holds (sequence, tokens) pairs."""
+    """What a completed step produced: ``emitted`` holds (sequence, tokens) pairs of the
+    prefills that produced their first token; each of ``decoded`` produced ``decode_steps``."""
 
     end: float
     emitted: list[tuple[Sequence, int]] = field(default_factory=list)
     finished: list[Sequence] = field(default_factory=list)
+    decoded: list[Sequence] = field(default_factory=list)
+    decode_steps: int = 1
 
 
 class Engine:
@@ -52,7 +58,12 @@ class Engine:
         self.pool = BlockPool(config.kv_blocks, config.block_size)
         self._plan = registry("scheduler").get(config.scheduler)
         self.waiting: deque[Sequence] = deque()
-        self.running: list[Sequence] = []
+        self.running: list[Sequence] = []  # in admission order
+        self.cohort = DecodeCohort(config.block_size)  # the running sequences past prefill ...
+        self.prefilling: list[Sequence] = []  # ... and the others, in admission order
+        self._reserved: list[Sequence] | None = None  # a whole-cohort decode list with its KV
+        self._dissolved = False  # a per-sequence step is under way: the cohort is empty
+        self._admissions = 0
         self.num_preemptions = 0
         self.busy_time = 0.0
         self.num_steps = 0
@@ -125,7 +136,13 @@ class Engine:
             self.prefix_hit_tokens += seq.hit_tokens
         self.waiting.popleft()
         seq.state = SeqState.RUNNING
+        self._admissions += 1
+        seq.order = self._admissions
         self.running.append(seq)
+        if seq.in_prefill:
+            self.prefilling.append(seq)
+        else:  # its KV was computed elsewhere (a decode pool): it decodes from this step on
+            self.cohort.join(seq)
         return True
 
     def grow(self, seq: Sequence, tokens: int) -> bool:
@@ -149,9 +166,30 @@ class Engine:
             self.pool.release(seq.blocks)
         seq.blocks = 0
 
+    @property
+    def decoding(self) -> list[Sequence]:
+        """The running sequences past their prefill (what a decode step can decode)."""
+        return list(self.cohort.members)
+
+    def _leave_running(self, seq: Sequence) -> None:
+        self.running.remove(seq)
+        if seq.cohort is not None:
+            seq.cohort.leave(seq)
+        elif seq._computed < seq.prefill_target:
+            self.prefilling.remove(seq)
+
+    def abort(self, seq: Sequence) -> None:
+        """Drops a request (its client went away), freeing its KV blocks."""
+        if seq.state is SeqState.WAITING and seq in self.waiting:
+            self.waiting.remove(seq)
+        elif seq.state is SeqState.RUNNING and seq in self.running:
+            self._leave_running(seq)
+            self.free(seq)
+        seq.state = SeqState.FINISHED
+
     def preempt(self, seq: Sequence) -> None:
         """Recompute-style preemption: drop the KV, requeue at the front."""
-        self.running.remove(seq)
+        self._leave_running(seq)
         self.free(seq)
         seq.num_computed = seq.hit_tokens = 0
         seq.prefill_target = seq.prompt_tokens + seq.generated
@@ -162,7 +200,28 @@ class Engine:
 
     def reserve_decodes(self, candidates: list[Sequence]) -> list[Sequence]:
         """Gives each candidate a KV slot for its next token, preempting the most recently
-        admitted running sequence when the cache is full (vLLM's rule)."""
+        admitted running sequence when the cache is full (vLLM's rule).
+
+        Candidates are served in admission order, as vLLM's running queue is. When they are the
+        whole decoding cohort (every built-in policy's case) the cohort reserves its blocks in
+        one count, and only a cache too full for them walks the members that need a block;
+        otherwise the cohort dissolves and each candidate is served on its own.
+        """
+        if not candidates:
+            return []
+        cohort = self.cohort
+        if (len(candidates) == len(cohort) and not cohort.pending
+                and all(map(cohort.members.__contains__, candidates))):
+            need = cohort.blocks_needed(cohort.steps, 1)
+            if need <= self.pool.free:
+                self.pool.allocate(need)
+            else:
+                self._reserve_preempting(cohort.needing_block())
+            cohort.pending = 1
+            self._reserved = granted = list(cohort.members)
+            return granted
+        self._dissolve()
+        candidates = sorted(candidates, key=lambda s: s.order)
         bs = self.pool.block_size
         # Fast path: every candidate is running and the pool has a block for each one whose
         # last block is full, so nobody is preempted and the order does not matter
@@ -191,6 +250,23 @@ class Engine:
                 granted.append(seq)
         return granted
 
+    def _reserve_preempting(self, needy: list[Sequence]) -> None:
+        """Gives each member of ``needy`` (in admission order) its block, preempting the most
+        recently admitted running sequence while the pool has none (vLLM's rule)."""
+        cohort = self.cohort
+        for seq in needy:
+            if seq.cohort is not cohort:
+                continue  # preempted to make room for an earlier one
+            while not self.pool.can_allocate(1):
+                victim = self.running[-1]
+                self.preempt(victim)
+                if victim is seq:
+                    break
+            else:
+                self.pool.allocate(1)
+                cohort.reserved_early.add(seq)
+        cohort.reserved_early.clear()
+
     # -- stepping ----------------------------------------------------------------------------
 
     @property
@@ -199,10 +275,12 @@ class Engine:
 
     def schedule(self, now: float) -> Step | float | None:
         """Plans the next step at ``now``; a float is a time to call again, ``None`` means idle."""
+        if self._dissolved:  # a plan that dissolved the cohort and then ran nothing
+            self._rejoin()
         result = self._plan(self, now)
         if result is None or isinstance(result, float):
             return result
-        batch = self._batch_of(result)
+        batch = self._batch_of(result)  # (dissolves the cohort for a per-sequence decode)
         for seq, _ in result.prefill:
             if seq.first_scheduled_at is None:
                 seq.first_scheduled_at = now
@@ -212,8 +290,7 @@ class Engine:
             self._idle_since = None
         return Step(result, batch, duration, now)
 
-    @staticmethod
-    def _batch_of(plan: StepPlan) -> StepBatch:
+    def _batch_of(self, plan: StepPlan) -> StepBatch:
         prefill_tokens = 0
         attention = earlier = 0.0
         for seq, chunk in plan.prefill:
@@ -221,7 +298,13 @@ class Engine:
             attention += StepBatch.attention_pairs(chunk, seq.num_computed)
             earlier += chunk * seq.num_computed
         cross = StepBatch.cross_pairs(c for _, c in plan.prefill) if len(plan.prefill) > 1 else 0.0
-        context = sum(seq.num_computed + 1 for seq in plan.decode)
+        if plan.decode and plan.decode is self._reserved:
+            context = self.cohort.context()
+        elif plan.decode:
+            self._dissolve()
+            context = sum(seq._computed + 1 for seq in plan.decode)
+        else:
+            context = 0
         return StepBatch(prefill_tokens, attention, len(plan.prefill), len(plan.decode), context,
                          cross, earlier)
 
@@ -229,30 +312,77 @@ class Engine:
         """Applies a step that ended at ``end``: advances prefills, emits tokens, frees finishers."""
         out = StepOutcome(end)
         caching = self.caching
+        prefilled = []  # sequences whose prefill this step completed: they decode from the next
         for seq, chunk in step.plan.prefill:
-            seq.num_computed += chunk
+            if seq.state is not SeqState.RUNNING:
+                continue  # aborted during the step
+            seq._computed += chunk
             if caching and seq.block_hashes is not None:
                 self._cache_full_blocks(seq)
-            if not seq.in_prefill:
-                self._emit(seq, end, out)
-        emitted, finished = out.emitted, None
-        for seq in step.plan.decode:  # _emit inlined: this loop runs once per decoded token
-            seq.num_computed += 1
-            seq.generated += 1
-            seq.token_segments.append(end)
-            emitted.append((seq, 1))
-            if seq.generated >= seq.output_tokens:
-                finished = finished or []
-                finished.append(seq)
-        for seq in finished or ():
-            self._finish(seq, end, out)
-        if out.finished:
-            self.running = [s for s in self.running if s.state is SeqState.RUNNING]
-            if self.idle:
-                self._idle_since = end
+            if seq._computed >= seq.prefill_target:
+                self.prefilling.remove(seq)
+                seq._generated += 1
+                seq.token_segments.append(end)
+                out.emitted.append((seq, 1))
+                if seq._generated >= seq.output_tokens:
+                    self._finish(seq, end, out)
+                else:
+                    prefilled.append(seq)
+        decode = out.decoded = step.plan.decode
+        if decode and decode is self._reserved:
+            self._reserved = None
+            for seq in self.cohort.advance(end):
+                self._finish(seq, end, out)
+            for seq in prefilled:
+                self.cohort.join(seq)
+        elif decode or self._dissolved:
+            finished = []
+            for seq in decode:  # per sequence: a policy that decodes a subset, a full KV cache
+                if seq.state is not SeqState.RUNNING:
+                    continue
+                seq._computed += 1
+                seq._generated += 1
+                seq.token_segments.append(end)
+                if seq._generated >= seq.output_tokens:
+                    finished.append(seq)
+            for seq in finished:
+                self._finish(seq, end, out)
+            self._rejoin()
+        else:
+            for seq in prefilled:
+                self.cohort.join(seq)
+        self._after_finishes(out, end)
         self.busy_time += step.duration
         self.num_steps += 1
         return out
+
+    def _after_finishes(self, out: StepOutcome, end: float) -> None:
+        if out.finished:
+            running = self.running
+            for seq in out.finished:
+                running.remove(seq)
+            if self.idle:
+                self._idle_since = end
+
+    def _dissolve(self) -> None:
+        """Makes every decoding sequence's state explicit, for a step run sequence by sequence."""
+        self._reserved = None
+        self._dissolved = True
+        self.cohort.dissolve()
+
+    def _rejoin(self) -> None:
+        """After a per-sequence step, the running sequences past prefill form the cohort again
+        (a reserved block a policy left unused goes back to the pool)."""
+        cohort, bs = self.cohort, self.pool.block_size
+        self._dissolved = False
+        for seq in self.running:
+            if (seq.cohort is None and seq.state is SeqState.RUNNING
+                    and seq._computed >= seq.prefill_target):
+                spare = seq._blocks - blocks_for(seq._computed, bs)
+                if spare > 0:
+                    self.pool.release(spare)
+                    seq._blocks -= spare
+                cohort.join(seq)
 
     def _cache_full_blocks(self, seq: Sequence) -> None:
         """Publishes the prompt blocks ``seq`` has just filled, so later requests can hit them."""
@@ -261,14 +391,9 @@ class Engine:
             self.pool.register(seq.block_hashes[seq.cached_blocks:full])
             seq.cached_blocks = full
 
-    def _emit(self, seq: Sequence, t: float, out: StepOutcome) -> None:
-        seq.generated += 1
-        seq.token_segments.append(t)
-        out.emitted.append((seq, 1))
-        if seq.generated >= seq.output_tokens:
-            self._finish(seq, t, out)
-
     def _finish(self, seq: Sequence, t: float, out: StepOutcome) -> None:
+        if seq.cohort is not None:
+            seq.cohort.leave(seq)
         seq.state = SeqState.FINISHED
         seq.finished_at = t
         if self.caching and seq.block_hashes is not None:
@@ -284,6 +409,8 @@ class Engine:
 
         ``plan`` already holds KV for its first step.
         """
+        if plan.decode is self._reserved:
+            return self._cohort_horizon()
         seqs = plan.decode
         state = np.array([(s.output_tokens - s.generated, s.num_computed, s.blocks) for s in seqs],
                          dtype=np.int64).reshape(-1, 3)
@@ -308,6 +435,23 @@ class Engine:
                 hi = mid
         return lo
 
+    def _cohort_horizon(self) -> int:
+        cohort = self.cohort
+        k_finish = cohort.steps_to_finish()
+        if k_finish <= 1:
+            return 1
+        first, free = cohort.steps + 1, self.pool.free  # the first step's blocks are reserved
+        if cohort.blocks_needed(first, k_finish - 1) <= free:
+            return k_finish
+        lo, hi = 1, k_finish  # blocks for lo steps fit, for hi steps they do not
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if cohort.blocks_needed(first, mid - 1) <= free:
+                lo = mid
+            else:
+                hi = mid
+        return lo
+
     def decode_times(self, step: Step, num_steps: int) -> np.ndarray:
         """End times of ``num_steps`` decode steps of ``step``'s batch run back to back."""
         n = len(step.plan.decode)
@@ -324,7 +468,17 @@ class Engine:
         seqs = step.plan.decode
         num_steps = len(times)
         end = float(times[-1])
-        out = StepOutcome(end)
+        out = StepOutcome(end, decoded=seqs, decode_steps=num_steps)
+        if seqs is self._reserved:
+            self._reserved = None
+            cohort = self.cohort
+            self.pool.allocate(cohort.blocks_needed(cohort.steps + 1, num_steps - 1))
+            for seq in cohort.advance(times):
+                self._finish(seq, end, out)
+            self._after_finishes(out, end)
+            self.busy_time += end - step.start
+            self.num_steps += num_steps
+            return out
         bs = self.pool.block_size
         new_total = 0
         done = []
@@ -337,16 +491,13 @@ class Engine:
                 seq.blocks = blocks
             seq.generated += num_steps
             seq.token_segments.append(times)
-            out.emitted.append((seq, num_steps))
             if seq.generated >= seq.output_tokens:
                 done.append(seq)
         self.pool.allocate(new_total)
         for seq in done:
             self._finish(seq, end, out)
-        if out.finished:
-            self.running = [s for s in self.running if s.state is SeqState.RUNNING]
-            if self.idle:
-                self._idle_since = end
+        self._rejoin()
+        self._after_finishes(out, end)
         self.busy_time += end - step.start
         self.num_steps += num_steps
         return out

@@ -89,7 +89,7 @@ def plan_orca(engine: "Engine", now: float) -> "StepPlan | None":
     ones with their whole prompt in the same step."""
     _admit_ready(engine)
     plan = StepPlan()
-    plan.decode = engine.reserve_decodes([s for s in engine.running if not s.in_prefill])
+    plan.decode = engine.reserve_decodes(engine.decoding)
     _admit_whole_prompts(engine, plan, engine.config.max_batched_tokens - len(plan.decode))
     return None if plan.empty else plan
 
@@ -102,10 +102,8 @@ def plan_sarathi(engine: "Engine", now: float) -> "StepPlan | None":
     cfg = engine.config
     chunk_cap = cfg.chunk_size or cfg.max_batched_tokens
     plan = StepPlan()
-    decoding, prefilling = [], []
-    for s in engine.running:  # one pass; attributes read directly (once per running sequence)
-        (prefilling if s.num_computed < s.prefill_target else decoding).append(s)
-    plan.decode = engine.reserve_decodes(decoding)
+    prefilling = list(engine.prefilling)  # (a copy: the decodes' reservations may preempt)
+    plan.decode = engine.reserve_decodes(engine.decoding)
     budget = cfg.max_batched_tokens - len(plan.decode)
     for seq in prefilling:
         if budget <= 0:
@@ -131,7 +129,7 @@ def plan_static(engine: "Engine", now: float) -> "StepPlan | None":
     """Static (greedy) batching: take as many waiting requests as fit, run the batch until every
     member finishes, and only then form the next batch."""
     if engine.running:
-        decode = engine.reserve_decodes([s for s in engine.running if not s.in_prefill])
+        decode = engine.reserve_decodes(engine.decoding)
         return StepPlan(decode=decode) if decode else None
     plan = StepPlan()
     _admit_whole_prompts(engine, plan, engine.config.max_batched_tokens)

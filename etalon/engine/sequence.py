@@ -6,6 +6,8 @@ from enum import Enum
 
 import numpy as np
 
+from etalon.engine.kv_cache import blocks_for
+
 
 class SeqState(Enum):
     WAITING = "waiting"
@@ -24,13 +26,16 @@ class Sequence:
     With prefix caching, ``block_hashes`` are the hashes of the prompt's full blocks (None: the
     request cannot share blocks); the first ``cached_blocks`` of them are held by reference in
     the pool, and ``hit_tokens`` prompt tokens were found there instead of being computed.
+
+    While it decodes, a sequence is a member of its engine's ``DecodeCohort`` (``cohort``):
+    its counters are then kept as of its ``anchor`` step and read through the properties.
     """
 
     __slots__ = (
         "request_id", "prompt_tokens", "output_tokens", "arrival_time", "state",
-        "num_computed", "prefill_target", "generated", "blocks", "num_preemptions",
+        "_computed", "prefill_target", "_generated", "_blocks", "num_preemptions",
         "first_scheduled_at", "finished_at", "token_segments", "tag",
-        "block_hashes", "cached_blocks", "hit_tokens",
+        "block_hashes", "cached_blocks", "hit_tokens", "cohort", "anchor", "join_id", "order",
     )
 
     def __init__(self, request_id: int, prompt_tokens: int, output_tokens: int,
@@ -46,10 +51,10 @@ class Sequence:
         self.output_tokens = output_tokens
         self.arrival_time = arrival_time
         self.state = SeqState.WAITING
-        self.num_computed = 0
+        self._computed = 0
         self.prefill_target = prompt_tokens
-        self.generated = 0
-        self.blocks = 0
+        self._generated = 0
+        self._blocks = 0
         self.num_preemptions = 0
         self.first_scheduled_at: float | None = None
         self.finished_at: float | None = None
@@ -59,6 +64,48 @@ class Sequence:
         self.block_hashes = block_hashes
         self.cached_blocks = 0
         self.hit_tokens = 0
+        self.cohort = None  # the engine's decoding batch while this sequence decodes
+        self.anchor = self.join_id = 0  # the cohort step it joined at, and that join's number
+        self.order = 0  # when the engine last admitted it (its place in the running queue)
+
+    # -- counters: explicit, or implicit in the cohort's step count while decoding ---------------
+
+    @property
+    def num_computed(self) -> int:
+        c = self.cohort
+        return self._computed if c is None else self._computed + c.steps - self.anchor
+
+    @num_computed.setter
+    def num_computed(self, value: int) -> None:
+        self._explicit("num_computed")
+        self._computed = value
+
+    @property
+    def generated(self) -> int:
+        c = self.cohort
+        return self._generated if c is None else self._generated + c.steps - self.anchor
+
+    @generated.setter
+    def generated(self, value: int) -> None:
+        self._explicit("generated")
+        self._generated = value
+
+    @property
+    def blocks(self) -> int:
+        c = self.cohort
+        if c is None:
+            return self._blocks
+        return blocks_for(self.num_computed + c.reserved(self), c.block_size)
+
+    @blocks.setter
+    def blocks(self, value: int) -> None:
+        self._explicit("blocks")
+        self._blocks = value
+
+    def _explicit(self, name: str) -> None:
+        if self.cohort is not None:
+            raise RuntimeError(f"request {self.request_id}: {name} is kept by the decoding batch; "
+                               "the engine must let the sequence leave it first")
 
     @property
     def in_prefill(self) -> bool:
@@ -76,6 +123,8 @@ class Sequence:
         """Every emitted token's time, in order (written into ``out``, of ``generated``
         entries, when given)."""
         segments = self.token_segments
+        if self.cohort is not None and self.cohort.steps > self.anchor:
+            segments = segments + [self.cohort.token_times(self)]
         if not segments:
             return np.empty(0) if out is None else out
         # runs of single times become one array each, so concatenate sees a few parts, not one

@@ -7,7 +7,7 @@ import itertools
 import time
 from dataclasses import dataclass
 
-from etalon.engine import Engine, Sequence, SeqState
+from etalon.engine import Engine, Sequence
 
 
 MAX_CATCH_UP_S = 0.005  # oversleep up to this is absorbed; a longer stall is real lateness
@@ -66,13 +66,7 @@ class EngineRunner:
 
     def abort(self, seq: Sequence) -> None:
         """Drops a request whose client went away, freeing its KV blocks."""
-        engine = self.engine
-        if seq.state is SeqState.WAITING and seq in engine.waiting:
-            engine.waiting.remove(seq)
-        elif seq.state is SeqState.RUNNING and seq in engine.running:
-            engine.running.remove(seq)
-            engine.free(seq)
-        seq.state = SeqState.FINISHED
+        self.engine.abort(seq)
 
     async def _run(self) -> None:
         """Steps back to back on the modelled timeline: a step that follows another starts at the
@@ -104,5 +98,7 @@ class EngineRunner:
             outcome = self.engine.complete(result, clock())
             for seq, count in outcome.emitted:
                 seq.tag.put_nowait(TokenEvent(count, end))
+            for seq in outcome.decoded:
+                seq.tag.put_nowait(TokenEvent(outcome.decode_steps, end))
             for seq in outcome.finished:
                 seq.tag.put_nowait(TokenEvent(0, end, done=True))
