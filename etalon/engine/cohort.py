@@ -40,7 +40,6 @@ class DecodeCohort:
         self.members: dict[Sequence, None] = {}  # insertion-ordered: join order
         self.steps = 0  # decode steps completed
         self.pending = 0  # 1 while the next step's KV blocks are reserved
-        self.reserved_early: set[Sequence] = set()  # given theirs while the pool ran short
         self._ends = np.empty(1024)  # end time of each decode step
         self._offsets = 0  # sum over members of (computed at join - anchor)
         self._by_phase = [0] * block_size  # members by offset mod block size
@@ -78,7 +77,7 @@ class DecodeCohort:
         self._by_phase[offset % self.block_size] -= 1
         seq._computed += done
         seq._generated += done
-        seq._blocks = blocks_for(seq._computed + self.reserved(seq), self.block_size)
+        seq._blocks = blocks_for(seq._computed + self.pending, self.block_size)
         if done:
             seq.token_segments.append(self._ends[seq.anchor:self.steps])
         seq.cohort = None
@@ -92,10 +91,6 @@ class DecodeCohort:
         self._finish.clear()
         self.pending = 0
         return left
-
-    def reserved(self, seq: Sequence) -> int:
-        """1 if a member's KV already has room for the next step's token, else 0."""
-        return 1 if self.pending or seq in self.reserved_early else 0
 
     # -- what the next steps need ----------------------------------------------------------------
 

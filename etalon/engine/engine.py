@@ -252,7 +252,12 @@ class Engine:
 
     def _reserve_preempting(self, needy: list[Sequence]) -> None:
         """Gives each member of ``needy`` (in admission order) its block, preempting the most
-        recently admitted running sequence while the pool has none (vLLM's rule)."""
+        recently admitted running sequence while the pool has none (vLLM's rule).
+
+        The cohort's ``pending`` stays 0 meanwhile, so a victim gives back the blocks it holds.
+        A member already given its block is never a victim: victims come from the back of the
+        admission order, and the member being served comes after every one served before it.
+        """
         cohort = self.cohort
         for seq in needy:
             if seq.cohort is not cohort:
@@ -264,8 +269,6 @@ class Engine:
                     break
             else:
                 self.pool.allocate(1)
-                cohort.reserved_early.add(seq)
-        cohort.reserved_early.clear()
 
     # -- stepping ----------------------------------------------------------------------------
 

@@ -95,7 +95,7 @@ class Sequence:
         c = self.cohort
         if c is None:
             return self._blocks
-        return blocks_for(self.num_computed + c.reserved(self), c.block_size)
+        return blocks_for(self.num_computed + c.pending, c.block_size)
 
     @blocks.setter
     def blocks(self, value: int) -> None:
