@@ -152,3 +152,26 @@ def test_cohort_steps_equal_per_sequence_steps(scheduler, fast, caching):
     for x, y in zip(a, b):
         assert len(x.token_times()) == x.output_tokens
         np.testing.assert_array_equal(x.token_times(), y.token_times())
+
+
+def test_a_request_aborted_during_a_step_gives_back_every_block():
+    """The embedded server aborts a request whose client left, possibly while a step that
+    decodes it is in flight: its blocks, including the one reserved for that step, return."""
+    eng = Engine(EngineConfig(scheduler="vllm", block_size=4, num_kv_blocks=100),
+                 ParametricPerfModel())
+    seqs = [Sequence(i, 10 + i, 20, 0.0) for i in range(4)]
+    for s in seqs:
+        eng.add(s)
+    step = eng.schedule(0.0)
+    t = eng.complete(step, step.duration).end  # the prefills: seq 2 fills 3 blocks of 4 tokens
+    step = eng.schedule(t)  # a decode step: its 13th token needs a 4th block
+    assert seqs[2].blocks == 4
+    used = eng.pool.used
+    eng.abort(seqs[2])
+    assert eng.pool.used == used - 4
+    t = eng.complete(step, t + step.duration).end
+    while not eng.idle:
+        step = eng.schedule(t)
+        t = eng.complete(step, t + step.duration).end
+    assert eng.pool.used == 0
+    assert [len(s.token_times()) for s in seqs] == [20, 20, 1, 20]  # seq 2: its prefill's token
