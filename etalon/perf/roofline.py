@@ -154,6 +154,8 @@ class RooflinePerfModel(PerfModel):
 
     def _comm(self, tokens: float | np.ndarray) -> float | np.ndarray:
         """TP all-reduces of every stage plus the hops between stages, for ``tokens`` tokens."""
+        if self.tp == 1 and self.pp == 1:
+            return 0.0 * np.asarray(tokens, dtype=float) if isinstance(tokens, np.ndarray) else 0.0
         payload = np.asarray(tokens, dtype=float) * self._hidden_bytes
         bw, lat = self._tp_link
         per_allreduce = ring_allreduce_seconds(payload, self.tp, bw, lat) if self.tp > 1 else 0.0 * payload
@@ -210,8 +212,9 @@ class RooflinePerfModel(PerfModel):
             return np.zeros_like(ctx)
         total = np.zeros_like(ctx)
         for s in self._stages:
-            flops = (s.linear_flops_per_token + s.lm_head_flops_per_token) * batch_size + np.zeros_like(ctx)
-            nbytes = s.streamed_weight_bytes(batch_size) + s.kv_bytes_per_token_total * batch_size + np.zeros_like(ctx)
+            # the parts that do not depend on the context are scalars: one array op fewer each
+            flops = (s.linear_flops_per_token + s.lm_head_flops_per_token) * batch_size
+            nbytes = s.streamed_weight_bytes(batch_size) + s.kv_bytes_per_token_total * batch_size
             for window, pair_flops in s.attention_flops_per_pair.items():
                 flops = flops + pair_flops * self._windowed(ctx, batch_size, window)
             for window, kv in s.kv_bytes_per_token.items():
