@@ -38,11 +38,21 @@ class LengthTrace:
 
 
 def read_length_trace(path: str | os.PathLike) -> LengthTrace:
-    """Prefill and decode token counts (non-negative integers) in file order."""
-    table = _load_table(path)
-    prefill = _token_column(table, PREFILL_COLUMN, path)
-    decode = _token_column(table, DECODE_COLUMN, path)
+    """Prefill and decode token counts (non-negative integers) in file order (read-only arrays,
+    parsed once per file version: each probe of a capacity search reads the same trace)."""
+    resolved, mtime_ns, size = _file_key(path)
+    prefill, decode = _length_columns(resolved, mtime_ns, size, str(path))
     return LengthTrace(str(path), prefill, decode)
+
+
+@lru_cache(maxsize=8)
+def _length_columns(resolved: str, mtime_ns: int, size: int, shown: str
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    table = _read_csv_cached(resolved, mtime_ns, size, shown)
+    columns = (_token_column(table, PREFILL_COLUMN, shown), _token_column(table, DECODE_COLUMN, shown))
+    for values in columns:
+        values.flags.writeable = False
+    return columns
 
 
 def read_arrival_times(path: str | os.PathLike) -> np.ndarray:
@@ -58,15 +68,20 @@ def read_arrival_times(path: str | os.PathLike) -> np.ndarray:
 
 
 def _load_table(path: str | os.PathLike) -> pd.DataFrame:
+    # Keyed on size and mtime so an edited file is re-read; both generators and validate()
+    # may read the same trace, which this makes cheap.
+    return _read_csv_cached(*_file_key(path), str(path))
+
+
+def _file_key(path: str | os.PathLike) -> tuple[str, int, int]:
+    """(resolved path, mtime ns, size) of an existing trace file, the key of its caches."""
     p = Path(path)
     if not p.exists():
         raise UserError(f"trace file '{path}' does not exist")
     if not p.is_file():
         raise UserError(f"trace file '{path}' is not a file")
     stat = p.stat()
-    # Keyed on size and mtime so an edited file is re-read; both generators and validate()
-    # may read the same trace, which this makes cheap.
-    return _read_csv_cached(str(p.resolve()), stat.st_mtime_ns, stat.st_size, str(path))
+    return str(p.resolve()), stat.st_mtime_ns, stat.st_size
 
 
 @lru_cache(maxsize=8)
