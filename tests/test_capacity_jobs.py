@@ -114,6 +114,33 @@ def test_url_deployment_without_twin_cannot_be_simulated(tmp_path):
     assert res.returncode == 2 and "no simulated twin" in res.stderr
 
 
+def test_simulated_lanes_run_in_local_processes_and_agree_with_one_by_one(tmp_path):
+    """Without --no-ray or a cluster, a job of simulated deployments runs its lanes in local
+    processes (a Ray start costs more than this whole job): the same capacities and probes as
+    one by one, and the 50 ms-step server's within its constructed [20, 20.75] req/s."""
+    job = {"slo": {"ttft_percentile": 90, "ttft_max_s": 0.15},
+           "search": {"start_qps": 5, "max_qps": 80, "tolerance": 0.05, "max_probes": 8},
+           "num_requests": 60,
+           "workloads": {"regular": _regular_workload()},
+           "deployments": [{"name": f"step{ms}", "simulate": {
+               "perf_model_file": _perf_file(tmp_path, ms / 1e3), "max_batch_size": 1}}
+               for ms in (50, 25)]}
+    cfg = _write(tmp_path, job)
+    res = _run(cfg, tmp_path / "parallel", timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "2 simulated lanes in" in res.stderr and "Ray" not in res.stderr
+    one = _run(cfg, tmp_path / "serial", "--no-ray", timeout=120)
+    assert one.returncode == 0, one.stderr[-2000:]
+
+    def found(out: str) -> dict:
+        confs = json.loads((tmp_path / out / "capacity.json").read_text())["configurations"]
+        return {n: (c["capacity_qps"], [p["qps"] for p in c["search"]["probes"]])
+                for n, c in confs.items()}
+
+    assert found("parallel") == found("serial")
+    assert MU * 0.95 <= found("parallel")["step50"][0] <= BOUNDARY_HIGH
+
+
 # ---- live: a launched server whose capacity is known by construction -------------------------
 @pytest.mark.slow
 def test_launched_search_finds_the_constructed_boundary_and_resumes(tmp_path):

@@ -34,7 +34,9 @@ class SearchCommandConfig:
                                                        "same folder resumes", metavar="DIR")
     simulate: bool = option(False, "replace every live deployment by its simulated twin")
     no_ray: bool = option(False, "run the configurations one by one in this process")
-    ray_address: str | None = option(None, "run the configurations on this Ray cluster")
+    ray_address: str | None = option(None, "run the configurations on this Ray cluster (without "
+                                           "it: simulated ones in local processes, live ones "
+                                           "on a local Ray instance)")
     no_plots: bool = option(False, "skip margins.png and capacity.png")
     no_report: bool = option(False, "skip report.html (the job's HTML report; probes never "
                                     "write their own)")

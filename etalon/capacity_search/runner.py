@@ -11,6 +11,8 @@ configuration only: it is reported, its finished probes stay in its ledger.
 
 from __future__ import annotations
 
+import sys
+
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -188,14 +190,47 @@ def _run_lane(job: Job, lane: list[Configuration], out_dir: Path) -> list[Config
 
 def run_all(job: Job, configs: list[Configuration], out_dir: Path, use_ray: bool,
             address: str | None) -> list[ConfigResult]:
-    """Every configuration's result, in the job's order."""
+    """Every configuration's result, in the job's order.
+
+    Lanes run one by one here (``use_ray`` false, or one lane), on the Ray cluster at
+    ``address``, in local processes when every lane is simulated and no cluster is named, and
+    otherwise on a local Ray instance (live lanes reserve their GPUs through it).
+    """
     groups = lanes(configs)
     if not use_ray or len(groups) == 1:
         done = [r for lane in groups for r in _run_lane(job, lane, out_dir)]
+    elif address is None and all(c.simulated for lane in groups for c in lane):
+        done = _run_in_processes(job, groups, out_dir)
     else:
         done = _run_on_ray(job, groups, out_dir, address)
     order = {c.name: i for i, c in enumerate(configs)}
     return sorted(done, key=lambda r: order[r.config["name"]])
+
+
+def _run_in_processes(job: Job, groups: list[list[Configuration]],
+                      out_dir: Path) -> list[ConfigResult]:
+    """Simulated lanes on this machine, as many at once as the cores hold their ``cpus``.
+
+    A local Ray instance takes 5-7 s to start and stop on a 2-core machine, longer than the
+    whole work of a small simulated job; worker processes (spawned, so no thread of this one
+    is copied into them) start in about the time an import of etalon takes.
+    """
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    cpus = max(lane_resources(lane)["num_cpus"] for lane in groups)
+    workers = max(1, min(len(groups), int((os.cpu_count() or 1) // max(cpus, 1.0))))
+    print(f"etalon.capacity_search: {len(groups)} simulated lanes in {workers} local "
+          f"process(es)", file=sys.stderr)
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_run_lane, job, lane, out_dir) for lane in groups]
+        try:
+            return [r for f in as_completed(futures) for r in f.result()]
+        except BaseException:
+            for f in futures:  # lanes not started yet; running ones finish their probe ledgers
+                f.cancel()
+            raise
 
 
 def _run_on_ray(job: Job, groups: list[list[Configuration]], out_dir: Path,
