@@ -114,10 +114,12 @@ def test_url_deployment_without_twin_cannot_be_simulated(tmp_path):
     assert res.returncode == 2 and "no simulated twin" in res.stderr
 
 
-def test_simulated_lanes_run_in_local_processes_and_agree_with_one_by_one(tmp_path):
+def test_simulated_lanes_run_in_local_processes_survive_an_interrupt_and_agree(tmp_path):
     """Without --no-ray or a cluster, a job of simulated deployments runs its lanes in local
-    processes (a Ray start costs more than this whole job): the same capacities and probes as
-    one by one, and the 50 ms-step server's within its constructed [20, 20.75] req/s."""
+    processes (a Ray start costs more than this whole job). Interrupted once both lanes have a
+    probe, it stops at once and leaves no worker; rerun, it reuses those probes and finds the
+    same capacities and probes as a one-by-one run, the 50 ms-step server's within its
+    constructed [20, 20.75] req/s."""
     job = {"slo": {"ttft_percentile": 90, "ttft_max_s": 0.15},
            "search": {"start_qps": 5, "max_qps": 80, "tolerance": 0.05, "max_probes": 8},
            "num_requests": 60,
@@ -125,20 +127,37 @@ def test_simulated_lanes_run_in_local_processes_and_agree_with_one_by_one(tmp_pa
            "deployments": [{"name": f"step{ms}", "simulate": {
                "perf_model_file": _perf_file(tmp_path, ms / 1e3), "max_batch_size": 1}}
                for ms in (50, 25)]}
-    cfg = _write(tmp_path, job)
-    res = _run(cfg, tmp_path / "parallel", timeout=120)
+    cfg, out = _write(tmp_path, job), tmp_path / "parallel"
+    proc = subprocess.Popen([sys.executable, "-m", "etalon.capacity_search", "--config", str(cfg),
+                             "--output-dir", str(out), "--no-plots"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if sum(1 for p in out.rglob("probes.jsonl") if p.read_text().strip()) >= 2:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()[1][-2000:]
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0 and "Traceback" not in err, err[-2000:]
+    assert "2 simulated lanes in" in err and "Ray" not in err
+    done_before = sum(len(p.read_text().splitlines()) for p in out.rglob("probes.jsonl"))
+    assert done_before >= 2
+
+    res = _run(cfg, out, timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]
-    assert "2 simulated lanes in" in res.stderr and "Ray" not in res.stderr
     one = _run(cfg, tmp_path / "serial", "--no-ray", timeout=120)
     assert one.returncode == 0, one.stderr[-2000:]
 
-    def found(out: str) -> dict:
-        confs = json.loads((tmp_path / out / "capacity.json").read_text())["configurations"]
-        return {n: (c["capacity_qps"], [p["qps"] for p in c["search"]["probes"]])
+    def found(folder: Path) -> dict:
+        confs = json.loads((folder / "capacity.json").read_text())["configurations"]
+        return {n: (c["capacity_qps"], sorted(p["qps"] for p in c["search"]["probes"]))
                 for n, c in confs.items()}
 
-    assert found("parallel") == found("serial")
-    assert MU * 0.95 <= found("parallel")["step50"][0] <= BOUNDARY_HIGH
+    assert found(out) == found(tmp_path / "serial")
+    reused = json.loads((out / "capacity.json").read_text())["configurations"]
+    assert sum(c["probes_reused"] for c in reused.values()) >= done_before
+    assert MU * 0.95 <= found(out)["step50"][0] <= BOUNDARY_HIGH
 
 
 # ---- live: a launched server whose capacity is known by construction -------------------------

@@ -217,20 +217,22 @@ def _run_in_processes(job: Job, groups: list[list[Configuration]],
     """
     import multiprocessing
     import os
-    from concurrent.futures import ProcessPoolExecutor, as_completed
 
     cpus = max(lane_resources(lane)["num_cpus"] for lane in groups)
     workers = max(1, min(len(groups), int((os.cpu_count() or 1) // max(cpus, 1.0))))
     print(f"etalon.capacity_search: {len(groups)} simulated lanes in {workers} local "
           f"process(es)", file=sys.stderr)
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_run_lane, job, lane, out_dir) for lane in groups]
-        try:
-            return [r for f in as_completed(futures) for r in f.result()]
-        except BaseException:
-            for f in futures:  # lanes not started yet; running ones finish their probe ledgers
-                f.cancel()
-            raise
+    pool = multiprocessing.get_context("spawn").Pool(workers)
+    try:
+        running = [pool.apply_async(_run_lane, (job, lane, out_dir)) for lane in groups]
+        results = [r for lane in running for r in lane.get()]
+        pool.close()
+        return results
+    except BaseException:
+        pool.terminate()  # Ctrl-C or a crash: stop the lanes; their ledgers hold every probe done
+        raise
+    finally:
+        pool.join()
 
 
 def _run_on_ray(job: Job, groups: list[list[Configuration]], out_dir: Path,
