@@ -24,7 +24,6 @@ from etalon.metrics.columns import RunColumns
 from etalon.metrics.per_request import request_frame
 from etalon.record_table import RecordTable
 from etalon.records import RequestRecord
-from etalon.report.plots import make_plots
 from etalon.report.redact import redact
 
 __all__ = ["write_run_outputs", "redact", "write_json", "write_csv", "json_safe"]
@@ -59,6 +58,8 @@ def write_run_outputs(
     frame = request_frame(columns, params.get("ttft_deadline_s"), params.get("tbt_deadline_s"))
     paths["requests"] = _atomic_write(out / "requests.csv", lambda fh: frame.to_csv(fh, index=False))
     if plots:
+        from etalon.report.plots import make_plots  # matplotlib: ~0.6 s to import, probes skip it
+
         try:
             for name, path in make_plots(columns, out / "plots").items():
                 paths[f"plot/{name}"] = path
