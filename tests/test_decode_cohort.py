@@ -70,6 +70,22 @@ def test_a_member_reads_its_token_times_from_the_step_ends():
     assert (seq.num_computed, seq.generated) == (43, 4)
 
 
+def test_the_step_end_array_keeps_only_what_members_still_need():
+    """An embedded server decodes for days: the array of step ends must not grow with uptime."""
+    cohort = DecodeCohort(16)
+    for i in range(20_000):  # short requests come and go
+        if i % 10 == 0:
+            cohort.join(_member(i, 16, 1, 10, 16))
+        for seq in cohort.advance(float(i)):
+            cohort.leave(seq)
+    long = _member(1, 16, 1, 3_000, 16)
+    cohort.join(long)
+    for i in range(20_000, 22_000):
+        cohort.advance(float(i))
+    assert len(cohort._ends) <= 8192  # ~the span of the longest request, not 22,000 steps
+    np.testing.assert_array_equal(cohort.token_times(long), np.arange(20_000, 22_000.0))
+
+
 def test_counters_of_a_member_cannot_be_set():
     cohort = DecodeCohort(16)
     seq = _member(0, 40, 1, 4, 16)

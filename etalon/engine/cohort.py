@@ -40,7 +40,8 @@ class DecodeCohort:
         self.members: dict[Sequence, None] = {}  # insertion-ordered: join order
         self.steps = 0  # decode steps completed
         self.pending = 0  # 1 while the next step's KV blocks are reserved
-        self._ends = np.empty(1024)  # end time of each decode step
+        self._ends = np.empty(1024)  # end times of decode steps _base, _base + 1, ...
+        self._base = 0  # (steps before every member joined are dropped when the array grows)
         self._offsets = 0  # sum over members of (computed at join - anchor)
         self._by_phase = [0] * block_size  # members by offset mod block size
         self._finish: list[tuple[int, int, int, Sequence]] = []  # (end step, order, join, seq)
@@ -79,7 +80,7 @@ class DecodeCohort:
         seq._generated += done
         seq._blocks = blocks_for(seq._computed + self.pending, self.block_size)
         if done:
-            seq.token_segments.append(self._ends[seq.anchor:self.steps])
+            seq.token_segments.append(self.token_times(seq))
         seq.cohort = None
         del self.members[seq]
 
@@ -122,7 +123,7 @@ class DecodeCohort:
 
     def token_times(self, seq: Sequence) -> np.ndarray:
         """The end times of the steps a member has decoded so far (a view)."""
-        return self._ends[seq.anchor:self.steps]
+        return self._ends[seq.anchor - self._base:self.steps - self._base]
 
     # -- stepping ------------------------------------------------------------------------------
 
@@ -132,11 +133,16 @@ class DecodeCohort:
         ``leave``)."""
         times = np.atleast_1d(ends)
         n = len(times)
-        if self.steps + n > len(self._ends):
-            grown = np.empty(max(2 * len(self._ends), self.steps + n))
-            grown[:self.steps] = self._ends[:self.steps]
-            self._ends = grown  # views handed out keep the old array alive as long as needed
-        self._ends[self.steps:self.steps + n] = times
+        used = self.steps - self._base
+        if used + n > len(self._ends):
+            # keep only the steps a member still needs (a long-running server's array stays
+            # as long as its longest-decoding request, not its uptime); views handed out keep
+            # the old array alive as long as they need it
+            keep = min((s.anchor for s in self.members), default=self.steps) - self._base
+            grown = np.empty(max(2 * (used - keep + n), 1024))
+            grown[:used - keep] = self._ends[keep:used]
+            self._ends, self._base, used = grown, self._base + keep, used - keep
+        self._ends[used:used + n] = times
         self.steps += n
         self.pending = 0
         finished = []
