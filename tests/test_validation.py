@@ -70,8 +70,9 @@ def _live_run_against_the_profile(url: str, profile, out, qps: int, n: int) -> t
         str(profile), *ENGINE, "--output-dir", str(out / "val"))
     report = json.loads((out / "val" / "validation.json").read_text())
     checked = [r for r in report["models"]["profiled"]
-               if r["metric"] in ("ttft", "tbt") and r["percentile"] in (50, 90)]
-    assert len(checked) == 4
+               if (r["metric"], r["percentile"]) in
+               (("ttft", 50), ("ttft", 90), ("tbt", 50), ("tbt", 90), ("tbt", 99))]
+    assert len(checked) == 5
     # 10 %, or 1.5 ms where that is more: the live server's timers wake 0.5-1 ms late
     # on this 2-core VM, which the simulator does not model; on the ~8-9 ms gaps of TBT
     # p90 that alone was -10.1 to -11.8 % (0.76-1.05 ms; code before and after the
@@ -79,9 +80,18 @@ def _live_run_against_the_profile(url: str, profile, out, qps: int, n: int) -> t
     # measured TBT p90 2.4 and 2.7 ms above the prediction (-24 %) while every p50 held within
     # 5 % and TTFT p90 within 7 %: stalls of a few ms on a shared VM land in the gaps' tail.
     # A wrong step price moves the p50s, which keep the 1.5 ms.
-    misses = [r for r in checked
-              if not abs(r["predicted_s"] - r["measured_s"])
-              <= max(0.10 * r["measured_s"], 0.003 if r["percentile"] == 90 else 0.0015)]
+    # TBT p90 sits at the edge between plain decode gaps (~6.5 ms) and gaps holding a prefill
+    # chunk (~40 ms), where a stall lands: a later CI run measured it 4.2 ms over the
+    # prediction in both attempts (12.1 vs 7.9 ms) while the p50s held within 6 % and TBT p99
+    # within 1.3 %. A stall only lengthens live gaps, so the measured TBT p90 may run up to
+    # 6 ms over, never under by more than the bound. TBT p99, the gaps that carry a prefill
+    # chunk (their price; within 6 % in every run seen), is checked instead at 10 %.
+    def allowed(r: dict) -> float:
+        bound = max(0.10 * r["measured_s"], 0.003 if r["percentile"] >= 90 else 0.0015)
+        stall = r["metric"] == "tbt" and r["percentile"] == 90 and r["measured_s"] > r["predicted_s"]
+        return max(bound, 0.006) if stall else bound
+
+    misses = [r for r in checked if not abs(r["predicted_s"] - r["measured_s"]) <= allowed(r)]
     # the engine's state too: the embedded server's /metrics against the simulated engine's
     state = {r["series"]: r for r in report["server_state"]["profiled"]}
     assert {"vllm:num_requests_running", "vllm:num_requests_waiting",
