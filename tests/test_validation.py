@@ -86,8 +86,15 @@ def _live_run_against_the_profile(url: str, profile, out, qps: int, n: int) -> t
     # within 1.3 %. A stall only lengthens live gaps, so the measured TBT p90 may run up to
     # 6 ms over, never under by more than the bound. TBT p99, the gaps that carry a prefill
     # chunk (their price; within 6 % in every run seen), is checked instead at 10 %.
+    # TTFT p90 is a queueing tail: a step price off by e (the VM's speed drifts between the
+    # profile and the run) moves the wait by about e / (1 - rho), rho = qps / 14 (the
+    # capacity above). At 70 % load it was seen off by +17 % and +39 % (each time holding on
+    # the second attempt), then by +31 % and +12.5 % in both attempts of one CI run (one
+    # profile for both) while TTFT p50 held within 5 %; its bound is the 10 % step-price
+    # bound amplified that way (14, 20 and 35 % at the three loads).
     def allowed(r: dict) -> float:
-        bound = max(0.10 * r["measured_s"], 0.003 if r["percentile"] >= 90 else 0.0015)
+        rel = 0.10 / (1 - qps / 14) if (r["metric"], r["percentile"]) == ("ttft", 90) else 0.10
+        bound = max(rel * r["measured_s"], 0.003 if r["percentile"] >= 90 else 0.0015)
         stall = r["metric"] == "tbt" and r["percentile"] == 90 and r["measured_s"] > r["predicted_s"]
         return max(bound, 0.006) if stall else bound
 
