@@ -12,7 +12,6 @@ configuration only: it is reported, its finished probes stay in its ledger.
 from __future__ import annotations
 
 import sys
-
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field

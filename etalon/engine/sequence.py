@@ -70,10 +70,14 @@ class Sequence:
 
     # -- counters: explicit, or implicit in the cohort's step count while decoding ---------------
 
+    def _decoded_in_cohort(self) -> int:
+        """Decode steps run since the sequence joined its cohort (0 outside one)."""
+        c = self.cohort
+        return 0 if c is None else c.steps - self.anchor
+
     @property
     def num_computed(self) -> int:
-        c = self.cohort
-        return self._computed if c is None else self._computed + c.steps - self.anchor
+        return self._computed + self._decoded_in_cohort()
 
     @num_computed.setter
     def num_computed(self, value: int) -> None:
@@ -82,8 +86,7 @@ class Sequence:
 
     @property
     def generated(self) -> int:
-        c = self.cohort
-        return self._generated if c is None else self._generated + c.steps - self.anchor
+        return self._generated + self._decoded_in_cohort()
 
     @generated.setter
     def generated(self, value: int) -> None:
