@@ -16,12 +16,13 @@ import pytest
 from etalon.calibration import probe as probe_module
 from etalon.calibration.anchor import AnchorProbe, AnchorSettings, anchored
 from etalon.calibration.batching import BatchingProbe, BatchingSettings
+from etalon.calibration.context import ContextProbe, ContextSettings
 from etalon.calibration.join import JoinProbe, JoinSettings
 from etalon.calibration.prefill import fit_prefill
 from etalon.calibration.wake_up import WakeUpProbe, WakeUpSettings
 from etalon.engine import Engine, EngineConfig
-from etalon.perf import StepBatch
-from etalon.profiles import AnchorResult, BatchingResult, JoinResult, Profile, WakeUpResult
+from etalon.perf import ParametricPerfModel, StepBatch
+from etalon.profiles import AnchorResult, BatchingResult, ContextResult, JoinResult, Profile, WakeUpResult
 from etalon.records import RequestRecord
 from etalon.simulator import Replica, Simulation, make_router
 
@@ -107,6 +108,56 @@ def test_the_idle_probe_finds_the_wake_up_table(profile, monkeypatch):
     assert WakeUpProbe(WakeUpSettings(1024)).run(None, profile.prefill).penalty_s == (0.0,) * 5
 
 
+# a vLLM-on-CPU-sized engine: 64 tokens in 0.27 s, 832 in 1.4 s; a pair of a new token and a
+# cached one costs 1e-6 s, so 64 new tokens after 256/512/768 cached take 16/33/49 ms longer
+CPU_LIKE = ParametricPerfModel(step_overhead=0.2, per_prefill_token=1e-3, per_attention_pair=1e-6)
+CACHED_PAIR = 1e-6
+
+
+def caching_one_in_flight(cold_per_idle_s: float):
+    """``send`` against a server with prefix caching that runs one request at a time and
+    whose memory goes cold when idle: a prompt costs ``cold_per_idle_s`` more per second of
+    pause before it. A prefix group's first request computes its whole prompt; a later one
+    only the tokens after the prefix, plus ``CACHED_PAIR`` per (new, cached) token pair."""
+    def send(target, requests, *, concurrency):
+        assert concurrency == 1
+        out, free, cached = [], None, set()
+        for r in sorted(requests, key=lambda r: r.request_id):
+            sent = r.arrival_time if free is None else max(r.arrival_time, free)
+            idle = 0.0 if free is None else sent - free
+            new, pairs = r.prompt_tokens, 0
+            if r.prefix_group is not None and r.prefix_group in cached:
+                new = r.prompt_tokens - r.prefix_tokens
+                pairs = new * r.prefix_tokens
+            if r.prefix_group is not None:
+                cached.add(r.prefix_group)
+            free = sent + CPU_LIKE.prefill_time(new) + CACHED_PAIR * pairs + cold_per_idle_s * idle
+            out.append(RequestRecord(r.request_id, r.arrival_time, sent, free, [free], [1],
+                                     r.prompt_tokens, 1, r.prompt_tokens, "usage", 1, "usage"))
+        return out
+    return send
+
+
+def test_the_context_probe_spaces_its_prompts_evenly_so_pauses_do_not_price_the_cache(monkeypatch):
+    # Each prompt costs 20 ms more per second of pause before it (this VM: +13 to +99 ms after
+    # 4 s). Spaced by each prompt's own predicted length, as the probe once was, the prompts
+    # with no prefix followed 2.6 s pauses and those after a 256 prefix 0.5 s ones: every
+    # extra read 30-45 ms low, all negative (a CI run: -33, -24, -18 ms), and the price 0.
+    # Evenly spaced, the pauses differ only by the prompts' own 16-49 ms differences.
+    section = fit_prefill(prefill_meas(fn=lambda n: CPU_LIKE.prefill_time(int(n))))
+    probe = ContextProbe(ContextSettings(suffix_tokens=64, prefix_lengths=(256, 512, 768),
+                                         repetitions=3)).validate()
+    monkeypatch.setattr(probe_module, "send", caching_one_in_flight(cold_per_idle_s=0.02))
+    found = probe.run(None, section)
+    assert isinstance(found, ContextResult) and found.prefix_tokens == (256.0, 512.0, 768.0)
+    # by hand: a pause is the spacing less the previous prompt's time, so the extra after a
+    # prefix P reads its truth plus 0.02 x (the time of the 768 one, which precedes each
+    # prompt with no prefix, less the time of the one before P): +0.7 to +1.0 ms
+    assert found.extras_s == pytest.approx([64 * p * CACHED_PAIR for p in (256, 512, 768)], abs=1.5e-3)
+    assert found.per_context_pair * section.scale == pytest.approx(CACHED_PAIR, rel=0.03)
+    assert found.alone_s == pytest.approx(CPU_LIKE.prefill_time(64), abs=0.04)
+
+
 def test_the_anchor_probe_measures_both_sections_from_one_run(profile, monkeypatch):
     monkeypatch.setattr(probe_module, "send", one_in_flight(slow=1.2))
     probe = AnchorProbe(AnchorSettings(1024, 9, 4))
@@ -131,6 +182,7 @@ def test_the_anchor_probe_measures_both_sections_from_one_run(profile, monkeypat
     BatchingProbe(BatchingSettings(512, followers=3, repetitions=2)),
     WakeUpProbe(WakeUpSettings(512, repetitions=2)),
     AnchorProbe(AnchorSettings(512, 9, 4)),
+    ContextProbe(ContextSettings(64, (256, 512), 2)),
 ], ids=lambda p: type(p).__name__)
 def test_every_probe_plans_unique_ids_and_judges_no_records_as_nothing(profile, probe):
     rounds = probe.validate().plan(profile.prefill)

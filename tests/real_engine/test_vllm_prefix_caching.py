@@ -18,7 +18,9 @@ the run. Held:
 - TTFT p50 within 40 %, and closer to vLLM's than the same replay with the simulated cache off
   (what a broken cache model would predict: +295 to +390 %), where the machine stayed quiet
   and steady and the engine ran within 25 % of the profile's speed (as in
-  ``test_vllm_calibration``: skipped with the numbers otherwise). Why 40 % and not the job's
+  ``test_vllm_calibration``), and the run's own decode steps, which the cache leaves alone, kept
+  the anchored speed (TBT p50 within the job's 15 %: the anchors only bracket the run); skipped
+  with the numbers otherwise. Why 40 % and not the job's
   15 %: before the context probe, a cached request's TTFT leaned on the profile's price of an
   attention pair (its new tokens attend over the cached 256), which the profilers' uncached
   prompts of <= 384 tokens barely determine (two profiles of the same engine: 1.4e-6 and
@@ -63,6 +65,9 @@ BUSY_LIMIT = 0.5  # cores other processes may take while we time vLLM
 DRIFT_LIMIT = 0.10  # how much the engine's speed may change during the live run
 MOVED_LIMIT = 0.25  # how far from the profile's speed the engine may run before it
 P50_BOUND = 0.40  # TTFT p50: the docstring says why not the job's 15 %
+# TBT p50, the in-run gauge: plain decode steps at this load, which the calibration test holds
+# at the job's tolerance; beyond it the engine ran at another speed than anchored
+DECODE_GAUGE_LIMIT = SESSIONS.tolerance
 
 
 @pytest.fixture(scope="module")
@@ -140,15 +145,22 @@ def test_simulated_prefix_cache_matches_vllms(caching_server, profiled, context_
     assert abs(hits["difference"]) <= HIT_RATE_TOLERANCE, table
     busy = foreign > BUSY_LIMIT or profiled.foreign_cores > BUSY_LIMIT
     moved = max(abs(x - 1.0) for x in before.values())
-    if busy or change > DRIFT_LIMIT or moved > MOVED_LIMIT:
+    # the run's own decode steps gauge the engine's speed during it, where the anchors only
+    # bracket it (a CI run: anchors 0.91 before and 0.91-0.99 after, yet TBT p50 -18 % and
+    # every latency 18-28 % slower than predicted, cached or not)
+    decode_error = p50_error(report, "tbt")
+    if busy or change > DRIFT_LIMIT or moved > MOVED_LIMIT or abs(decode_error) > DECODE_GAUGE_LIMIT:
         why = (f"machine busy ({foreign:.2f} cores of other work during the run)" if busy
                else f"engine drifted {change:.1%} during the live run (limit {DRIFT_LIMIT:.0%})"
                if change > DRIFT_LIMIT else
-               f"engine ran {scales_text(before)} x the profile's time (limit {MOVED_LIMIT:.0%} off)")
+               f"engine ran {scales_text(before)} x the profile's time (limit {MOVED_LIMIT:.0%} off)"
+               if moved > MOVED_LIMIT else
+               f"the run's decode steps ran off the anchored speed (TBT p50 predicted {decode_error:+.1%}, "
+               f"limit {DECODE_GAUGE_LIMIT:.0%}; the cache does not change them)")
         pytest.skip(f"hit rate held ({hits['difference'] * 100:+.1f} points); TTFT not compared: {why}{table}")
     blind = steps.validate_run(job, requests, anchored, dataclasses.replace(engine, enable_prefix_caching=False),
                                tmp_path / "cache_blind", roofline=False)
-    cached_error, blind_error = (ttft_p50_error(r) for r in (report, blind))
+    cached_error, blind_error = (p50_error(r, "ttft") for r in (report, blind))
     said = f"{table}\nTTFT p50 error with the simulated cache {cached_error:+.1%}, without it {blind_error:+.1%}"
     print(said)
     assert abs(cached_error) <= P50_BOUND, said
@@ -156,7 +168,7 @@ def test_simulated_prefix_cache_matches_vllms(caching_server, profiled, context_
     assert np.isfinite([r["relative_error"] for r in report["models"]["profiled"]]).all(), table
 
 
-def ttft_p50_error(report: dict) -> float:
-    """The profile-timed replay's relative TTFT p50 error in one validation.json."""
+def p50_error(report: dict, metric: str) -> float:
+    """The profile-timed replay's relative p50 error of ``metric`` in one validation.json."""
     return next(r["relative_error"] for r in checked_rows(report["models"]["profiled"])
-                if r["metric"] == "ttft" and r["percentile"] == 50)
+                if r["metric"] == metric and r["percentile"] == 50)
