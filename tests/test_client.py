@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import threading
+import time
+
 import numpy as np
 import pytest
 
@@ -71,6 +76,59 @@ def test_unreachable_server_is_a_connection_error():
     recs = run("http://127.0.0.1:9/v1", schedule(2, 0.0))
     assert {r.error_type for r in recs} == {"connection"}
     assert "cannot connect" in recs[0].error_message
+
+
+class ClosingKeepAliveServer:
+    """An HTTP/1.1 server that, like uvicorn, closes a keep-alive connection idle for
+    ``idle_close_s``, and loses the race the way a real one can: a request that arrives on such
+    a connection is met with a reset, not an answer. Anything else gets a two-token stream."""
+
+    def __init__(self, idle_close_s: float):
+        self.idle_close_s = idle_close_s
+        self.connections = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        answered_at = None
+        while True:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except asyncio.IncompleteReadError:  # the client closed it
+                return
+            length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length")))
+            await reader.readexactly(length)
+            if answered_at is not None and time.monotonic() - answered_at >= self.idle_close_s:
+                writer.transport.abort()  # closed under the request
+                return
+            events = [{"choices": [{"index": 0, "text": " tok", "finish_reason": None}]}] * 2
+            events.append({"choices": [{"index": 0, "text": "", "finish_reason": "length"}]})
+            body = b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events)
+            body += b"data: [DONE]\n\n"
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                         b"Content-Length: %d\r\n\r\n" % len(body) + body)
+            await writer.drain()
+            answered_at = time.monotonic()
+
+
+def test_an_idle_connection_is_not_reused_after_the_server_may_have_closed_it():
+    # the second request follows the first answer by ~4.6 s: the client (keep-alive 4 s) opens
+    # a new connection; reusing the old one (aiohttp's default 15 s) meets the reset
+    server = ClosingKeepAliveServer(idle_close_s=4.5)
+    loop = asyncio.new_event_loop()
+    srv = loop.run_until_complete(asyncio.start_server(server.handle, "127.0.0.1", 0))
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        recs = run(f"http://127.0.0.1:{srv.sockets[0].getsockname()[1]}/v1",
+                   [Request(0, 0.0, 7, 2), Request(1, 4.7, 7, 2)])
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        srv.close()
+    assert [r.error_type for r in recs] == [None, None], [r.error_message for r in recs]
+    assert all(r.num_output_tokens == 2 for r in recs)
+    assert server.connections == 2
 
 
 def test_multi_token_chunks_are_accounted(programmed_server):

@@ -22,6 +22,11 @@ from etalon.records import RequestRecord
 from etalon.workload.request import Request
 
 READ_BUFSIZE = 4 * 1024 * 1024
+# How long an idle connection is kept for reuse: below the 5 s after which uvicorn (so vLLM and
+# SGLang) closes an idle keep-alive connection. aiohttp's 15 s let a request go out on a
+# connection the server was closing at that moment: "Connection reset by peer" on a session's
+# turn sent ~5 s after the previous answer (a real-engine test run here).
+KEEPALIVE_S = 4.0
 
 
 class OpenAIClient(LLMClient):
@@ -40,7 +45,7 @@ class OpenAIClient(LLMClient):
         if self.config.api_key:
             headers["Authorization"] = f"Bearer {self.config.api_key}"
         connector = aiohttp.TCPConnector(limit=max(100, max_concurrency * 2), limit_per_host=0,
-                                         ttl_dns_cache=300)
+                                         ttl_dns_cache=300, keepalive_timeout=KEEPALIVE_S)
         timeout = aiohttp.ClientTimeout(total=self.config.request_timeout,
                                         sock_read=self.config.idle_timeout)
         self._session = aiohttp.ClientSession(headers=headers, connector=connector,
