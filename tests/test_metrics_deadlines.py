@@ -12,6 +12,7 @@ import pytest
 from etalon.metrics.deadlines import (
     Timelines, evaluate_deadlines, evaluate_timelines, min_tbt_deadlines,
 )
+from etalon.metrics import fluid_rate
 from etalon.metrics.fluid_rate import fluid_token_rate, fluidity_percentile
 from etalon.metrics.goodput import good_mask, goodput
 from etalon.records import RequestRecord
@@ -221,11 +222,16 @@ def bisect_every_row(tl, ttft, min_fluidity, percentile, rel_tol=1e-4, max_iter=
     return hi
 
 
+@pytest.mark.parametrize("steps_per_walk", ["chosen", "one", "most"])
 @pytest.mark.parametrize("seed", range(6))
-def test_pruned_fluid_rate_search_equals_walking_every_row(seed):
-    # The search walks only the rows that can still move the percentile; it must land on the
-    # very deadline a bisection that walks every row lands on, own TTFT deadlines, one-token
-    # requests and rows without any deadline included.
+def test_pruned_fluid_rate_search_equals_walking_every_row(seed, steps_per_walk, monkeypatch):
+    # The search walks only the rows that can still move the percentile, and decides several
+    # bisection steps from one walk; it must land on the very deadline a bisection that walks
+    # every row at every step lands on, own TTFT deadlines, one-token requests and rows without
+    # any deadline included -- whether its cost model picks the steps per walk, or one or the
+    # most steps are forced on every walk
+    if steps_per_walk != "chosen":
+        monkeypatch.setattr(fluid_rate, "COLUMN_COST" if steps_per_walk == "most" else "TOKEN_COST", 1.0)
     rng = np.random.default_rng(seed)
     ids, t0, times = random_timelines(seed, n=300)
     own = [None if rng.random() < 0.5 else float(rng.uniform(0.2, 1.5)) for _ in ids]
