@@ -20,4 +20,8 @@ def test_vllm_conforms(vllm_server, api):
     assert {r.prompt_tokens_source for r in recs} == {"usage"}
     assert {r.output_tokens_source for r in recs} == {"usage"}
     assert {r.finish_reason_source for r in recs} == {"server"}
-    assert summary["lengths"]["output"]["num_short"] == 0 and summary["warnings"] == []
+    assert summary["lengths"]["output"]["num_short"] == 0
+    # no warning but, possibly, the load generator's: its dispatch lag is the 2-core machine's,
+    # which vLLM keeps busy (a CI run: p99 15.7 ms against the 10 ms threshold), measured in
+    # benchmarks/loadgen_overhead.py, not here
+    assert [w for w in summary["warnings"] if not w.startswith("LOAD GENERATOR FELL BEHIND")] == []
