@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -28,35 +29,46 @@ def run(*cmd: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_profile_then_predict_live_runs_at_three_loads(tmp_path):
-    profile = tmp_path / "profile.json"
     with LocalServer(ENGINE) as srv:
         url = srv.base_url
-        common = ["--server", url, "--model", "etalon-embedded", "--output-dir", str(tmp_path / "prof"),
-                  "--merge-into", str(profile), "--no-plots"]
-        # No join probe: this server's engine keeps its own timeline (a step that starts late
-        # by up to 5 ms catches up), so a request's HTTP work never lengthens a step, and the
-        # probe reads only its own client-side bias, 0.4-1.3 ms here; charged per prompt at
-        # 70 % load that moved TTFT p90 by +10 to +20 % (docs/calibration.md).
-        run("etalon.prefill_profiler", "--prefill-lengths", "128", "256", "512", "1024", "2048",
-            "--num-repetitions", "3", "--join-probe-decoders", "0", *common)
-        run("etalon.decode_profiler", "--batch-sizes", "1", "2", "4", "8", "16",
-            "--prompt-lengths", "128", "512", *common)
+        profile = _profile(url, tmp_path / "profile_1")
         # Capacity of this engine on this workload is ~14 req/s (the simulator's queue grows
         # without bound past it); these loads are ~30, 50 and 70 % of it.
         # (120 requests at the lightest load, where queues are short and percentiles settle
         # sooner: the same ~30 s of run time as the others)
         for qps, n in ((4, 120), (7, 200), (10, 200)):
-            # A load that misses is run once more: a queueing tail (TTFT p90 at 70 % load) on a
-            # shared 2-core VM moved by a stall of the live client was seen off by +17 % and
-            # +39 % in two suite runs of the last dozen, each holding alone; a model error misses
-            # both times.
+            # A load that misses is profiled and run once more. A queueing tail (TTFT p90 at
+            # 70 % load) on a shared 2-core VM moved by a stall of the live client was seen off
+            # by +17 % and +39 % in two suite runs of the last dozen, each holding alone; and
+            # a profile taken while the VM ran slow priced every decode step ~8 % high (TBT p50
+            # +7.6 % and +8.4 %), which at 70 % load put TTFT p90 +48 % and +55 % over in both
+            # runs predicted from it (a CI run, 2026-12-02). A fresh profile draws that noise
+            # again; a model error misses both times.
             tables = []
             for attempt in (1, 2):
+                if attempt == 2:
+                    profile = _profile(url, tmp_path / f"profile_{qps}_2")
                 misses, table = _live_run_against_the_profile(url, profile, tmp_path / f"{qps}_{attempt}", qps, n)
                 tables.append(table)
                 if not misses:
                     break
-            assert not misses, f"{qps} req/s, twice: {misses}\n" + "\n".join(tables)
+            assert not misses, f"{qps} req/s, twice, each from its own profile: {misses}\n" + "\n".join(tables)
+
+
+def _profile(url: str, out) -> Path:
+    """Prefill and decode profiles of the server at ``url``, merged into ``out/profile.json``."""
+    profile = out / "profile.json"
+    common = ["--server", url, "--model", "etalon-embedded", "--output-dir", str(out / "prof"),
+              "--merge-into", str(profile), "--no-plots"]
+    # No join probe: this server's engine keeps its own timeline (a step that starts late
+    # by up to 5 ms catches up), so a request's HTTP work never lengthens a step, and the
+    # probe reads only its own client-side bias, 0.4-1.3 ms here; charged per prompt at
+    # 70 % load that moved TTFT p90 by +10 to +20 % (docs/calibration.md).
+    run("etalon.prefill_profiler", "--prefill-lengths", "128", "256", "512", "1024", "2048",
+        "--num-repetitions", "3", "--join-probe-decoders", "0", *common)
+    run("etalon.decode_profiler", "--batch-sizes", "1", "2", "4", "8", "16",
+        "--prompt-lengths", "128", "512", *common)
+    return profile
 
 
 def _live_run_against_the_profile(url: str, profile, out, qps: int, n: int) -> tuple[list, str]:
