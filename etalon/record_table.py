@@ -81,6 +81,20 @@ class RecordTable:
         tokens = _flat([r.chunk_tokens for r in records], TOKEN_DTYPE, total)
         return cls(pd.DataFrame(data, columns=[*SCALAR_FIELDS, "num_chunks"]), times, tokens)
 
+    def share_chunk_times(self, records: "list[RequestRecord]") -> None:
+        """Points each of ``records`` (those this table was built from, in order) at its slice
+        of ``chunk_times``: read-only views, so the arrays the records held can be freed while
+        code that walks records still reads them. A simulation's 100k records held 350 MB of
+        token times beside these columns through its summary."""
+        counts = self.requests["num_chunks"].to_numpy(np.int64)
+        if len(records) != len(counts) or any(len(r.chunk_times) != n for r, n in zip(records, counts)):
+            raise ValueError("share_chunk_times: the records are not the ones this table holds")
+        shared = self.chunk_times.view()
+        shared.flags.writeable = False
+        bounds = self.offsets
+        for i, r in enumerate(records):
+            r.chunk_times = shared[bounds[i]:bounds[i + 1]]
+
     def to_records(self) -> list[RequestRecord]:
         """Back to objects (for code that walks requests one by one, e.g. a replay)."""
         cols = {name: _python_values(self.requests[name], name in INT_FIELDS) for name in SCALAR_FIELDS}

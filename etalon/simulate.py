@@ -59,9 +59,11 @@ def simulate(cfg: SimConfig, *, quiet: bool = False, report: bool | None = None)
     loop = cfg.workload.closed_loop()
     result = sim.run(requests, closed_loop=loop, sessions=cfg.workload.sessions())
     wall = time.perf_counter() - started
+    del sim  # it holds the records too: letting them go below must free their token times
     out = cfg.outputs.prepare(fresh=("requests.jsonl", "requests.parquet", "tokens.parquet"))
     measured = [r for r in result.records if r.scheduled_at >= cfg.warm_up]
     columns = RunColumns.of(measured)
+    columns.table.share_chunk_times(measured)  # the simulator's blocks go; one copy stays
     summary = summarize(measured, ttft_deadline=cfg.deadlines.ttft_deadline,
                         tbt_deadline=cfg.deadlines.tbt_deadline, columns=columns,
                         closed_loop=(loop.users, loop.think_time_s) if loop else None)
@@ -72,8 +74,8 @@ def simulate(cfg: SimConfig, *, quiet: bool = False, report: bool | None = None)
     if cfg.intervals.intervals:
         summary["intervals"], table = _intervals(cfg, requests, measured)
     # From here on the columns stand for the records (every per-request token array was
-    # copied into them): let the records go, or a 100k-request run holds its 44 M token times
-    # twice while it writes. Where warm-up requests are written too, the files are not these
+    # copied into them, and the measured records' are views of those copies): let the records
+    # go, or a 100k-request run holds 100k record objects while it writes. Where warm-up requests are written too, the files are not these
     # columns: the records stay for the writer and the report reads the files back.
     stored = result.records if len(measured) < len(result.records) else None
     held = columns if stored is None else None

@@ -146,3 +146,20 @@ def test_chunk_counts_must_match_the_chunk_table():
     with pytest.raises(UserError, match="chunks counted"):
         RecordTable(table.requests, table.chunk_times[:-1], table.chunk_tokens[:-1])
     assert np.array_equal(table.offsets[1:] - table.offsets[:-1], table.requests["num_chunks"])
+
+
+def test_records_can_share_the_tables_chunk_times():
+    records = random_records(3)
+    before = [list(r.chunk_times) for r in records]
+    table = RecordTable.from_records(records)
+    table.share_chunk_times(records)
+    for r, times in zip(records, before):
+        assert list(r.chunk_times) == times  # the same values, each record its own slice
+        if times:
+            assert np.shares_memory(r.chunk_times, table.chunk_times)
+            with pytest.raises(ValueError):  # a record cannot write into the run's columns
+                r.chunk_times[0] = -1.0
+    assert [r.ttft for r in records] == [RequestRecord(**{**vars(r), "chunk_times": t}).ttft
+                                         for r, t in zip(records, before)]
+    with pytest.raises(ValueError, match="not the ones this table holds"):
+        table.share_chunk_times(records[1:])
