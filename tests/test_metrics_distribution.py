@@ -49,3 +49,29 @@ def test_nan_and_none_samples_are_dropped():
 def test_to_dict_is_strict_json():
     text = json.dumps(Distribution.of([0.1, 0.2]).to_dict(), allow_nan=False)
     assert json.loads(text)["p50"] == pytest.approx(0.15)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_sorted_and_counted_fast_paths_equal_numpys_percentiles(seed):
+    """Percentiles read off a sorted copy by position, or off integer counts, are numpy's
+    linear interpolation exactly; mean and std agree to rounding."""
+    rng = np.random.default_rng(seed)
+    for n in (1, 2, 3, 7, 10, 101, 1000, 4096):
+        floats = rng.gamma(2.0, 0.005, n) * rng.choice([1e-3, 1.0, 1e3])
+        ints = rng.integers(0, rng.integers(1, 40), n)
+        for fast, reference in ((Distribution.of_sorted(np.sort(floats)), Distribution.of(floats)),
+                                (Distribution.of_integers(ints), Distribution.of(ints))):
+            for name in ("count", "min", "max", "p50", "p90", "p95", "p99", "p99_9"):
+                assert getattr(fast, name) == getattr(reference, name), (n, name)
+            assert fast.mean == pytest.approx(reference.mean, rel=1e-12)
+            assert fast.std == pytest.approx(reference.std, rel=1e-9, abs=1e-15)
+    assert Distribution.of_sorted(np.empty(0)).count == Distribution.of_integers(np.empty(0, int)).count == 0
+
+
+def test_a_series_summarises_integer_samples_from_their_counts():
+    # tokens per chunk 1, 1, 2, 4: p50 by hand = 1 + (2 - 1) * 0.5 = 1.5, mean 2, std sqrt(1.5)
+    from etalon.metrics.series import MetricSpec, Series
+
+    d = Series(MetricSpec("tokens_per_chunk", "tokens", ""), values=np.array([4, 1, 2, 1])).distribution()
+    assert (d.count, d.min, d.max, d.p50, d.mean) == (4, 1.0, 4.0, 1.5, 2.0)
+    assert d.std == pytest.approx(1.5 ** 0.5)

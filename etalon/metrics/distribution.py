@@ -53,6 +53,34 @@ class Distribution:
             **{name: float(v) for (name, _), v in zip(PERCENTILES, pct)},
         )
 
+    @classmethod
+    def of_sorted(cls, arr: np.ndarray) -> "Distribution":
+        """:meth:`of` for finite samples already in ascending order (a CDF's sorted copy):
+        the percentiles are read off by position, where :meth:`of` partitions the samples
+        (1 s for the 44 M TBT samples of a 100k-request run)."""
+        if arr.size == 0:
+            return cls(count=0)
+        return cls(count=int(arr.size), mean=float(arr.mean()), std=float(arr.std()),
+                   min=float(arr[0]), max=float(arr[-1]),
+                   **_linear_percentiles(lambda at: arr[at], arr.size))
+
+    @classmethod
+    def of_integers(cls, arr: np.ndarray) -> "Distribution":
+        """:meth:`of` for non-negative integer samples (tokens per chunk) from their counts:
+        one pass, no sorted or float copy of the samples."""
+        if arr.size == 0:
+            return cls(count=0)
+        counts = np.bincount(arr.ravel())
+        values = np.flatnonzero(counts)
+        counts = counts[values]
+        cum = np.cumsum(counts)
+        n = int(cum[-1])
+        mean = float((values * counts).sum()) / n  # integers: an exact sum
+        std = math.sqrt(float((counts * (values - mean) ** 2).sum()) / n)
+        return cls(count=n, mean=mean, std=std, min=float(values[0]), max=float(values[-1]),
+                   **_linear_percentiles(lambda at: values[np.searchsorted(cum, at, side="right")],
+                                         n))
+
     def to_dict(self) -> dict:
         """A JSON-able dict; non-finite values (never produced from finite input) become None."""
         out = asdict(self)
@@ -60,6 +88,22 @@ class Distribution:
             if isinstance(value, float) and not math.isfinite(value):
                 out[key] = None
         return out
+
+
+def _linear_percentiles(value_at, n: int) -> dict[str, float]:
+    """:data:`PERCENTILES` of ``n`` sorted samples by numpy's ``linear`` method, given the
+    sample at any positions (``value_at(int array)``): the same interpolation numpy does."""
+    q = np.array([p for _, p in PERCENTILES]) / 100
+    pos = q * (n - 1)
+    below = np.floor(pos)
+    frac = pos - below
+    below = below.astype(np.int64)
+    a = value_at(below).astype(float)
+    b = value_at(np.minimum(below + 1, n - 1)).astype(float)
+    diff = b - a
+    # numpy's lerp: from the nearer end, so a weight of 1 gives exactly the upper sample
+    v = np.where(frac >= 0.5, b - diff * (1 - frac), a + diff * frac)
+    return {name: float(x) for (name, _), x in zip(PERCENTILES, v)}
 
 
 def percentile(samples: Iterable[float] | np.ndarray, q: float) -> float | None:
