@@ -150,15 +150,20 @@ class RecordTable:
         # The chunk table in slices: its request ids (one int64 per chunk) and the file's int64
         # token counts exist a slice at a time, not 44 M at once next to the run's columns.
         ids = self.requests["request_id"].to_numpy(np.int64)
-        ends = np.cumsum(self.requests["num_chunks"].to_numpy(np.int64))
+        counts = self.requests["num_chunks"].to_numpy(np.int64)
+        ends = np.cumsum(counts)
         schema = pa.schema([("request_id", pa.int64()), ("time", pa.float64()),
                             ("tokens", pa.int64())])
-        with pq.ParquetWriter(tmp["tokens"], schema) as writer:
+        # Times are zstd-compressed without a dictionary: a dictionary of 44 M mostly distinct
+        # floats is built and dropped page by page (a 100k-request simulation: 2.05 -> 1.83 s
+        # to write the chunks and 60 -> 27 MB on disk).
+        with pq.ParquetWriter(tmp["tokens"], schema, compression="zstd",
+                              use_dictionary=["request_id", "tokens"]) as writer:
             for start in range(0, max(len(self.chunk_times), 1), _WRITE_SLICE):
                 stop = min(start + _WRITE_SLICE, len(self.chunk_times))
-                rows = np.searchsorted(ends, np.arange(start, stop), side="right")
                 writer.write_table(pa.table({
-                    "request_id": ids[rows], "time": self.chunk_times[start:stop],
+                    "request_id": _ids_of_chunks(ids, counts, ends, start, stop),
+                    "time": self.chunk_times[start:stop],
                     "tokens": self.chunk_tokens[start:stop].astype(np.int64)}, schema=schema))
         for name, path in paths.items():
             os.replace(tmp[name], path)
@@ -194,6 +199,20 @@ class RecordTable:
                        tokens["tokens"].to_numpy(TOKEN_DTYPE))
         except UserError as exc:
             raise UserError(f"{path}: {exc}") from None
+
+
+def _ids_of_chunks(ids: np.ndarray, counts: np.ndarray, ends: np.ndarray, start: int,
+                   stop: int) -> np.ndarray:
+    """The request id of each chunk in ``[start, stop)`` (``ends``: the cumulative ``counts``):
+    the slice's requests' ids repeated, their first and last cut to the slice."""
+    if stop <= start:
+        return np.empty(0, dtype=np.int64)
+    first, last = np.searchsorted(ends, [start, stop - 1], side="right")
+    n = counts[first:last + 1].copy()
+    n[0] = min(ends[first], stop) - start
+    if last > first:
+        n[-1] = stop - ends[last - 1]
+    return np.repeat(ids[first:last + 1], n)
 
 
 def _flat(parts: list, dtype, total: int) -> np.ndarray:

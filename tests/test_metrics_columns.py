@@ -12,6 +12,7 @@ import math
 import random
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from etalon.cli_errors import UserError
@@ -128,6 +129,20 @@ def test_a_run_reads_back_from_parquet_jsonl_or_its_directory(tmp_path):
         assert read_records(where) == recs, where
     table = read_table(tmp_path / "pq")
     assert len(table) == 60 and table.chunk_times.tolist() == [t for r in recs for t in r.chunk_times]
+
+
+@pytest.mark.parametrize("slice_chunks", [1, 5, 1 << 22])
+def test_tokens_parquet_names_each_chunks_request_whatever_the_write_slice(tmp_path, monkeypatch,
+                                                                          slice_chunks):
+    # slices that cut requests anywhere, requests without chunks among them
+    monkeypatch.setattr("etalon.record_table._WRITE_SLICE", slice_chunks)
+    recs = random_records(8)
+    assert any(not r.chunk_times for r in recs)
+    RecordTable.from_records(recs).write(tmp_path)
+    tokens = pd.read_parquet(tmp_path / "tokens.parquet")
+    assert tokens["request_id"].tolist() == [r.request_id for r in recs for _ in r.chunk_times]
+    assert tokens["tokens"].tolist() == [k for r in recs for k in r.chunk_tokens]
+    assert read_records(tmp_path) == recs
 
 
 def test_a_damaged_table_is_one_line_naming_the_file(tmp_path):

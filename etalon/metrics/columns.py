@@ -90,13 +90,24 @@ class RunColumns:
 
     @cached_property
     def num_chunks(self) -> np.ndarray:
-        """Content chunks per request."""
+        """Content chunks per request (the table's count where every chunk carried content)."""
+        if isinstance(self._content, slice):
+            return self.table.requests["num_chunks"].to_numpy(np.int64).copy()
         return np.bincount(self.chunk_row, minlength=len(self)).astype(np.int64)
 
     @cached_property
     def streamed_tokens(self) -> np.ndarray:
-        """Tokens the content chunks carried, per request."""
-        return np.bincount(self.chunk_row, weights=self.chunk_tokens, minlength=len(self)).astype(np.int64)
+        """Tokens the content chunks carried, per request: one sum per request's run of chunks,
+        no float weights or row ids over every chunk (1.8 s at 44 M chunks before)."""
+        n = self.num_chunks
+        if self.unit_chunks:
+            return n.copy()
+        out = np.zeros(len(self), dtype=np.int64)
+        has = n > 0
+        if has.any():
+            starts = np.cumsum(n) - n
+            out[has] = np.add.reduceat(self.chunk_tokens, starts[has], dtype=np.int64)
+        return out
 
     @cached_property
     def first_chunk(self) -> np.ndarray:

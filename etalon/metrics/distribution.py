@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -90,19 +90,25 @@ class Distribution:
         return out
 
 
-def _linear_percentiles(value_at, n: int) -> dict[str, float]:
-    """:data:`PERCENTILES` of ``n`` sorted samples by numpy's ``linear`` method, given the
-    sample at any positions (``value_at(int array)``): the same interpolation numpy does."""
-    q = np.array([p for _, p in PERCENTILES]) / 100
-    pos = q * (n - 1)
+def linear_quantiles(value_at: Callable[[np.ndarray], np.ndarray], n: int,
+                     q: np.ndarray | float) -> np.ndarray:
+    """numpy's ``linear`` quantiles ``q`` (0..1) of ``n`` ascending samples, given the samples
+    at any positions (``value_at(int array)``: a sorted array's, or counts' cumulative sums'):
+    the same interpolation numpy does, without a copy or a partition of the samples."""
+    pos = np.asarray(q, dtype=float) * (n - 1)
     below = np.floor(pos)
     frac = pos - below
     below = below.astype(np.int64)
-    a = value_at(below).astype(float)
-    b = value_at(np.minimum(below + 1, n - 1)).astype(float)
+    a = np.asarray(value_at(below), dtype=float)
+    b = np.asarray(value_at(np.minimum(below + 1, n - 1)), dtype=float)
     diff = b - a
     # numpy's lerp: from the nearer end, so a weight of 1 gives exactly the upper sample
-    v = np.where(frac >= 0.5, b - diff * (1 - frac), a + diff * frac)
+    return np.where(frac >= 0.5, b - diff * (1 - frac), a + diff * frac)
+
+
+def _linear_percentiles(value_at: Callable[[np.ndarray], np.ndarray], n: int) -> dict[str, float]:
+    """:data:`PERCENTILES` by :func:`linear_quantiles`, keyed as a :class:`Distribution`'s."""
+    v = linear_quantiles(value_at, n, np.array([p for _, p in PERCENTILES]) / 100)
     return {name: float(x) for (name, _), x in zip(PERCENTILES, v)}
 
 

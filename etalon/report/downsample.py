@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from etalon.metrics.distribution import PERCENTILES
+from etalon.metrics.distribution import PERCENTILES, linear_quantiles
 
 MAX_POINTS = 2000  # per curve or scatter
 
@@ -40,10 +40,7 @@ def cdf_points(values: np.ndarray, limit: int = MAX_POINTS, *,
 
 def sorted_quantiles(v: np.ndarray, q: np.ndarray | float) -> np.ndarray:
     """numpy's "linear" quantiles ``q`` (0..1) of ascending ``v``, read off without a copy."""
-    at = np.asarray(q, dtype=float) * (v.size - 1)
-    lo = np.floor(at).astype(np.int64)
-    hi = np.minimum(lo + 1, v.size - 1)
-    return v[lo] + (at - lo) * (v[hi] - v[lo])
+    return linear_quantiles(v.__getitem__, v.size, q)
 
 
 def bin_edges(start: float, end: float, bins: int) -> np.ndarray:
@@ -55,8 +52,15 @@ def bin_edges(start: float, end: float, bins: int) -> np.ndarray:
 
 def rate_per_bin(times: np.ndarray, weights: np.ndarray | None, edges: np.ndarray) -> np.ndarray:
     """Events (or the sum of their ``weights``) per second in each bin."""
-    counts, _ = np.histogram(times, bins=edges, weights=weights)
-    return counts / np.diff(edges)
+    width = np.diff(edges)
+    if len(edges) > 1 and np.allclose(width, width[0], rtol=1e-9, atol=0):
+        # equal bins (``bin_edges``): numpy's one-pass path over the same linspace edges,
+        # where an array of edges sorts the 44 M token times of a 100k run (1.4 s)
+        counts, _ = np.histogram(times, bins=len(edges) - 1, range=(edges[0], edges[-1]),
+                                 weights=weights)
+    else:
+        counts, _ = np.histogram(times, bins=edges, weights=weights)
+    return counts / width
 
 
 def step_mean_per_bin(t: np.ndarray, v: np.ndarray, edges: np.ndarray) -> np.ndarray:
