@@ -16,9 +16,11 @@ import pandas as pd
 import pytest
 
 from etalon.cli_errors import UserError
+from etalon.metrics.columns import RunColumns
 from etalon.metrics.goodput import good_mask
 from etalon.metrics.latency import latency_series
-from etalon.metrics.per_request import request_rows
+from etalon.metrics.per_request import request_frame, request_rows
+from etalon.metrics.summary import summarize
 from etalon.record_table import RecordTable, read_records, read_table
 from etalon.records import RecordWriter, RequestRecord
 
@@ -178,3 +180,14 @@ def test_records_can_share_the_tables_chunk_times():
                                          for r, t in zip(records, before)]
     with pytest.raises(ValueError, match="not the ones this table holds"):
         table.share_chunk_times(records[1:])
+
+
+def test_requests_csv_reuses_the_summarys_deadline_results_only_at_the_same_deadlines():
+    recs = random_records(9)
+    for tbt in (0.02, 0.05, None):
+        shared = RunColumns.of(recs)
+        summarize(recs, ttft_deadline=0.05, tbt_deadline=0.02, columns=shared)  # judged at 0.02
+        got = request_frame(shared, 0.05, tbt)
+        want = request_frame(RunColumns.of(recs), 0.05, tbt)
+        pd.testing.assert_frame_equal(got, want)
+        assert got["min_tbt_deadline"].notna().sum() == sum(r.ok for r in recs)

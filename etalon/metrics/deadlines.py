@@ -260,15 +260,40 @@ def evaluate_many(
     return on_time, misses.astype(np.int64), first.astype(np.int64)
 
 
-def miss_rates(tl: Timelines, ttft_deadline: float | None,
-               tbt_deadline: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``(tokens_on_time, misses, first_token_misses, miss_rate)``: the first three per row of
-    ``tl`` as :func:`evaluate_timelines` gives them, and the miss rate (misses / deadlines) of
-    the rows that had a deadline, the samples of the summary's mean miss rate and fluidity."""
-    on_time, misses, first = evaluate_timelines(tl, ttft_deadline, tbt_deadline)
-    total = on_time + misses
-    counted = total > 0
-    return on_time, misses, first, misses[counted] / total[counted]
+@dataclass(frozen=True)
+class RowDeadlines:
+    """The deadline results of a run's completed requests: their ``rows`` in the run's columns,
+    the smallest TBT deadline each meets, and with a TBT deadline its tokens on time, its
+    missed deadlines and its first token's."""
+
+    rows: np.ndarray
+    min_tbt: np.ndarray
+    on_time: np.ndarray | None = None
+    misses: np.ndarray | None = None
+    first_misses: np.ndarray | None = None
+
+
+def completed_timelines(c: RunColumns) -> Timelines:
+    """The completed requests' timelines, labelled by their rows in ``c``."""
+    rows = np.flatnonzero(c.ok)
+    return Timelines.from_columns(c, rows, rows)
+
+
+def row_deadlines(c: RunColumns, ttft_deadline: float | None, tbt_deadline: float | None,
+                  tl: Timelines | None = None) -> RowDeadlines:
+    """:class:`RowDeadlines` of the columns at these deadlines, computed once (``tl``: their
+    :func:`completed_timelines`, when the caller has them): the summary and ``requests.csv``
+    both read them, and packing 44 M token times alone takes 1.5 s. Only these per-request
+    arrays are kept with the columns, not the packed token times."""
+    cache = c.__dict__.setdefault("_row_deadlines", {})
+    key = (ttft_deadline, tbt_deadline)
+    if key not in cache:
+        tl = completed_timelines(c) if tl is None else tl
+        judged = (evaluate_timelines(tl, ttft_deadline, tbt_deadline)
+                  if tbt_deadline is not None else (None, None, None))
+        cache.clear()  # a run is judged at one pair of deadlines: keep no other's arrays
+        cache[key] = RowDeadlines(tl.request_ids, min_tbt_deadlines(tl, ttft_deadline), *judged)
+    return cache[key]
 
 
 def _check(t: np.ndarray, d: np.ndarray, tbt: np.ndarray, on_time: np.ndarray,

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from etalon.metrics.columns import RunColumns
-from etalon.metrics.deadlines import Timelines, evaluate_timelines, min_tbt_deadlines, run_wide_ttft
+from etalon.metrics.deadlines import row_deadlines, run_wide_ttft
 from etalon.metrics.goodput import good_mask
 from etalon.record_table import RecordTable
 from etalon.records import RequestRecord
@@ -96,12 +96,12 @@ def request_rows(
 def _add_deadline_columns(frame: pd.DataFrame, c: RunColumns, ttft_deadline: float | None,
                           tbt_deadline: float | None) -> None:
     """Deadline columns of completed requests (rows without a value keep NaN)."""
-    rows = np.flatnonzero(c.ok)
-    tl = Timelines.from_columns(c, rows, rows)
+    judged = row_deadlines(c, ttft_deadline, tbt_deadline)  # the summary's, when it ran
+    rows = judged.rows
     at = frame.columns.get_loc
-    frame.iloc[tl.request_ids, at("min_tbt_deadline")] = min_tbt_deadlines(tl, ttft_deadline)
+    frame.iloc[rows, at("min_tbt_deadline")] = judged.min_tbt
     if tbt_deadline is not None:
-        on_time, misses, _ = evaluate_timelines(tl, ttft_deadline, tbt_deadline)
-        frame.iloc[tl.request_ids, at("deadline_misses")] = misses
+        on_time, misses = judged.on_time, judged.misses
+        frame.iloc[rows, at("deadline_misses")] = misses
         with np.errstate(divide="ignore", invalid="ignore"):
-            frame.iloc[tl.request_ids, at("fluidity_index")] = on_time / (on_time + misses)
+            frame.iloc[rows, at("fluidity_index")] = on_time / (on_time + misses)

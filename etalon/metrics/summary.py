@@ -17,7 +17,7 @@ import numpy as np
 from etalon.cli_errors import UserError
 from etalon.metrics.columns import RunColumns
 from etalon.metrics.deadlines import (
-    Timelines, min_tbt_deadlines, miss_rates, run_wide_ttft, ttft_deadline_label,
+    completed_timelines, row_deadlines, run_wide_ttft, ttft_deadline_label,
 )
 from etalon.metrics.distribution import Distribution
 from etalon.metrics.fluid_rate import fluid_token_rate
@@ -145,7 +145,9 @@ def deadline_summary(
     ``num_own_ttft_deadlines`` counts the evaluated requests judged by their record's own TTFT
     deadline instead of ``ttft_deadline``.
     """
-    tl = Timelines.from_records(columns if columns is not None else records)
+    columns = RunColumns.of(records) if columns is None else columns
+    tl = completed_timelines(columns)
+    judged = row_deadlines(columns, ttft_deadline, tbt_deadline, tl)
     out: dict = {
         "includes": "completed requests (no error, >= 1 streamed token)",
         "ttft_deadline_s": ttft_deadline_label(records, ttft_deadline),
@@ -157,15 +159,15 @@ def deadline_summary(
         "first_token_misses": None,
         "mean_miss_rate": None,
         "fluidity_index": None,
-        "min_tbt_deadline": {"unit": "s", **Distribution.of(min_tbt_deadlines(tl, ttft_deadline))
-                             .to_dict()},
+        "min_tbt_deadline": {"unit": "s", **Distribution.of(judged.min_tbt).to_dict()},
         "fluid_token_rate": fluid_token_rate(tl, ttft_deadline, min_fluidity=min_fluidity,
                                              percentile=percentile).to_dict(),
     }
     if tbt_deadline is None:
         return out
-    on_time, misses, first, miss_rate = miss_rates(tl, ttft_deadline, tbt_deadline)
+    on_time, misses, first = judged.on_time, judged.misses, judged.first_misses
     total = on_time + misses
+    miss_rate = misses[total > 0] / total[total > 0]
     out.update(
         deadlines_total=int(total.sum()),
         misses=int(misses.sum()),
