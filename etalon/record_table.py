@@ -86,14 +86,14 @@ class RecordTable:
         of ``chunk_times``: read-only views, so the arrays the records held can be freed while
         code that walks records still reads them. A simulation's 100k records held 350 MB of
         token times beside these columns through its summary."""
-        counts = self.requests["num_chunks"].to_numpy(np.int64)
-        if len(records) != len(counts) or any(len(r.chunk_times) != n for r, n in zip(records, counts)):
+        bounds = self.offsets
+        if len(records) != len(self) or any(len(r.chunk_times) != b - a for r, a, b
+                                            in zip(records, bounds[:-1], bounds[1:])):
             raise ValueError("share_chunk_times: the records are not the ones this table holds")
         shared = self.chunk_times.view()
         shared.flags.writeable = False
-        bounds = self.offsets
-        for i, r in enumerate(records):
-            r.chunk_times = shared[bounds[i]:bounds[i + 1]]
+        for r, a, b in zip(records, bounds[:-1], bounds[1:]):
+            r.chunk_times = shared[a:b]
 
     def to_records(self) -> list[RequestRecord]:
         """Back to objects (for code that walks requests one by one, e.g. a replay)."""

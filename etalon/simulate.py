@@ -75,8 +75,9 @@ def simulate(cfg: SimConfig, *, quiet: bool = False, report: bool | None = None)
         summary["intervals"], table = _intervals(cfg, requests, measured)
     # From here on the columns stand for the records (every per-request token array was
     # copied into them, and the measured records' are views of those copies): let the records
-    # go, or a 100k-request run holds 100k record objects while it writes. Where warm-up requests are written too, the files are not these
-    # columns: the records stay for the writer and the report reads the files back.
+    # go, or a 100k-request run holds 100k record objects while it writes. Where warm-up
+    # requests are written too, the files are not these columns: the records stay for the
+    # writer and the report reads the files back.
     stored = result.records if len(measured) < len(result.records) else None
     held = columns if stored is None else None
     result.records = []

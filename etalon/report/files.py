@@ -95,15 +95,13 @@ def _write_frame_csv(path: Path, frame) -> Path:
         if pa.types.is_boolean(field.type):
             text = pc.if_else(table.column(i), "True", "False")
             table = table.set_column(i, field.name, text)
-    tmp = path.with_name(path.name + ".tmp")
-    pa_csv.write_csv(table, tmp)
-    os.replace(tmp, path)
-    return path
+    return _atomic_write(path, lambda fh: pa_csv.write_csv(table, fh), binary=True)
 
 
-def _atomic_write(path: Path, write) -> Path:
+def _atomic_write(path: Path, write, binary: bool = False) -> Path:
+    """``write(file)`` into a temporary name beside ``path``, then renamed over it."""
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8", newline="") as fh:
+    with (open(tmp, "wb") if binary else open(tmp, "w", encoding="utf-8", newline="")) as fh:
         write(fh)
     os.replace(tmp, path)
     return path
