@@ -11,10 +11,14 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from etalon.commands import entry_points
 from etalon.options import add_config_file_flag, add_options, config_from_args
 from etalon.simulator.config import SimConfig
+
+if TYPE_CHECKING:
+    from etalon.report.plot_worker import PlotWorker
 
 PROG = "etalon.simulate"
 DESCRIPTION = "Simulate a serving deployment under a workload."
@@ -28,8 +32,12 @@ def configure(parser) -> None:
 def execute(ns) -> int:
     from etalon.ui.history import record_quietly
 
+    from etalon.report.plot_worker import PlotWorker
+
     cfg = config_from_args(SimConfig, ns, what="simulator config").validate()
-    summary = simulate(cfg)
+    # started first, so that the helper imports matplotlib while the simulation runs
+    with (PlotWorker() if cfg.outputs.no_plots else PlotWorker.start()) as plotter:
+        summary = simulate(cfg, plotter=plotter)
     d, out = cfg.deployment, cfg.outputs
     # a timestamped subfolder's name is not known here; the history then keeps no folder
     folder = str(Path(out.output_dir).resolve()) if out.should_use_given_dir else None
@@ -38,16 +46,20 @@ def execute(ns) -> int:
     return 0
 
 
-def simulate(cfg: SimConfig, *, quiet: bool = False, report: bool | None = None) -> dict:
+def simulate(cfg: SimConfig, *, quiet: bool = False, report: bool | None = None,
+             plotter: PlotWorker | None = None) -> dict:
     """Runs one simulation and writes its outputs; returns the summary.
 
     ``report``: write ``report.html`` (unless ``--no-report``); by default a run that prints
-    (the command) does and a quiet one (a probe, a sweep's many simulations) does not."""
+    (the command) does and a quiet one (a probe, a sweep's many simulations) does not.
+    ``plotter``: draws the plots (in a helper process when the command started one); by
+    default they are drawn in process."""
     from etalon.metrics.columns import RunColumns
     from etalon.metrics.summary import summarize
     from etalon.report.files import write_run_outputs
     from etalon.simulator.deployment import build_simulation
-    from etalon.simulator.results import plot_timelines, simulation_summary, write_timeline
+    from etalon.report.plot_worker import PlotWorker
+    from etalon.simulator.results import simulation_summary, timeline_specs, write_timeline
     from etalon.workload.replay import requests_from_records
     from etalon.workload.schedule import build_requests
 
@@ -82,17 +94,19 @@ def simulate(cfg: SimConfig, *, quiet: bool = False, report: bool | None = None)
     held = columns if stored is None else None
     result.records = []
     del measured
-    paths = write_run_outputs(out, columns, summary, {"simulation": cfg.to_dict()},
-                              plots=not cfg.outputs.no_plots, stored=stored)
-    paths.update(write_timeline(result, out))
+    plotter = plotter or PlotWorker()
+    write_run_outputs(out, columns, summary, {"simulation": cfg.to_dict()},
+                      plots=not cfg.outputs.no_plots, stored=stored, plotter=plotter)
+    write_timeline(result, out)
     if not cfg.outputs.no_plots:
-        paths.update(plot_timelines(result, out))
+        plotter.submit(timeline_specs(result), out / "plots")
     del result, stored, columns
     if (not quiet if report is None else report) and not cfg.outputs.no_report:
         from etalon.report.html import write_run_report
 
         write_run_report(out, PROG, columns=held)
     del held
+    plotter.finish()
     if not quiet:
         from etalon.report.console import print_summary
 

@@ -110,6 +110,22 @@ def test_columnar_metrics_match_the_per_record_definitions(seed):
         assert is_good == (first_token(r) - r.sent_at <= due and reference_tbt_misses(r, due, tbt_d) == 0), r
 
 
+@pytest.mark.parametrize("block", [1, 2, 7, 64])
+def test_largest_tbt_is_the_same_when_computed_a_few_chunks_at_a_time(monkeypatch, block):
+    """``max_tbt`` reduces the chunk gaps a block of requests at a time (bounded memory): with
+    blocks of a few chunks every block edge falls inside or between requests, and each request's
+    largest gap is still its own (failed requests' gaps never leak into a neighbour's)."""
+    import etalon.metrics.columns as columns
+
+    monkeypatch.setattr(columns, "GAP_BLOCK", block)
+    for seed in range(4):
+        recs = random_records(seed)
+        got = RunColumns.of(recs).max_tbt
+        for r, value in zip(recs, got):
+            tbts = reference_tbt(r) if r.ok else []
+            assert (value == pytest.approx(max(tbts))) if tbts else np.isnan(value), r
+
+
 def reference_tbt_misses(r: RequestRecord, ttft: float, tbt: float) -> int:
     """Misses after the first token, under the same schedule (first-token misses left out)."""
     times = [t for t, k in zip(r.chunk_times, r.chunk_tokens) for _ in range(k)]

@@ -1,8 +1,9 @@
 """Writes a run's result files: summary.json, config.json (redacted), the records as Parquet,
 requests.csv, plots.
 
-Results are written before plots, and each file is written to a temporary name and renamed,
-so a crash or a plotting failure never leaves a half-written summary behind.
+Results are written before plots are drawn in process (a helper process draws them meanwhile:
+``etalon.report.plot_worker``), and each file is written to a temporary name and renamed, so a
+crash or a plotting failure never leaves a half-written summary behind.
 
 Per-sample CSVs (one line per TBT sample: 4.4 M lines, 15 s, for a 10k-request ShareGPT run)
 are gone: every per-request metric is a column of ``requests.csv`` and every chunk a row of
@@ -16,15 +17,17 @@ import csv
 import json
 import math
 import os
-import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from etalon.metrics.columns import RunColumns
 from etalon.metrics.per_request import request_frame
 from etalon.record_table import RecordTable
 from etalon.records import RequestRecord
 from etalon.report.redact import redact
+
+if TYPE_CHECKING:
+    from etalon.report.plot_worker import PlotWorker
 
 __all__ = ["write_run_outputs", "redact", "write_json", "write_csv", "json_safe"]
 
@@ -37,6 +40,7 @@ def write_run_outputs(
     *,
     plots: bool = True,
     stored: "Sequence[RequestRecord] | None" = None,
+    plotter: "PlotWorker | None" = None,
 ) -> dict[str, Path]:
     """Writes every result file into ``output_dir``; returns ``{name: path}``.
 
@@ -44,7 +48,11 @@ def write_run_outputs(
     (``tokens.parquet``), ``requests`` (``requests.csv``, the flat per-request table) and
     ``plot/<plot>`` for each PNG under ``plots/``. ``stored``: the records the Parquet pair
     keeps when they are more than the measured ones (a simulation's warm-up requests).
+    ``plotter``: the caller's :class:`PlotWorker`, whose ``finish()`` then gives the plots'
+    names (they may still be drawing when this returns); without one they are drawn here.
     """
+    from etalon.report.plot_worker import PlotWorker
+
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     columns = RunColumns.of(records)
@@ -53,20 +61,30 @@ def write_run_outputs(
         "summary": write_json(out / "summary.json", summary),
         "config": write_json(out / "config.json", redact(config)),
     }
+    worker = plotter or PlotWorker()
+    specs = _plot_specs(columns) if plots else {}
+    if worker.parallel:  # drawn while the files below are written
+        worker.submit(specs, out / "plots")
     written = (columns.table if stored is None else RecordTable.from_records(stored)).write(out)
     paths["records"], paths["tokens"] = written["requests"], written["tokens"]
     frame = request_frame(columns, params.get("ttft_deadline_s"), params.get("tbt_deadline_s"))
     paths["requests"] = _write_frame_csv(out / "requests.csv", frame)
-    if plots:
-        from etalon.report.plots import make_plots  # matplotlib: ~0.6 s to import, probes skip it
-
-        try:
-            for name, path in make_plots(columns, out / "plots").items():
-                paths[f"plot/{name}"] = path
-        except Exception as exc:  # plots are a view; the results above are already safe
-            print(f"etalon: warning: plots were not written ({type(exc).__name__}: {exc})",
-                  file=sys.stderr)
+    if not worker.parallel:
+        worker.submit(specs, out / "plots")
+    if plotter is None:
+        paths.update(worker.finish())
     return paths
+
+
+def _plot_specs(columns: RunColumns) -> dict:
+    from etalon.report.figures import run_specs
+    from etalon.report.plot_worker import warn_not_drawn
+
+    try:
+        return run_specs(columns)
+    except Exception as exc:  # plots are a view; the results are written regardless
+        warn_not_drawn(exc)
+        return {}
 
 
 def json_safe(value: Any) -> Any:

@@ -1,62 +1,63 @@
 """PNG plots of a run: latency CDFs, TTFT vs prompt length, output tokens over time, and a
 simulation's per-replica state over time.
 
-Uses matplotlib's object API with the Agg canvas directly, so it never touches pyplot's global
-state or needs a display. A plot without data is skipped (not written, not in the result).
-Each plot draws at most a few thousand points whatever the run's size (a CDF through its
-quantiles, a time series binned, a scatter thinned evenly), so a 1M-request run plots as fast
-as a 1k one; titles still give the full sample count.
+What a plot shows is a :class:`~etalon.report.figures.PlotSpec` (``etalon.report.figures``,
+numpy only); this module draws specs with matplotlib's object API and the Agg canvas
+directly, so it never touches pyplot's global state or needs a display. A plot without data
+is skipped (not written, not in the result).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from etalon.metrics.columns import RunColumns
-from etalon.metrics.latency import latency_series
-from etalon.record_table import RecordTable
-from etalon.records import RequestRecord
-from etalon.report.downsample import (
-    MAX_POINTS, bin_edges, cdf_points, sorted_quantiles, step_mean_per_bin, thin,
-)
+from etalon.report.figures import PlotSpec, cdf_spec, run_specs
 
-# (series name, x-axis label, title) of every CDF plot; times are shown in milliseconds.
-CDF_PLOTS: tuple[tuple[str, str, str], ...] = (
-    ("ttft", "TTFT (ms)", "Time to first token"),
-    ("tbt", "TBT (ms, per token)", "Time between tokens"),
-    ("e2e_latency", "End-to-end latency (ms)", "End-to-end latency"),
-    ("dispatch_lag", "Dispatch lag (ms)", "Dispatch lag (sent - scheduled)"),
-)
+if TYPE_CHECKING:
+    from etalon.metrics.columns import RunColumns
+    from etalon.record_table import RecordTable
+    from etalon.records import RequestRecord
+
+
+def draw(spec: PlotSpec, path: str | Path) -> Path:
+    """Draws ``spec`` into the PNG at ``path`` (its folder made when missing)."""
+    fig = Figure(figsize=spec.size)
+    ax = fig.add_subplot()
+    for line in spec.lines:
+        if line.style == "scatter":
+            ax.scatter(line.x, line.y, s=6, alpha=0.6, label=line.label)
+        elif line.style == "step":
+            ax.step(line.x, line.y, where="post", label=line.label, linewidth=line.width)
+        else:
+            ax.plot(line.x, line.y, label=line.label, linewidth=line.width)
+    for x in spec.vlines:
+        ax.axvline(x, linestyle=":", linewidth=0.8, color="grey")
+    ax.set(xlabel=spec.xlabel, ylabel=spec.ylabel)
+    if spec.title:
+        ax.set_title(spec.title)
+    if spec.ylim:
+        ax.set_ylim(*spec.ylim)
+    if spec.legend:
+        ax.legend(fontsize="small")
+    ax.grid(alpha=0.3)
+    return _save(fig, Path(path))
+
+
+def draw_all(specs: dict[str, PlotSpec], out_dir: str | Path) -> dict[str, Path]:
+    """Draws each spec into ``out_dir/<name>.png``; returns ``{name: path}``."""
+    out = Path(out_dir)
+    return {name: draw(spec, out / f"{name}.png") for name, spec in specs.items()}
 
 
 def make_plots(records: "Sequence[RequestRecord] | RecordTable | RunColumns",
                out_dir: str | Path) -> dict[str, Path]:
-    """Writes every plot that has data into ``out_dir``; returns ``{plot name: path}``."""
-    out = Path(out_dir)
-    c = RunColumns.of(records)
-    series = latency_series(c)
-    written: dict[str, Path] = {}
-    for name, xlabel, title in CDF_PLOTS:
-        path = plot_cdf(series[name].sorted_values, out / f"{name}_cdf.png", xlabel=xlabel,
-                        title=title, presorted=True, scale=1e3)
-        if path:
-            written[f"{name}_cdf"] = path
-    has = c.ok & ~np.isnan(c.sent_at)
-    keep = thin(np.flatnonzero(has))
-    path = plot_scatter(c.prompt_tokens[keep], (c.first_chunk - c.sent_at)[keep] * 1e3,
-                        out / "ttft_vs_prompt_tokens.png", xlabel="Prompt tokens",
-                        ylabel="TTFT (ms)", title=f"TTFT vs prompt length (n={int(has.sum())})")
-    if path:
-        written["ttft_vs_prompt_tokens"] = path
-    path = plot_tokens_over_time(c.chunk_times, c.chunk_tokens, out / "output_tokens_over_time.png")
-    if path:
-        written["output_tokens_over_time"] = path
-    return written
+    """Writes every plot of a run that has data into ``out_dir``; returns ``{plot name: path}``."""
+    return draw_all(run_specs(records), out_dir)
 
 
 def _save(fig: Figure, path: Path) -> Path:
@@ -73,81 +74,7 @@ def _save(fig: Figure, path: Path) -> Path:
 
 def plot_cdf(values: Sequence[float] | np.ndarray, path: Path, *, xlabel: str,
              title: str, presorted: bool = False, scale: float = 1.0) -> Path | None:
-    """Empirical CDF of ``values`` times ``scale`` (applied to the points drawn, not to a copy
-    of every sample); None (nothing written) when there are none. ``presorted``: the values
-    are finite and ascending already."""
-    v = np.asarray(values, dtype=float)
-    if not presorted:
-        v = np.sort(v[np.isfinite(v)])
-    if v.size == 0:
-        return None
-    fig = Figure(figsize=(6, 4))
-    ax = fig.add_subplot()
-    x, q = cdf_points(v, presorted=True)
-    if v.size <= MAX_POINTS:
-        ax.step(x * scale, q, where="post")
-    else:  # the CDF through MAX_POINTS quantiles: the same curve to the eye, bounded cost
-        ax.plot(x * scale, q)
-    for p in sorted_quantiles(v, np.array([0.5, 0.9, 0.99])) * scale:
-        ax.axvline(p, linestyle=":", linewidth=0.8, color="grey")
-    ax.set(xlabel=xlabel, ylabel="Fraction of samples", title=f"{title} (n={v.size})", ylim=(0, 1.01))
-    ax.grid(alpha=0.3)
-    return _save(fig, path)
-
-
-def plot_scatter(x: Sequence[float], y: Sequence[float], path: Path, *, xlabel: str, ylabel: str,
-                 title: str) -> Path | None:
-    """Scatter of ``y`` against ``x``; None when empty."""
-    if len(x) == 0:
-        return None
-    fig = Figure(figsize=(6, 4))
-    ax = fig.add_subplot()
-    ax.scatter(x, y, s=6, alpha=0.6)
-    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
-    ax.grid(alpha=0.3)
-    return _save(fig, path)
-
-
-def plot_tokens_over_time(times: np.ndarray, tokens: np.ndarray, path: Path) -> Path | None:
-    """Cumulative streamed output tokens (all requests, failed ones' partial output too) vs
-    time, from the content chunks' arrival times and token counts (binned when there are many)."""
-    if len(times) == 0:
-        return None
-    if len(times) <= MAX_POINTS:
-        order = np.argsort(times, kind="stable")
-        t, total = times[order], np.cumsum(tokens[order])
-    else:
-        counts, edges = np.histogram(times, bins=MAX_POINTS, weights=tokens)
-        t, total = edges[1:], np.cumsum(counts)
-    fig = Figure(figsize=(6, 4))
-    ax = fig.add_subplot()
-    ax.step(t, total, where="post")
-    ax.set(xlabel="Time since run start (s)", ylabel="Output tokens (cumulative)",
-           title="Output tokens generated over time")
-    ax.grid(alpha=0.3)
-    return _save(fig, path)
-
-
-def plot_steps(lines: Sequence[tuple[str, np.ndarray, np.ndarray]], path: Path, *, xlabel: str,
-               ylabel: str, legend: bool = True) -> Path | None:
-    """Step functions ``(label, t, v)`` (value ``v[i]`` from ``t[i]``, sorted) on one axis; a
-    line of more than MAX_POINTS samples is drawn as its time-weighted mean over MAX_POINTS
-    bins. None when no line has samples."""
-    lines = [(label, np.asarray(t, dtype=float), np.asarray(v, dtype=float))
-             for label, t, v in lines if len(t)]
-    if not lines:
-        return None
-    fig = Figure(figsize=(7, 3.5))
-    ax = fig.add_subplot()
-    binned = False
-    for label, t, v in lines:
-        if len(t) > MAX_POINTS:
-            edges = bin_edges(float(t[0]), float(t[-1]), MAX_POINTS)
-            t, v = edges[:-1], step_mean_per_bin(t, v, edges)
-            binned = True
-        ax.step(t, v, where="post", label=label, linewidth=0.8)
-    ax.set(xlabel=xlabel, ylabel=f"{ylabel} (binned mean)" if binned else ylabel)
-    if legend:
-        ax.legend(fontsize="small")
-    ax.grid(alpha=0.3)
-    return _save(fig, path)
+    """Empirical CDF of ``values`` (see :func:`~etalon.report.figures.cdf_spec`) drawn to
+    ``path``; None (nothing written) when there are none."""
+    spec = cdf_spec(values, xlabel=xlabel, title=title, presorted=presorted, scale=scale)
+    return draw(spec, path) if spec else None

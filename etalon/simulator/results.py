@@ -113,23 +113,23 @@ def write_timeline(result: SimResult, out_dir: str | Path) -> dict[str, Path]:
     return {"timeline": path}
 
 
-def plot_timelines(result: SimResult, out_dir: str | Path) -> dict[str, Path]:
-    """Batch size, queue length and KV blocks in use over time, one line per replica."""
-    from etalon.report.plots import plot_steps
+def timeline_specs(result: SimResult) -> dict:
+    """Plots of batch size, queue length and KV blocks in use over time, one line per
+    replica (``etalon.report.figures`` specs, by name)."""
+    from etalon.report.figures import steps_spec
 
     samples = [(f"{r.pool} {r.replica_id}", _samples(r), r.engine.pool.num_blocks)
                for r in result.replicas]
-    paths = {}
+    specs = {}
     for col, name, label in ((1, "batch_size_over_time", "batch size"),
                              (2, "queue_length_over_time", "waiting requests"),
                              (3, "kv_memory_over_time", "KV cache in use (fraction)")):
         lines = [(replica, s[:, 0], s[:, col] / blocks if col == 3 else s[:, col])
                  for replica, s, blocks in samples]
-        path = plot_steps(lines, Path(out_dir) / "plots" / f"{name}.png", xlabel="time (s)",
-                          ylabel=label, legend=len(lines) <= 8)
-        if path:
-            paths[f"plot/{name}"] = path
-    return paths
+        spec = steps_spec(lines, xlabel="time (s)", ylabel=label, legend=len(lines) <= 8)
+        if spec:
+            specs[name] = spec
+    return specs
 
 
 SERIES_INTERVAL_S = 1.0  # a scraper's usual period (run_benchmark's --server-metrics-interval)

@@ -1,0 +1,105 @@
+"""A command's PNG plots drawn in a second process while it writes its other results.
+
+matplotlib takes ~0.6 s to import and ~0.1 s a figure: a quarter of a 10k-request simulation
+as a whole command. The plots are a view of results the command writes anyway and their specs
+are small (``etalon.report.figures``), so the command starts a helper process first, which
+imports matplotlib while the run goes on, hands it the specs, and writes its Parquet, CSV and
+report while they are drawn. Without the helper (one CPU, a library caller, a helper that could
+not start) the same files are drawn in process. A plot that fails is a warning: the results
+beside it are already safe.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
+
+from etalon.report.figures import PlotSpec
+
+
+def _warm_up() -> None:
+    import etalon.report.plots  # noqa: F401  (matplotlib: the cost the helper takes early)
+
+
+def _draw(specs: dict[str, PlotSpec], out_dir: Path) -> dict[str, Path]:
+    """Draws where it runs; named here so that the caller never imports matplotlib."""
+    from etalon.report.plots import draw_all
+
+    return draw_all(specs, out_dir)
+
+
+def warn_not_drawn(exc: BaseException) -> None:
+    """The one line a failed plot costs (the results beside it are safe)."""
+    print(f"etalon: warning: plots were not written ({type(exc).__name__}: {exc})",
+          file=sys.stderr)
+
+
+class PlotWorker:
+    """Draws plot specs, in a helper process when :meth:`start` got one, else in process.
+
+    Use as a context manager (or call :meth:`finish`): the helper is shut down either way, and
+    :meth:`finish` waits for every plot and returns ``{"plot/<name>": path}`` of those drawn.
+    """
+
+    def __init__(self, pool: ProcessPoolExecutor | None = None):
+        self._pool = pool
+        self._pending: list[Future] = []
+        self._drawn: dict[str, Path] = {}
+
+    @classmethod
+    def start(cls) -> "PlotWorker":
+        """A worker with its own process where there is a second CPU, else an in-process one.
+        The helper is spawned (not forked: the caller may hold threads, e.g. Arrow's pool)."""
+        if (os.cpu_count() or 1) < 2:
+            return cls()
+        try:
+            pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+            pool.submit(_warm_up)
+        except (OSError, RuntimeError):
+            return cls()
+        return cls(pool)
+
+    @property
+    def parallel(self) -> bool:
+        return self._pool is not None
+
+    def submit(self, specs: dict[str, PlotSpec], out_dir: str | Path) -> None:
+        """Draws each spec into ``out_dir/<name>.png`` (at once when in process)."""
+        if not specs:
+            return
+        if self._pool is not None:
+            try:
+                self._pending.append(self._pool.submit(_draw, specs, Path(out_dir)))
+                return
+            except RuntimeError:  # the helper died or was shut down: draw here instead
+                self._pool = None
+        try:
+            self._drawn.update(_draw(specs, Path(out_dir)))
+        except Exception as exc:  # plots are a view; the results beside them are safe
+            warn_not_drawn(exc)
+
+    def finish(self) -> dict[str, Path]:
+        """Waits for every plot submitted; ``{"plot/<name>": path}`` of those drawn."""
+        for future in self._pending:
+            try:
+                self._drawn.update(future.result())
+            except Exception as exc:  # a failed figure, or a helper that died (BrokenProcessPool)
+                warn_not_drawn(exc)
+        self._pending.clear()
+        self.close()
+        return {f"plot/{name}": path for name, path in self._drawn.items()}
+
+    def close(self) -> None:
+        """Lets the helper go; plots not drawn yet are dropped."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> "PlotWorker":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
