@@ -228,34 +228,29 @@ def _finish(outcome: Dispatched, run_config: dict, out: Path, cfg: BenchmarkConf
     from etalon.metrics.summary import summarize
     from etalon.report.console import print_summary
     from etalon.report.files import write_run_outputs
-    from etalon.report.plot_worker import PlotWorker
 
-    # started first, so that the helper imports matplotlib while the summary is computed
-    with (PlotWorker() if cfg.outputs.no_plots else PlotWorker.start()) as plotter:
-        records = sorted(outcome.records, key=lambda r: r.request_id)
-        # The load check compares sends with the realised schedule (not the nominal rate, which a
-        # short Poisson schedule misses by sampling noise alone); the nominal rate is reported.
-        columns = RunColumns.of(records)  # built once: for the summary and the result files
-        loop = cfg.workload.closed_loop()
-        summary = summarize(records, columns=columns, ttft_deadline=cfg.deadlines.ttft_deadline,
-                            tbt_deadline=cfg.deadlines.tbt_deadline,
-                            closed_loop=(loop.users, loop.think_time_s) if loop else None)
-        if cfg.prefill_profile is not None:
-            summary["parameters"].update(ttft_slack_s=cfg.ttft_slack,
-                                         prefill_profile=str(cfg.prefill_profile))
-        summary["run"] = {"nominal_qps": cfg.workload.nominal_qps(), "num_scheduled": len(requests),
-                          "not_dispatched": outcome.not_dispatched,
-                          "clock_sync": outcome.clock_sync, "finished_at": time.time()}
-        scrape = outcome.server_metrics
-        if scrape is not None:
-            summary["server_metrics"] = _server_metrics(scrape, outcome.start_wall, out)
-        paths = write_run_outputs(out, columns, summary, run_config,
-                                  plots=not cfg.outputs.no_plots, plotter=plotter)
-        if not cfg.outputs.no_report:
-            from etalon.report.html import write_run_report
+    records = sorted(outcome.records, key=lambda r: r.request_id)
+    # The load check compares sends with the realised schedule (not the nominal rate, which a
+    # short Poisson schedule misses by sampling noise alone); the nominal rate is reported.
+    columns = RunColumns.of(records)  # built once: for the summary and the result files
+    loop = cfg.workload.closed_loop()
+    summary = summarize(records, columns=columns, ttft_deadline=cfg.deadlines.ttft_deadline,
+                        tbt_deadline=cfg.deadlines.tbt_deadline,
+                        closed_loop=(loop.users, loop.think_time_s) if loop else None)
+    if cfg.prefill_profile is not None:
+        summary["parameters"].update(ttft_slack_s=cfg.ttft_slack,
+                                     prefill_profile=str(cfg.prefill_profile))
+    summary["run"] = {"nominal_qps": cfg.workload.nominal_qps(), "num_scheduled": len(requests),
+                      "not_dispatched": outcome.not_dispatched,
+                      "clock_sync": outcome.clock_sync, "finished_at": time.time()}
+    scrape = outcome.server_metrics
+    if scrape is not None:
+        summary["server_metrics"] = _server_metrics(scrape, outcome.start_wall, out)
+    paths = write_run_outputs(out, columns, summary, run_config, plots=not cfg.outputs.no_plots)
+    if not cfg.outputs.no_report:
+        from etalon.report.html import write_run_report
 
-            write_run_report(out, PROG, columns=columns)
-        paths.update(plotter.finish())
+        write_run_report(out, PROG, columns=columns)
     print_summary(summary)
     print(f"{PROG}: results in {out} (written {time.perf_counter() - outcome.collected:.2f} s "
           f"after the last record)", file=sys.stderr)

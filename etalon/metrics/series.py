@@ -63,14 +63,15 @@ class Series:
         return self._sorted
 
     def distribution(self) -> Distribution:
-        """The samples' :class:`Distribution`: from the sorted copy where a CDF made one, from
-        the counts of integer samples (tokens per chunk: 1.3 s less at 44 M chunks)."""
+        """The samples' :class:`Distribution`: integer samples (tokens per chunk) from their
+        counts, others from the sorted copy, made here once for the plots' and the report's
+        CDFs too (a sort and reading off by position: 0.9 s for 44 M TBT samples, where
+        partitioning for the percentiles and sorting again for the CDFs took 2.5 s)."""
         v = self.values
-        if self._sorted is not None:
-            return Distribution.of_sorted(self._sorted)
-        if v.dtype.kind in "iu" and v.size and 0 <= v.min() and v.max() <= MAX_COUNTED:
+        if (self._sorted is None and v.dtype.kind in "iu" and v.size and 0 <= v.min()
+                and v.max() <= MAX_COUNTED):
             return Distribution.of_integers(v)
-        return Distribution.of(v)
+        return Distribution.of_sorted(self.sorted_values)
 
     def __len__(self) -> int:
         return len(self.values)

@@ -73,6 +73,11 @@ def summarize(
                       min_rate_fraction=min_rate_fraction)
     good = goodput(records, ttft_deadline, tbt_deadline, tput.duration_s, columns=columns)
     outputs = output_lengths(records, length_tolerance)
+    # before the latency distributions: the deadline walk packs every token time, and the
+    # sorted copies those keep (for the CDFs) need not exist beside that
+    deadlines = deadline_summary(records, ttft_deadline, tbt_deadline,
+                                 min_fluidity=fluid_min_fluidity, percentile=fluid_percentile,
+                                 columns=columns)
     return {
         "schema_version": SCHEMA_VERSION,
         "parameters": {
@@ -93,9 +98,7 @@ def summarize(
         "load": {**load.to_dict(), "mode": "closed_loop" if closed_loop else "open_loop",
                  "closed_loop": closed_loop_load(records, *closed_loop) if closed_loop else None},
         "lengths": {"output": outputs.to_dict(), "prompt": prompt_lengths(records)},
-        "deadlines": deadline_summary(records, ttft_deadline, tbt_deadline,
-                                      min_fluidity=fluid_min_fluidity, percentile=fluid_percentile,
-                                      columns=columns),
+        "deadlines": deadlines,
         "goodput": good.to_dict() if good else None,
         "sessions": session_summary(records),
         "warnings": [w for w in (load.warning, outputs.warning) if w],
