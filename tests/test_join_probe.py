@@ -144,7 +144,10 @@ def test_prefill_probe_finds_the_servers_per_prompt_work(tmp_path, per_prompt):
     # and lands here too: up to ~1.5 ms on an AVX-512 VM, 0.5-3.1 ms on an AVX2-only one, and in
     # one CI run, amid the whole suite, 5.9 ms (its six joins 5.6-8.7 ms). Bounded at 8 ms: a
     # probe that charged the joining prompt's own tokens would read ~20 ms (1024 x 2e-5 s).
-    assert per_prompt - 0.0005 <= join.per_join_s <= per_prompt + 0.008
+    # Below, the decoders' own step is subtracted as measured on the same busy VM: in one CI run
+    # it read 12.6 ms (truth 12.2) and the join 9.4 ms, so 1.5 ms under (a probe that found no
+    # per-prompt work would read ~0)
+    assert per_prompt - 0.0015 <= join.per_join_s <= per_prompt + 0.008
     # each decoder's own step: 8 ms + 4 x 1 ms + ~4 x 40 context tokens x 1e-6
     assert join.decode_step_s == pytest.approx(0.0122, rel=0.05)
     assert section.batching.per_cross_pair == pytest.approx(0.0, abs=0.5e-8)

@@ -30,8 +30,9 @@ def test_offline_run_is_written_without_the_api_key(offline, tmp_path):
     recs = records()
     summary = summarize(recs, ttft_deadline=1.0, tbt_deadline=0.5)
     plot = tmp_path / "p.png"
-    from etalon.report.plots import plot_cdf
-    plot_cdf([1.0, 2.0], plot, xlabel="x", title="t")
+    from etalon.report.figures import cdf_spec
+    from etalon.report.plots import draw
+    draw(cdf_spec([1.0, 2.0], xlabel="x", title="t"), plot)
     config = {"model": MARKER, "api_key": SECRET, "client": {"auth_token": SECRET}}
     assert log_to_wandb("etalon-test", "g", "r", config, summary, recs, {"plot/x": plot})
     runs = list((tmp_path / "wandb").glob("offline-run-*"))

@@ -1,27 +1,17 @@
-"""PNG plots of a run: latency CDFs, TTFT vs prompt length, output tokens over time, and a
-simulation's per-replica state over time.
+"""Drawing a run's PNG plots: each a :class:`~etalon.report.figures.PlotSpec` (what it shows,
+made by ``etalon.report.figures``; a plot without data has none and is not drawn).
 
-What a plot shows is a :class:`~etalon.report.figures.PlotSpec` (``etalon.report.figures``,
-numpy only); this module draws specs with matplotlib's object API and the Agg canvas
-directly, so it never touches pyplot's global state or needs a display. A plot without data
-is skipped (not written, not in the result).
+matplotlib's object API with the Agg canvas directly: no pyplot global state, no display.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
 
-import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from etalon.report.figures import PlotSpec, cdf_spec, run_specs
-
-if TYPE_CHECKING:
-    from etalon.metrics.columns import RunColumns
-    from etalon.record_table import RecordTable
-    from etalon.records import RequestRecord
+from etalon.report.figures import PlotSpec
 
 
 def draw(spec: PlotSpec, path: str | Path) -> Path:
@@ -54,12 +44,6 @@ def draw_all(specs: dict[str, PlotSpec], out_dir: str | Path) -> dict[str, Path]
     return {name: draw(spec, out / f"{name}.png") for name, spec in specs.items()}
 
 
-def make_plots(records: "Sequence[RequestRecord] | RecordTable | RunColumns",
-               out_dir: str | Path) -> dict[str, Path]:
-    """Writes every plot of a run that has data into ``out_dir``; returns ``{plot name: path}``."""
-    return draw_all(run_specs(records), out_dir)
-
-
 def _save(fig: Figure, path: Path) -> Path:
     """Margins fixed in inches (room for the tick labels, axis labels and title): a tight
     bounding box would draw every figure twice, half of a plot's cost."""
@@ -70,11 +54,3 @@ def _save(fig: Figure, path: Path) -> Path:
     FigureCanvasAgg(fig)
     fig.savefig(path, dpi=110)
     return path
-
-
-def plot_cdf(values: Sequence[float] | np.ndarray, path: Path, *, xlabel: str,
-             title: str, presorted: bool = False, scale: float = 1.0) -> Path | None:
-    """Empirical CDF of ``values`` (see :func:`~etalon.report.figures.cdf_spec`) drawn to
-    ``path``; None (nothing written) when there are none."""
-    spec = cdf_spec(values, xlabel=xlabel, title=title, presorted=presorted, scale=scale)
-    return draw(spec, path) if spec else None
