@@ -30,9 +30,8 @@ def configure(parser) -> None:
 
 
 def execute(ns) -> int:
-    from etalon.ui.history import record_quietly
-
     from etalon.report.plot_worker import PlotWorker
+    from etalon.ui.history import record_quietly
 
     cfg = config_from_args(SimConfig, ns, what="simulator config").validate()
     # started first, so that the helper imports matplotlib while the simulation runs
@@ -57,8 +56,8 @@ def simulate(cfg: SimConfig, *, quiet: bool = False, report: bool | None = None,
     from etalon.metrics.columns import RunColumns
     from etalon.metrics.summary import summarize
     from etalon.report.files import write_run_outputs
-    from etalon.simulator.deployment import build_simulation
     from etalon.report.plot_worker import PlotWorker
+    from etalon.simulator.deployment import build_simulation
     from etalon.simulator.results import simulation_summary, timeline_specs, write_timeline
     from etalon.workload.replay import requests_from_records
     from etalon.workload.schedule import build_requests

@@ -242,6 +242,11 @@ def test_pruned_fluid_rate_search_equals_walking_every_row(seed, steps_per_walk,
     fr = fluid_token_rate(tl, ttft, min_fluidity=min_fluidity, percentile=percentile)
     expected = bisect_every_row(tl, ttft, min_fluidity, percentile)
     assert fr.tbt_deadline_s == expected
+    # the summary hands over the smallest TBT deadlines it has (every row, those the search
+    # leaves out included): the same search
+    given = min_tbt_deadlines(tl, ttft)
+    assert fluid_token_rate(tl, ttft, min_fluidity=min_fluidity, percentile=percentile,
+                            min_tbt=given) == fr
     if expected is not None:
         assert fr.attainable and fluidity_percentile(tl, ttft, expected, percentile) >= min_fluidity
 

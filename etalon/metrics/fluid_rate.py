@@ -144,8 +144,10 @@ def fluid_token_rate(
     percentile: float = 1.0,
     rel_tol: float = 1e-4,
     max_iter: int = 64,
+    min_tbt: np.ndarray | None = None,
 ) -> FluidRate:
-    """Bisects D_tbt for the fluid token generation rate of the requests in ``tl``."""
+    """Bisects D_tbt for the fluid token generation rate of the requests in ``tl``
+    (``min_tbt``: their :func:`min_tbt_deadlines`, when the caller has them)."""
 
     def result(rate: float | None, d: float | None, ok: bool, note: str | None) -> FluidRate:
         return FluidRate(rate, d, ok, min_fluidity, percentile, note)
@@ -157,7 +159,10 @@ def fluid_token_rate(
     counted = (tl.lengths > 1) | ~np.isnan(tl.ttft_deadlines(ttft_deadline))
     if not counted.all():
         tl = tl.subset(np.flatnonzero(counted))
-    hi = float(min_tbt_deadlines(tl, ttft_deadline).max()) if len(tl) else 0.0
+        min_tbt = min_tbt[counted] if min_tbt is not None else None
+    if min_tbt is None:
+        min_tbt = min_tbt_deadlines(tl, ttft_deadline)
+    hi = float(min_tbt.max()) if len(tl) else 0.0
     due = tl.t0 + tl.ttft_deadlines(ttft_deadline)
     lateness = (tl.column(0) - due)[~np.isnan(due)] if len(tl) else np.empty(0)
     if lateness.size:

@@ -164,7 +164,8 @@ def deadline_summary(
         "fluidity_index": None,
         "min_tbt_deadline": {"unit": "s", **Distribution.of(judged.min_tbt).to_dict()},
         "fluid_token_rate": fluid_token_rate(tl, ttft_deadline, min_fluidity=min_fluidity,
-                                             percentile=percentile).to_dict(),
+                                             percentile=percentile,
+                                             min_tbt=judged.min_tbt).to_dict(),
     }
     if tbt_deadline is None:
         return out

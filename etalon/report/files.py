@@ -62,15 +62,12 @@ def write_run_outputs(
         "config": write_json(out / "config.json", redact(config)),
     }
     worker = plotter or PlotWorker()
-    specs = _plot_specs(columns) if plots else {}
-    if worker.parallel:  # drawn while the files below are written
-        worker.submit(specs, out / "plots")
+    if plots:  # a helper draws them while the files below are written; in process, after them
+        worker.submit(_plot_specs(columns), out / "plots")
     written = (columns.table if stored is None else RecordTable.from_records(stored)).write(out)
     paths["records"], paths["tokens"] = written["requests"], written["tokens"]
     frame = request_frame(columns, params.get("ttft_deadline_s"), params.get("tbt_deadline_s"))
     paths["requests"] = _write_frame_csv(out / "requests.csv", frame)
-    if not worker.parallel:
-        worker.submit(specs, out / "plots")
     if plotter is None:
         paths.update(worker.finish())
     return paths

@@ -45,13 +45,16 @@ def warn_not_drawn(exc: BaseException) -> None:
 class PlotWorker:
     """Draws plot specs, in a helper process when :meth:`start` got one, else in process.
 
-    Use as a context manager (or call :meth:`finish`): the helper is shut down either way, and
-    :meth:`finish` waits for every plot and returns ``{"plot/<name>": path}`` of those drawn.
+    A helper draws as soon as it is handed the specs; in process they are drawn at
+    :meth:`finish`, after the caller's results are written. Use as a context manager (or call
+    :meth:`finish`): the helper is shut down either way, and :meth:`finish` waits for every
+    plot and returns ``{"plot/<name>": path}`` of those drawn.
     """
 
     def __init__(self, pool: ProcessPoolExecutor | None = None):
         self._pool = pool
         self._pending: list[Future] = []
+        self._later: list[tuple[dict[str, PlotSpec], Path]] = []  # drawn in process at finish
         self._drawn: dict[str, Path] = {}
 
     @classmethod
@@ -72,7 +75,7 @@ class PlotWorker:
         return self._pool is not None
 
     def submit(self, specs: dict[str, PlotSpec], out_dir: str | Path) -> None:
-        """Draws each spec into ``out_dir/<name>.png`` (at once when in process)."""
+        """Has each spec drawn into ``out_dir/<name>.png``."""
         if not specs:
             return
         if self._pool is not None:
@@ -81,18 +84,22 @@ class PlotWorker:
                 return
             except RuntimeError:  # the helper died or was shut down: draw here instead
                 self._pool = None
-        try:
-            self._drawn.update(_draw(specs, Path(out_dir)))
-        except Exception as exc:  # plots are a view; the results beside them are safe
-            warn_not_drawn(exc)
+        self._later.append((specs, Path(out_dir)))
 
     def finish(self) -> dict[str, Path]:
-        """Waits for every plot submitted; ``{"plot/<name>": path}`` of those drawn."""
+        """Draws what is left to draw here, waits for the helper's plots; ``{"plot/<name>":
+        path}`` of those drawn."""
+        for specs, out_dir in self._later:
+            try:
+                self._drawn.update(_draw(specs, out_dir))
+            except Exception as exc:  # plots are a view; the results beside them are safe
+                warn_not_drawn(exc)
         for future in self._pending:
             try:
                 self._drawn.update(future.result())
             except Exception as exc:  # a failed figure, or a helper that died (BrokenProcessPool)
                 warn_not_drawn(exc)
+        self._later.clear()
         self._pending.clear()
         self.close()
         return {f"plot/{name}": path for name, path in self._drawn.items()}
