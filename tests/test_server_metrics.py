@@ -124,3 +124,26 @@ def test_a_server_without_metrics_costs_one_line_not_the_run(programmed_server, 
     metrics = summary["server_metrics"]
     assert metrics["available"] is False and "404" in metrics["error"]
     assert not (out / "server_metrics.parquet").exists()
+
+
+def test_an_idle_engine_reads_as_idle_between_requests():
+    # Two requests 10 s apart, each 1 prefill + 4 decode steps of 50 ms alone: the engine runs
+    # 2 x 0.25 s of the 10.25 s, one request at a time, and holds no KV block while idle.
+    # Time-weighted, the batch is 0.5 / 10.25; a scrape every 0.1 s sees it running ~5 times.
+    step, interval = 0.05, 0.1
+    cfg = EngineConfig(max_batch_size=4, max_batched_tokens=10**6, num_kv_blocks=10**4)
+    model = ParametricPerfModel(step_overhead=step, per_prefill_token=0, per_attention_pair=0,
+                                per_decode_seq=0, per_context_token=0)
+    sim = Simulation([Replica(0, Engine(cfg, model))],
+                     router=make_router("round_robin", np.random.default_rng(0)))
+    result = sim.run([Request(0, 0.0, 32, 5), Request(1, 10.0, 32, 5)])
+    assert result.end_time == pytest.approx(10.25)
+    from etalon.simulator.results import simulation_summary
+
+    rep = simulation_summary(result)["replicas"][0]
+    assert rep["mean_batch_size"] == pytest.approx(0.5 / 10.25)
+    assert rep["kv_mean_fraction"] * rep["kv_blocks"] < 0.05 * rep["kv_blocks_peak"]
+    df = server_series(result, interval)
+    running = per_time(df, RUNNING)
+    assert running.loc[5.0] == 0 and per_time(df, KV_USAGE).loc[5.0] == 0
+    assert running.sum() * interval == pytest.approx(0.5, abs=0.11)

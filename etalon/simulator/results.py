@@ -92,8 +92,9 @@ TIMELINE_COLUMNS = ("replica_id", "pool", "time", "batch_size", "queue_length", 
 
 
 def write_timeline(result: SimResult, out_dir: str | Path) -> dict[str, Path]:
-    """Writes ``timeline.parquet``: one row each time a replica starts a step (its batch size,
-    waiting requests and KV blocks in use from then on), every replica's rows in time order."""
+    """Writes ``timeline.parquet``: one row each time a replica starts a step or goes idle (its
+    batch size, 0 when idle, waiting requests and KV blocks in use from then on), every
+    replica's rows in time order."""
     import pandas as pd
 
     frames = []
@@ -138,7 +139,7 @@ SERIES_INTERVAL_S = 1.0  # a scraper's usual period (run_benchmark's --server-me
 def server_series(result: SimResult, interval_s: float = SERIES_INTERVAL_S) -> "pd.DataFrame":
     """The engines' state as a scraper would have seen it every ``interval_s``, under vLLM's
     ``/metrics`` names (``engine/gauges.py``), one label set per replica: the batch, the queue
-    and KV use of the step in progress (or the last one started) at each scrape, and with prefix
+    and KV use of the step in progress (or of the idle engine) at each scrape, and with prefix
     caching the prompt tokens looked up in and found in the cache so far."""
     import json
 

@@ -191,6 +191,8 @@ class Simulation:
     def _start_step(self, replica: Replica) -> None:
         engine = replica.engine
         result = engine.schedule(self.now)
+        if result is None or isinstance(result, float):
+            self._sample(replica, 0)  # idle from now: nothing runs until an arrival or the wake
         if result is None:
             return
         if isinstance(result, float):
@@ -207,10 +209,20 @@ class Simulation:
             end = self.now + step.duration
         replica.step = step
         replica.version += 1
-        replica.samples.append((self.now, len(step.plan.decode) + len(step.plan.prefill),
-                                len(engine.waiting), engine.pool.used,
-                                engine.prefix_query_tokens, engine.prefix_hit_tokens))
+        self._sample(replica, len(step.plan.decode) + len(step.plan.prefill))
         self._push(end, STEP_DONE, self._step_done, replica, replica.version)
+
+    def _sample(self, replica: Replica, batch: int) -> None:
+        """The replica's state from now on: a step's batch when one starts, 0 when the engine
+        goes idle (else an idle stretch would read as the last step's batch and KV use). An idle
+        engine that stays idle adds no sample."""
+        engine = replica.engine
+        sample = (self.now, batch, len(engine.waiting), engine.pool.used,
+                  engine.prefix_query_tokens, engine.prefix_hit_tokens)
+        last = replica.samples[-1] if replica.samples else None
+        if batch == 0 and last is not None and last[1:] == sample[1:]:
+            return
+        replica.samples.append(sample)
 
     def _wake(self, replica: Replica, version: int) -> None:
         if version == replica.version and not replica.busy:
