@@ -4,12 +4,14 @@ For 1, 2 and 4 Ray clients, raise the Poisson rate until the p99 dispatch lag (s
 exceeds 5 ms, against a server that streams 16 tokens immediately, in one write. Prints a table of
 the highest passing rate and the streamed tokens/s it carried. ``python
 benchmarks/loadgen_overhead.py``; ``--tokens 20 --per-token`` measures against 20 separate
-events per request, one token each (how ``vllm bench serve`` is usually run).
+events per request, one token each (how ``vllm bench serve`` is usually run); ``--uvicorn``
+serves them from uvicorn instead of aiohttp (a cheaper server: see ``instant_server.py``).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import subprocess
 import sys
@@ -30,6 +32,13 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used (Linux ``/proc``), to show the server's share
+    of the machine the benchmark shares with it."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def trial(base_url: str, clients: int, qps: float, seconds: float, tokens: int) -> tuple[float, float, int]:
@@ -60,22 +69,28 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=4.0)
     p.add_argument("--tokens", type=int, default=16, help="tokens per request")
     p.add_argument("--per-token", action="store_true", help="one write per token (see instant_server)")
+    p.add_argument("--uvicorn", action="store_true", help="serve from uvicorn (see instant_server)")
     args = p.parse_args()
     import ray
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     port = free_port()
     server = subprocess.Popen([sys.executable, str(Path(__file__).with_name("instant_server.py")),
-                               str(port), *(["--per-token"] if args.per_token else [])])
+                               str(port), *(["--per-token"] if args.per_token else []),
+                               *(["--uvicorn"] if args.uvicorn else [])])
     time.sleep(1.5)
     base = f"http://127.0.0.1:{port}/v1"
-    print(f"{'clients':>7} {'rate (req/s)':>12} {'p99 lag (ms)':>12} {'tokens/s':>9} {'errors':>6}")
+    print(f"{'clients':>7} {'rate (req/s)':>12} {'p99 lag (ms)':>12} {'tokens/s':>9} {'errors':>6} "
+          f"{'server (% of a core)':>20}")
     best: dict[int, tuple[float, float]] = {}
     try:
         for clients in args.clients:
             for qps in args.rates:
+                cpu, started = cpu_seconds(server.pid), time.perf_counter()
                 lag, tps, errors = trial(base, clients, qps, args.seconds, args.tokens)
-                print(f"{clients:>7} {qps:>12g} {lag * 1e3:>12.2f} {tps:>9.0f} {errors:>6}", flush=True)
+                share = (cpu_seconds(server.pid) - cpu) / (time.perf_counter() - started)
+                print(f"{clients:>7} {qps:>12g} {lag * 1e3:>12.2f} {tps:>9.0f} {errors:>6} "
+                      f"{share:>20.0%}", flush=True)
                 if lag > LAG_LIMIT or errors:
                     break
                 best[clients] = (qps, tps)

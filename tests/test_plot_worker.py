@@ -68,3 +68,18 @@ def test_a_large_runs_plots_hold_a_bounded_number_of_points():
     assert large["tbt_cdf"].title.endswith("(n=95000)")  # the title counts every sample
     tokens = large["output_tokens_over_time"].lines[0]
     assert tokens.y[-1] == 5000 * 20  # cumulative: every token counted once in the bins
+
+
+def test_cumulative_tokens_count_one_per_chunk_or_each_chunks_tokens():
+    # one token per chunk takes the unweighted path; two-token chunks are weighted: worked
+    # from the record counts, small (every chunk drawn) and large (binned)
+    for n, tokens in ((200, 5), (5000, 20)):
+        unit = run_specs(records(n, tokens))["output_tokens_over_time"].lines[0]
+        doubled = records(n, tokens)
+        for r in doubled:
+            r.chunk_tokens = [2] * tokens
+        pairs = run_specs(doubled)["output_tokens_over_time"].lines[0]
+        assert unit.y[-1] == n * tokens and pairs.y[-1] == 2 * n * tokens
+        np.testing.assert_array_equal(pairs.y, 2 * unit.y)
+        if n * tokens <= MAX_POINTS:
+            np.testing.assert_array_equal(unit.y, np.arange(1, n * tokens + 1))

@@ -104,17 +104,20 @@ def test_server_and_simulator_agree_on_a_shared_prefix_workload(tmp_path):
     assert np.mean(closer) >= 0.9
     # Distributions: TTFT p50 within the request path's 8 ms (TTFTs here are ~21 ms, so the
     # path alone is +15-30 %). The uncached simulation's p50 is ~62 ms, far outside. TBT mean
-    # within 5 % (3.3 % off at a load average of 3 on two cores; the uncached one is ~33 % off).
+    # within 5 % (+1.5 % on a quiet machine, +3.3 % at a load average of 3; the uncached one is
+    # ~33 % off), and, as in the test above, a stall of the shared cores only ever adds to the
+    # live gaps, so the live mean may run up to 0.5 ms over (+8.2 % on 6.3 ms in a CI run amid
+    # the whole suite), never under.
     # TTFT p90 nearer the cached simulation's than the uncached one's: the path's own tail
     # reached +8 ms in one of three runs and +19 ms (live 51.8 ms, cached 32.7 ms) in a CI run
     # amid the whole suite, so a bound on it measures the machine, not the cache.
     live_s, sim_s = latency_series(live_records), latency_series(sim_table)
     off_s = latency_series(read_table(tmp_path / "nocache"))
-    for metric, q, tol, abs_tol in [("ttft_from_schedule", 50, 0.0, 0.008),
-                                    ("tbt", "mean", 0.05, 0.0)]:
-        a, b = live_s[metric].values, sim_s[metric].values
-        lv, sv = (a.mean(), b.mean()) if q == "mean" else (np.percentile(a, q), np.percentile(b, q))
-        assert lv == pytest.approx(sv, rel=tol, abs=abs_tol), (metric, q, lv, sv)
+    lv, sv = (np.percentile(s["ttft_from_schedule"].values, 50) for s in (live_s, sim_s))
+    assert lv == pytest.approx(sv, abs=0.008), ("ttft_from_schedule p50", lv, sv)
+    lv, sv, ov = (s["tbt"].values.mean() for s in (live_s, sim_s, off_s))
+    assert sv * 0.95 <= lv <= sv * 1.05 + 0.0005, ("tbt mean", lv, sv)
+    assert abs(ov - sv) > 0.15 * sv, ("uncached tbt mean", ov, sv)  # the bound tells them apart
     lv, sv, ov = (np.percentile(s["ttft_from_schedule"].values, 90) for s in (live_s, sim_s, off_s))
     assert abs(lv - sv) < abs(lv - ov), ("ttft_from_schedule p90", lv, sv, ov)
     off = np.percentile(off_s["ttft_from_schedule"].values, 50)

@@ -89,14 +89,16 @@ def scatter_spec(x: Sequence[float], y: Sequence[float], *, xlabel: str, ylabel:
                     xlabel, ylabel, title)
 
 
-def tokens_over_time_spec(times: np.ndarray, tokens: np.ndarray) -> PlotSpec | None:
+def tokens_over_time_spec(times: np.ndarray, tokens: np.ndarray | None) -> PlotSpec | None:
     """Cumulative streamed output tokens (all requests, failed ones' partial output too) vs
-    time, from the content chunks' arrival times and token counts (binned when there are many)."""
+    time, from the content chunks' arrival times and token counts (binned when there are many;
+    ``tokens`` None: one per chunk, counted without a weight array)."""
     if len(times) == 0:
         return None
     if len(times) <= MAX_POINTS:
         order = np.argsort(times, kind="stable")
-        t, total = times[order], np.cumsum(tokens[order])
+        t = times[order]
+        total = np.arange(1, len(t) + 1) if tokens is None else np.cumsum(tokens[order])
     else:
         counts, edges = np.histogram(times, bins=MAX_POINTS, weights=tokens)
         t, total = edges[1:], np.cumsum(counts)
@@ -143,5 +145,6 @@ def run_specs(records: "Sequence[RequestRecord] | RecordTable | RunColumns") -> 
     specs["ttft_vs_prompt_tokens"] = scatter_spec(
         c.prompt_tokens[keep], (c.first_chunk - c.sent_at)[keep] * 1e3, xlabel="Prompt tokens",
         ylabel="TTFT (ms)", title=f"TTFT vs prompt length (n={int(has.sum())})")
-    specs["output_tokens_over_time"] = tokens_over_time_spec(c.chunk_times, c.chunk_tokens)
+    specs["output_tokens_over_time"] = tokens_over_time_spec(
+        c.chunk_times, None if c.unit_chunks else c.chunk_tokens)
     return {name: spec for name, spec in specs.items() if spec is not None}
