@@ -179,3 +179,100 @@ def test_token_counts_without_usage_come_from_chunks_checked_by_the_tokenizer(pr
     assert bare.prompt_tokens_source == "requested" and bare.num_prompt_tokens == 20
     assert bare.prompt_token_counts == {}
     assert (bare.finish_reason, bare.finish_reason_source) == ("length", "server")
+
+
+# One stream with every SSE form a server may send: a comment, another field, CRLF line ends,
+# two events in one line-run, an event whose data spans two lines (joined by a newline, still
+# JSON), a usage event and the end marker.
+SSE_STREAM = (
+    b": a comment\r\n"
+    b"event: completion\r\n"
+    b'data: {"choices":[{"index":0,"text":" a\xc3\xa9","finish_reason":null}]}\r\n\r\n'
+    b'data: {"choices":[{"index":0,"text":" b","finish_reason":null}]}\n\n'
+    b'data: {"choices":[{"index":0,\n'
+    b'data: "text":" c","finish_reason":"length"}]}\n\n'
+    b'data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":3,"total_tokens":6}}\n\n'
+    b"data: [DONE]\n\n"
+)
+SSE_EVENTS = [
+    '{"choices":[{"index":0,"text":" a\u00e9","finish_reason":null}]}',
+    '{"choices":[{"index":0,"text":" b","finish_reason":null}]}',
+    '{"choices":[{"index":0,\n"text":" c","finish_reason":"length"}]}',
+    '{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":3,"total_tokens":6}}',
+    "[DONE]",
+]
+
+
+def _events(pieces: list[bytes]) -> list[str]:
+    from etalon.client.sse import iter_sse_data
+
+    async def feed():
+        for p in pieces:
+            yield p
+
+    async def collect():
+        return [e async for e in iter_sse_data(feed())]
+
+    return asyncio.run(collect())
+
+
+def test_sse_events_are_the_same_however_the_stream_is_cut():
+    # a read may end anywhere: inside a line, between CR and LF, inside a two-byte character
+    assert _events([SSE_STREAM]) == SSE_EVENTS
+    assert _events([bytes([b]) for b in SSE_STREAM]) == SSE_EVENTS
+    for cut in range(1, len(SSE_STREAM)):
+        assert _events([SSE_STREAM[:cut], b"", SSE_STREAM[cut:]]) == SSE_EVENTS, cut
+    # lines as aiohttp's readline gives them (what the parser was first fed)
+    assert _events(SSE_STREAM.splitlines(keepends=True)) == SSE_EVENTS
+    # a last event without its blank line, or without even its newline, still counts
+    assert _events([b"data: x\n"]) == ["x"] and _events([b"data: x"]) == ["x"]
+
+
+def test_a_line_that_is_not_sse_is_a_malformed_stream():
+    from etalon.client.sse import SSEError
+
+    with pytest.raises(SSEError, match="malformed SSE line"):
+        _events([b"data: x\n\nnot an sse line\n\n"])
+
+
+class PieceServer:
+    """Streams SSE_STREAM in the given pieces, each its own write with a pause between, over a
+    plain HTTP/1.1 response that ends when the connection closes."""
+
+    def __init__(self, pieces: list[bytes]):
+        self.pieces = pieces
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                          if line.lower().startswith(b"content-length")))
+        await reader.readexactly(length)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                     b"Connection: close\r\n\r\n")
+        for piece in self.pieces:
+            writer.write(piece)
+            await writer.drain()
+            await asyncio.sleep(0.02)
+        writer.close()
+
+
+def test_a_stream_written_in_odd_pieces_is_recorded_whole():
+    # cut inside the first event's data, inside the two-line event and between CR and LF
+    cuts = [40, SSE_STREAM.index(b'"text":" c"') + 3, SSE_STREAM.index(b"\r\n\r\n") + 1]
+    bounds = [0, *sorted(cuts), len(SSE_STREAM)]
+    server = PieceServer([SSE_STREAM[a:b] for a, b in zip(bounds, bounds[1:])])
+    loop = asyncio.new_event_loop()
+    srv = loop.run_until_complete(asyncio.start_server(server.handle, "127.0.0.1", 0))
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        recs = run(f"http://127.0.0.1:{srv.sockets[0].getsockname()[1]}/v1", [Request(0, 0.0, 3, 3)])
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        srv.close()
+    r = recs[0]
+    assert r.error_type is None, r.error_message
+    assert len(r.chunk_times) == 3 and r.chunk_times == sorted(r.chunk_times)
+    assert r.num_output_tokens == 3 and r.output_tokens_source == "usage"
+    assert r.finish_reason == "length" and r.finish_reason_source == "server"

@@ -283,5 +283,7 @@ class LoadGenerator:
             self.stats.completed += 1
             if record.error_type is not None:
                 self.stats.errors += 1
-            self._done.append(asdict(record))
+            # a shallow copy: the record is not touched again, and asdict's deep copy of every
+            # chunk time was 13 % of the event loop's time at 1,000 req/s of 20 chunks
+            self._done.append(vars(record).copy())
         return record.error_type != "cancelled", answer

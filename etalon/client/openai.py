@@ -13,6 +13,7 @@ import asyncio
 import json
 
 import aiohttp
+import orjson
 
 from etalon.client.base import ClientConfig, Clock, LLMClient
 from etalon.client.finish import settle_finish
@@ -27,6 +28,15 @@ READ_BUFSIZE = 4 * 1024 * 1024
 # connection the server was closing at that moment: "Connection reset by peer" on a session's
 # turn sent ~5 s after the previous answer (a real-engine test run here).
 KEEPALIVE_S = 4.0
+
+
+def _json(text: str):
+    """An event's JSON: orjson (a third of the json module's time per event), and the json
+    module for what orjson refuses but Python's encoder writes (NaN, Infinity)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 class OpenAIClient(LLMClient):
@@ -107,13 +117,13 @@ class OpenAIClient(LLMClient):
                     record.error_message = f"HTTP {resp.status}: {detail}"
                     return
                 done = False
-                async for data in iter_sse_data(resp.content):
+                async for data in iter_sse_data(resp.content.iter_any()):
                     now = clock.now()
                     if data == "[DONE]":
                         done = True
                         break
                     try:
-                        event = json.loads(data)
+                        event = _json(data)
                     except json.JSONDecodeError:
                         raise SSEError(f"event is not JSON: {data[:80]!r}") from None
                     if not isinstance(event, dict):

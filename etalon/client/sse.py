@@ -3,6 +3,11 @@
 It yields each event's ``data`` payload as it completes; per-API adapters decode the JSON.
 Comments (``:``) and other fields (``event:``, ``id:``) are skipped; multi-line data is joined
 with newlines as the SSE spec says.
+
+The stream is read in whatever pieces the connection delivers (``StreamReader.iter_any``): one
+read may hold several events or part of one. Reading line by line instead cost an await per
+line, two per event, and was the largest share of the load generator's event loop at 1,000
+req/s of 20 one-token events each.
 """
 
 from __future__ import annotations
@@ -14,24 +19,43 @@ class SSEError(ValueError):
     """The stream is not well-formed SSE."""
 
 
-async def iter_sse_data(lines: AsyncIterator[bytes]) -> AsyncIterator[str]:
-    """Yields the ``data`` of each event from a stream of raw lines (with their newlines)."""
+async def iter_sse_data(pieces: AsyncIterator[bytes]) -> AsyncIterator[str]:
+    """Yields the ``data`` of each event from a byte stream read in pieces of any size (whole
+    lines, several events, or a line cut anywhere)."""
     data: list[str] = []
-    async for raw in lines:
-        line = raw.rstrip(b"\r\n")
-        if not line:
-            if data:
-                yield "\n".join(data)
-                data = []
+    rest = b""  # the start of a line whose newline has not arrived yet
+    async for piece in pieces:
+        if b"\n" not in piece:
+            rest += piece
             continue
-        if line.startswith(b"data:"):
-            value = line[5:]
-            if value.startswith(b" "):
-                value = value[1:]
-            data.append(value.decode("utf-8"))
-        elif line.startswith(b":") or b":" in line:
-            continue  # a comment or another field
-        else:
-            raise SSEError(f"malformed SSE line: {line[:80]!r}")
+        lines = (rest + piece).split(b"\n")
+        rest = lines.pop()
+        for line in lines:
+            event = _line(line.rstrip(b"\r"), data)
+            if event is not None:
+                yield event
+    if rest:  # the last line had no newline
+        _line(rest.rstrip(b"\r"), data)
     if data:  # a stream that ends without the blank line still delivers its last event
         yield "\n".join(data)
+
+
+def _line(line: bytes, data: list[str]) -> str | None:
+    """Takes one line (without its newline) into the event being read (``data``); returns the
+    event's data when the line ends it."""
+    if not line:
+        if data:
+            event = "\n".join(data)
+            data.clear()
+            return event
+        return None
+    if line.startswith(b"data:"):
+        value = line[5:]
+        if value.startswith(b" "):
+            value = value[1:]
+        data.append(value.decode("utf-8"))
+    elif line.startswith(b":") or b":" in line:
+        pass  # a comment or another field
+    else:
+        raise SSEError(f"malformed SSE line: {line[:80]!r}")
+    return None
