@@ -276,3 +276,12 @@ def test_a_stream_written_in_odd_pieces_is_recorded_whole():
     assert len(r.chunk_times) == 3 and r.chunk_times == sorted(r.chunk_times)
     assert r.num_output_tokens == 3 and r.output_tokens_source == "usage"
     assert r.finish_reason == "length" and r.finish_reason_source == "server"
+
+
+def test_a_line_that_never_ends_fails_the_request_instead_of_filling_memory(monkeypatch):
+    from etalon.client import sse
+
+    monkeypatch.setattr(sse, "MAX_LINE_BYTES", 1000)
+    assert _events([b"data: " + b"x" * 990, b"\n\n"]) == ["x" * 990]  # 996 bytes held: fine
+    with pytest.raises(sse.SSEError, match="without a newline"):
+        _events([b"data: "] + [b"x" * 100] * 20)

@@ -15,6 +15,12 @@ from __future__ import annotations
 from typing import AsyncIterator
 
 
+# The longest line a stream may hold back its newline for (aiohttp's line reader, used before,
+# refused lines past its buffer too): a server that never ends a line fails the request
+# instead of filling memory until the request times out.
+MAX_LINE_BYTES = 16 * 1024 * 1024
+
+
 class SSEError(ValueError):
     """The stream is not well-formed SSE."""
 
@@ -27,6 +33,8 @@ async def iter_sse_data(pieces: AsyncIterator[bytes]) -> AsyncIterator[str]:
     async for piece in pieces:
         if b"\n" not in piece:
             rest += piece
+            if len(rest) > MAX_LINE_BYTES:
+                raise SSEError(f"an SSE line ran past {MAX_LINE_BYTES} bytes without a newline")
             continue
         lines = (rest + piece).split(b"\n")
         rest = lines.pop()
