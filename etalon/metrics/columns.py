@@ -90,6 +90,12 @@ class RunColumns:
         """Whether every content chunk carried exactly one token (a simulator's, most servers')."""
         return bool((self.chunk_tokens == 1).all())
 
+    @property
+    def chunk_weights(self) -> np.ndarray | None:
+        """Tokens per content chunk as counting weights, None where every chunk is one token
+        (a histogram then counts chunks: numpy's faster unweighted path, no weight array)."""
+        return None if self.unit_chunks else self.chunk_tokens
+
     @cached_property
     def num_chunks(self) -> np.ndarray:
         """Content chunks per request (the table's count where every chunk carried content)."""

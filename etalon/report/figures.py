@@ -145,6 +145,5 @@ def run_specs(records: "Sequence[RequestRecord] | RecordTable | RunColumns") -> 
     specs["ttft_vs_prompt_tokens"] = scatter_spec(
         c.prompt_tokens[keep], (c.first_chunk - c.sent_at)[keep] * 1e3, xlabel="Prompt tokens",
         ylabel="TTFT (ms)", title=f"TTFT vs prompt length (n={int(has.sum())})")
-    specs["output_tokens_over_time"] = tokens_over_time_spec(
-        c.chunk_times, None if c.unit_chunks else c.chunk_tokens)
+    specs["output_tokens_over_time"] = tokens_over_time_spec(c.chunk_times, c.chunk_weights)
     return {name: spec for name, spec in specs.items() if spec is not None}

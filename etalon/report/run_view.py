@@ -125,8 +125,7 @@ def throughput_over_time(runs: list[RunCharts]) -> Chart:
     def make(i: int, r: RunCharts) -> list[Series]:
         c, edges = r.columns, _edges(r)
         return [Series(r.label, edges[:-1] - r.t0,
-                       rate_per_bin(c.chunk_times, None if c.unit_chunks else c.chunk_tokens,
-                                    edges), "step", i)]  # (unweighted: numpy's faster count)
+                       rate_per_bin(c.chunk_times, c.chunk_weights, edges), "step", i)]
 
     return Chart("throughput", "Output tokens per second", "time since the first arrival (s)",
                  "output tokens/s", _each(runs, make), ymin=0,
