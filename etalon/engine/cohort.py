@@ -107,9 +107,15 @@ class DecodeCohort:
         bs = self.block_size
         cycles, rest = divmod(max(count, 0), bs)
         total = cycles * len(self.members)  # each member needs one block per bs steps
-        by_phase = self._by_phase
-        for j in range(first, first + rest):
-            total += by_phase[-j % bs]
+        if rest:
+            # step j needs the members of phase -j mod bs: for the rest steps a run of phases
+            # going down from -first mod bs, which may wrap past 0
+            by_phase = self._by_phase
+            hi = -first % bs
+            lo = hi - rest + 1
+            total += sum(by_phase[max(lo, 0):hi + 1])
+            if lo < 0:
+                total += sum(by_phase[lo % bs:])
         return total
 
     def context(self) -> int:

@@ -458,8 +458,13 @@ class Engine:
     def decode_times(self, step: Step, num_steps: int) -> np.ndarray:
         """End times of ``num_steps`` decode steps of ``step``'s batch run back to back."""
         n = len(step.plan.decode)
-        contexts = step.batch.decode_context + n * np.arange(num_steps, dtype=np.int64)
-        return step.start + np.cumsum(self.perf.decode_step_times(n, contexts))
+        # floats (exact below 2**53), which the models compute in: no int -> float copy
+        contexts = np.arange(num_steps, dtype=float)
+        contexts *= n
+        contexts += step.batch.decode_context
+        times = np.cumsum(self.perf.decode_step_times(n, contexts))
+        times += step.start
+        return times
 
     def fast_forward(self, step: Step, times: np.ndarray) -> StepOutcome:
         """Applies ``len(times)`` decode steps of ``step``'s batch that ended at ``times``.

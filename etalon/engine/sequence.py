@@ -128,25 +128,21 @@ class Sequence:
         segments = self.token_segments
         if self.cohort is not None and self.cohort.steps > self.anchor:
             segments = segments + [self.cohort.token_times(self)]
-        if not segments:
-            return np.empty(0) if out is None else out
-        # runs of single times become one array each, so concatenate sees a few parts, not one
-        # tuple per token
-        parts, run = [], []
+        if out is None:
+            out = np.empty(sum(len(s) if type(s) is np.ndarray else 1 for s in segments))
+        # (a copy either way: a fast-forward's array is shared by the batch that decoded it)
+        i = 0
         for s in segments:
             if type(s) is np.ndarray:
-                if run:
-                    parts.append(np.array(run))
-                    run = []
-                parts.append(s)
+                j = i + len(s)
+                out[i:j] = s
+                i = j
             else:
-                run.append(s)
-        if run:
-            parts.append(np.array(run))
-        # (a copy either way: a fast-forward's array is shared by the batch that decoded it)
-        if out is not None:
-            return np.concatenate(parts, out=out)
-        return np.concatenate(parts) if len(parts) > 1 else np.array(parts[0])
+                out[i] = s
+                i += 1
+        if i != len(out):
+            raise ValueError(f"request {self.request_id}: {i} token times for {len(out)} places")
+        return out
 
     def __repr__(self) -> str:
         return (f"Sequence({self.request_id}, {self.state.value}, computed={self.num_computed}/"
