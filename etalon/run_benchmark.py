@@ -233,6 +233,7 @@ def _finish(outcome: Dispatched, run_config: dict, out: Path, cfg: BenchmarkConf
     # The load check compares sends with the realised schedule (not the nominal rate, which a
     # short Poisson schedule misses by sampling noise alone); the nominal rate is reported.
     columns = RunColumns.of(records)  # built once: for the summary and the result files
+    written = columns.table.write_in_background(out)  # on a second core, during the summary
     loop = cfg.workload.closed_loop()
     summary = summarize(records, columns=columns, ttft_deadline=cfg.deadlines.ttft_deadline,
                         tbt_deadline=cfg.deadlines.tbt_deadline,
@@ -246,7 +247,8 @@ def _finish(outcome: Dispatched, run_config: dict, out: Path, cfg: BenchmarkConf
     scrape = outcome.server_metrics
     if scrape is not None:
         summary["server_metrics"] = _server_metrics(scrape, outcome.start_wall, out)
-    paths = write_run_outputs(out, columns, summary, run_config, plots=not cfg.outputs.no_plots)
+    paths = write_run_outputs(out, columns, summary, run_config, plots=not cfg.outputs.no_plots,
+                              written=written)
     if not cfg.outputs.no_report:
         from etalon.report.html import write_run_report
 

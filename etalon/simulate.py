@@ -75,6 +75,12 @@ def simulate(cfg: SimConfig, *, quiet: bool = False, report: bool | None = None,
     measured = [r for r in result.records if r.scheduled_at >= cfg.warm_up]
     columns = RunColumns.of(measured)
     columns.table.share_chunk_times(measured)  # the simulator's blocks go; one copy stays
+    # The records' files are written on a second core while the summary is computed. Where
+    # warm-up requests are kept too, the files are not these columns: those records stay for
+    # the writer (after the summary: a second copy of every token time beside it would raise
+    # the peak), and the report reads the files back.
+    stored = result.records if len(measured) < len(result.records) else None
+    written = columns.table.write_in_background(out) if stored is None else None
     summary = summarize(measured, ttft_deadline=cfg.deadlines.ttft_deadline,
                         tbt_deadline=cfg.deadlines.tbt_deadline, columns=columns,
                         closed_loop=(loop.users, loop.think_time_s) if loop else None)
@@ -86,16 +92,14 @@ def simulate(cfg: SimConfig, *, quiet: bool = False, report: bool | None = None,
         summary["intervals"], table = _intervals(cfg, requests, measured)
     # From here on the columns stand for the records (every per-request token array was
     # copied into them, and the measured records' are views of those copies): let the records
-    # go, or a 100k-request run holds 100k record objects while it writes. Where warm-up
-    # requests are written too, the files are not these columns: the records stay for the
-    # writer and the report reads the files back.
-    stored = result.records if len(measured) < len(result.records) else None
+    # go, or a 100k-request run holds 100k record objects while it writes.
     held = columns if stored is None else None
     result.records = []
     del measured
     plotter = plotter or PlotWorker()
     write_run_outputs(out, columns, summary, {"simulation": cfg.to_dict()},
-                      plots=not cfg.outputs.no_plots, stored=stored, plotter=plotter)
+                      plots=not cfg.outputs.no_plots, stored=stored, plotter=plotter,
+                      written=written)
     write_timeline(result, out)
     if not cfg.outputs.no_plots:
         plotter.submit(timeline_specs(result), out / "plots")

@@ -251,6 +251,24 @@ def test_pruned_fluid_rate_search_equals_walking_every_row(seed, steps_per_walk,
         assert fr.attainable and fluidity_percentile(tl, ttft, expected, percentile) >= min_fluidity
 
 
+@pytest.mark.parametrize("ttft", [None, 0.8])
+def test_a_settled_rows_fluidity_is_what_a_walk_gives_from_there_on(ttft):
+    # Past max(D_min, first-token lateness) a row misses no TBT deadline and a late first
+    # token costs one miss, so the search takes its fluidity unwalked: a walk at any deadline
+    # from the row's settling point on must give that same value, and some row must still
+    # change just below it (else the point would be needlessly late)
+    ids, t0, times = random_timelines(11, n=200)
+    rng = np.random.default_rng(11)
+    own = [None if rng.random() < 0.5 else float(rng.uniform(0.2, 1.5)) for _ in ids]
+    tl = Timelines.from_token_times(ids, t0, times, own)
+    settled = fluid_rate._Settled.of(tl, ttft, min_tbt_deadlines(tl, ttft))
+    for scale in (1.0, 1.5, 40.0):
+        walked = fluid_rate.fluidities_many(tl, ttft, settled.after * scale)
+        assert np.array_equal(np.diag(walked), settled.fluidity, equal_nan=True)
+    below = np.diag(fluid_rate.fluidities_many(tl, ttft, settled.after * 0.9))
+    assert (below < settled.fluidity).sum() > len(tl) // 2
+
+
 def test_fluid_rate_with_no_data():
     fr = fluid_token_rate(Timelines.from_token_times([], [], []), 1.0)
     assert fr.tokens_per_s is None and not fr.attainable

@@ -87,13 +87,14 @@ class _Bracket:
     """
 
     def __init__(self, tl: Timelines, ttft_deadline: float | None, f_hi: np.ndarray,
-                 percentile: float):
+                 percentile: float, settled: "_Settled"):
         self.tl, self.ttft_deadline, self.percentile = tl, ttft_deadline, percentile
         n = len(f_hi)
         k = int(np.floor((n - 1) * percentile / 100.0))
         self.a, self.b = max(k - 1, 0), min(k + 2, n - 1)
         self.f_lo = np.zeros(n)  # fluidity is never below 0
         self.f_hi = f_hi
+        self.settled = settled
 
     def walked(self) -> tuple[np.ndarray, np.ndarray]:
         """``(every row's fluidity bound that stands, the rows a deadline in the bracket must
@@ -103,27 +104,68 @@ class _Bracket:
         high = self.f_lo >= above
         return np.where(high, self.f_lo, self.f_hi), np.flatnonzero(~high & (self.f_hi > below))
 
-    def levels(self, rows: np.ndarray, most: int) -> int:
+    def levels(self, rows: np.ndarray, lo: float, hi: float, most: int) -> int:
         """How many bisection steps to decide from one walk of ``rows``: a walk costs about a
         fixed price per token column plus one per token and deadline, and ``L`` steps judge
-        ``2**L - 1`` deadlines, so several steps per walk pay where few tokens are walked."""
-        lengths = self.tl.lengths[rows]
-        columns, tokens = (int(lengths.max()), int(lengths.sum())) if len(rows) else (1, 0)
-        cost = [(COLUMN_COST * columns + TOKEN_COST * (2 ** level - 1) * tokens) / level
-                for level in range(1, most + 1)]
+        ``2**L - 1`` deadlines, so several steps per walk pay where few tokens are walked. The
+        rows walked for ``L`` steps are those not settled at its smallest midpoint."""
+        cost = []
+        for level in range(1, most + 1):
+            lengths = self.tl.lengths[rows[self.settled.after[rows] > lo + (hi - lo) / 2 ** level]]
+            columns, tokens = (int(lengths.max()), int(lengths.sum())) if len(lengths) else (1, 0)
+            cost.append((COLUMN_COST * columns + TOKEN_COST * (2 ** level - 1) * tokens) / level)
         return 1 + int(np.argmin(cost))
 
     def percentiles_at(self, ds: np.ndarray, f: np.ndarray,
                        rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(percentile at each of ds, the rows' fluidity: (len(ds), rows))`` from
-        :meth:`walked`'s bounds ``f`` and ``rows``; every deadline must lie in the bracket."""
-        if 2 * len(rows) > len(f):  # gathering most rows costs more than walking them all
-            values = fluidities_many(self.tl, self.ttft_deadline, ds)[:, rows]
-        else:
-            values = fluidities_many(self.tl.subset(rows), self.ttft_deadline, ds)
+        :meth:`walked`'s bounds ``f`` and ``rows``; every deadline must lie in the bracket.
+        Rows settled at the smallest of ``ds`` take their settled value, unwalked."""
+        values = np.repeat(self.settled.fluidity[rows][None, :], len(ds), axis=0)
+        walk = self.settled.after[rows] > ds.min()
+        if walk.any():
+            values[:, walk] = _walk(self.tl, self.ttft_deadline, ds, rows[walk])
         at = np.repeat(f[None, :], len(ds), axis=0)
         at[:, rows] = values
         return np.percentile(at, self.percentile, axis=1, method="linear"), values
+
+
+@dataclass(frozen=True)
+class _Settled:
+    """Where each row's fluidity stops changing, and its value from there on.
+
+    From ``D_tbt >= max(D_min, first-token lateness)`` a row misses no TBT deadline and a late
+    first token costs exactly one miss (``floor(late / D) + 1``), so its fluidity is
+    ``on / (on + late)`` with ``on`` its other judged tokens: a deadline at or above ``after``
+    need not walk the row. ``after`` carries a margin (relative 1e-6, absolute 1e-9 s) for the
+    rounding of a walk's running deadline sums.
+    """
+
+    after: np.ndarray
+    fluidity: np.ndarray
+
+    @classmethod
+    def of(cls, tl: Timelines, ttft_deadline: float | None, min_tbt: np.ndarray) -> "_Settled":
+        if len(tl) == 0:
+            return cls(np.empty(0), np.empty(0))
+        due = tl.t0 + tl.ttft_deadlines(ttft_deadline)
+        judged = ~np.isnan(due)
+        first = tl.column(0)
+        late = judged & (first > np.where(judged, due, np.inf))
+        lateness = np.where(late, first - np.where(judged, due, 0.0), 0.0)
+        after = np.maximum(min_tbt, lateness) * (1 + 1e-6) + 1e-9
+        on = (tl.lengths - 1) + (judged & ~late)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            fluidity = np.where(on + late > 0, on / (on + late), np.nan)
+        return cls(after, fluidity)
+
+
+def _walk(tl: Timelines, ttft_deadline: float | None, ds: np.ndarray,
+          rows: np.ndarray) -> np.ndarray:
+    """Fluidity of ``rows`` at each of ``ds``: ``(len(ds), len(rows))``."""
+    if 2 * len(rows) > len(tl):  # gathering most rows costs more than walking them all
+        return fluidities_many(tl, ttft_deadline, ds)[:, rows]
+    return fluidities_many(tl.subset(rows), ttft_deadline, ds)
 
 
 def _midpoints(lo: float, hi: float, levels: int) -> np.ndarray:
@@ -168,12 +210,16 @@ def fluid_token_rate(
     if lateness.size:
         hi = max(hi, float(lateness.max()))
     hi = hi * (1 + 1e-9) + 1e-12  # strictly above every bound, never zero
-    f_hi = fluidities(tl, ttft_deadline, hi)
+    settled = _Settled.of(tl, ttft_deadline, min_tbt)
+    f_hi = settled.fluidity.copy()  # where a row has settled by hi (most do: the rest walk)
+    unsettled = np.flatnonzero(settled.after > hi)
+    if len(unsettled):
+        f_hi[unsettled] = _walk(tl, ttft_deadline, np.array([hi]), unsettled)[0]
     if len(tl) and np.percentile(f_hi, percentile, method="linear") < min_fluidity:
         return result(None, None, False,
                       f"fewer than {100 - percentile:g}% of requests reach fluidity "
                       f"{min_fluidity:g} at any TBT deadline (first tokens miss D_ttft)")
-    bracket = _Bracket(tl, ttft_deadline, f_hi, percentile) if len(tl) else None
+    bracket = _Bracket(tl, ttft_deadline, f_hi, percentile, settled) if len(tl) else None
     lo, steps = 0.0, 0
     while steps < max_iter and not hi - lo <= rel_tol * hi:
         if bracket is None:  # nothing is judged: every deadline passes
@@ -182,7 +228,7 @@ def fluid_token_rate(
         # the steps bisection takes next, decided from one walk: every midpoint they can visit
         # is judged at once, then the search descends through them as bisection would
         f, rows = bracket.walked()
-        points = _midpoints(lo, hi, bracket.levels(rows, min(MAX_LEVELS, max_iter - steps)))
+        points = _midpoints(lo, hi, bracket.levels(rows, lo, hi, min(MAX_LEVELS, max_iter - steps)))
         values_at, values = bracket.percentiles_at(points, f, rows)
         first, end = 0, len(points)  # the points inside the current bracket
         lo_at = hi_at = None

@@ -248,7 +248,8 @@ class RooflinePerfModel(PerfModel):
                 nbytes = (weight_bytes + kv_total * batch_size) + kv * ctx
                 step = np.maximum(flops / self._peak / self.mfu, nbytes / self._bandwidth / self.mbu)
                 total = step if total is None else total + step
-            return total + self._comm(batch_size) + self.step_overhead
+            comm = self._comm(batch_size)  # 0.0 on one device: adding it changes nothing
+            return (total + comm if comm else total) + self.step_overhead
         total = np.zeros_like(ctx)
         for s in self._stages:
             # the parts that do not depend on the context are scalars: one array op fewer each

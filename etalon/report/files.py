@@ -18,7 +18,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from etalon.metrics.columns import RunColumns
 from etalon.metrics.per_request import request_frame
@@ -27,6 +27,8 @@ from etalon.records import RequestRecord
 from etalon.report.redact import redact
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from etalon.report.plot_worker import PlotWorker
 
 __all__ = ["write_run_outputs", "redact", "write_json", "write_csv", "json_safe"]
@@ -41,6 +43,7 @@ def write_run_outputs(
     plots: bool = True,
     stored: "Sequence[RequestRecord] | None" = None,
     plotter: "PlotWorker | None" = None,
+    written: "Future[dict[str, Path]] | None" = None,
 ) -> dict[str, Path]:
     """Writes every result file into ``output_dir``; returns ``{name: path}``.
 
@@ -50,6 +53,8 @@ def write_run_outputs(
     keeps when they are more than the measured ones (a simulation's warm-up requests).
     ``plotter``: the caller's :class:`PlotWorker`, whose ``finish()`` then gives the plots'
     names (they may still be drawing when this returns); without one they are drawn here.
+    ``written``: the Parquet pair the caller is writing already
+    (:meth:`RecordTable.write_in_background`), waited for here instead of written again.
     """
     from etalon.report.plot_worker import PlotWorker
 
@@ -64,10 +69,14 @@ def write_run_outputs(
     worker = plotter or PlotWorker()
     if plots:  # a helper draws them while the files below are written; in process, after them
         worker.submit(_plot_specs(columns), out / "plots")
-    written = (columns.table if stored is None else RecordTable.from_records(stored)).write(out)
-    paths["records"], paths["tokens"] = written["requests"], written["tokens"]
+    if written is None:
+        table = columns.table if stored is None else RecordTable.from_records(stored)
+        records = table.write(out)
     frame = request_frame(columns, params.get("ttft_deadline_s"), params.get("tbt_deadline_s"))
     paths["requests"] = _write_frame_csv(out / "requests.csv", frame)
+    if written is not None:
+        records = written.result()
+    paths["records"], paths["tokens"] = records["requests"], records["tokens"]
     if plotter is None:
         paths.update(worker.finish())
     return paths
