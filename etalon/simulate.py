@@ -18,6 +18,7 @@ from etalon.options import add_config_file_flag, add_options, config_from_args
 from etalon.simulator.config import SimConfig
 
 if TYPE_CHECKING:
+    from etalon.metrics.columns import RunColumns
     from etalon.report.plot_worker import PlotWorker
 
 PROG = "etalon.simulate"
@@ -74,28 +75,28 @@ def simulate(cfg: SimConfig, *, quiet: bool = False, report: bool | None = None,
     out = cfg.outputs.prepare(fresh=("requests.jsonl", "requests.parquet", "tokens.parquet"))
     measured = [r for r in result.records if r.scheduled_at >= cfg.warm_up]
     columns = RunColumns.of(measured)
-    columns.table.share_chunk_times(measured)  # the simulator's blocks go; one copy stays
-    # The records' files are written on a second core while the summary is computed. Where
-    # warm-up requests are kept too, the files are not these columns: those records stay for
-    # the writer (after the summary: a second copy of every token time beside it would raise
-    # the peak), and the report reads the files back.
+    # From here on the columns stand for the measured records: every reader takes columns, so
+    # the records go now (a 100k-request run would hold 100k objects and their token times
+    # beside the columns). Where warm-up requests are written too, the files are not these
+    # columns: those records stay for the writer, the measured ones pointing into the columns
+    # (the simulator's token blocks go), and the report reads the files back.
     stored = result.records if len(measured) < len(result.records) else None
+    if stored is not None:
+        columns.table.share_chunk_times(measured)
+    result.records = []
+    del measured
+    # the records' files are written on a second core while the summary is computed
     written = columns.table.write_in_background(out) if stored is None else None
-    summary = summarize(measured, ttft_deadline=cfg.deadlines.ttft_deadline,
-                        tbt_deadline=cfg.deadlines.tbt_deadline, columns=columns,
+    summary = summarize(columns, ttft_deadline=cfg.deadlines.ttft_deadline,
+                        tbt_deadline=cfg.deadlines.tbt_deadline,
                         closed_loop=(loop.users, loop.think_time_s) if loop else None)
     summary["simulation"] = {**simulation_summary(result), "wall_time_s": wall,
                              "num_requests": len(requests), "warm_up_s": cfg.warm_up}
     summary["server_metrics"] = _server_metrics(result, out)
     table = None
     if cfg.intervals.intervals:
-        summary["intervals"], table = _intervals(cfg, requests, measured)
-    # From here on the columns stand for the records (every per-request token array was
-    # copied into them, and the measured records' are views of those copies): let the records
-    # go, or a 100k-request run holds 100k record objects while it writes.
+        summary["intervals"], table = _intervals(cfg, requests, columns)
     held = columns if stored is None else None
-    result.records = []
-    del measured
     plotter = plotter or PlotWorker()
     write_run_outputs(out, columns, summary, {"simulation": cfg.to_dict()},
                       plots=not cfg.outputs.no_plots, stored=stored, plotter=plotter,
@@ -121,7 +122,7 @@ def simulate(cfg: SimConfig, *, quiet: bool = False, report: bool | None = None,
     return summary
 
 
-def _intervals(cfg: SimConfig, requests, measured) -> tuple[dict, str]:
+def _intervals(cfg: SimConfig, requests, measured: RunColumns) -> tuple[dict, str]:
     """The summary's ``intervals`` section (``etalon.simulator.intervals``) and its table."""
     from etalon.metrics.intervals import format_intervals, latency_percentiles
     from etalon.simulator.intervals import interval_section, simulate_replicas

@@ -58,13 +58,17 @@ def run_wide_ttft(value: float | str | None) -> float | None:
     return value
 
 
-def ttft_deadline_label(records: Iterable[RequestRecord],
+def ttft_deadline_label(records: "Iterable[RequestRecord] | RunColumns",
                         ttft_deadline: float | None) -> float | str | None:
     """How a summary names the TTFT deadline: the run-wide seconds when given (records with
     their own still use theirs), :data:`PER_REQUEST` when only records carry one, else None."""
     if ttft_deadline is not None:
         return ttft_deadline
-    return PER_REQUEST if any(r.ttft_deadline is not None for r in records) else None
+    if isinstance(records, RunColumns):
+        own = bool((~np.isnan(records.own_ttft_deadline)).any())
+    else:
+        own = any(r.ttft_deadline is not None for r in records)
+    return PER_REQUEST if own else None
 
 
 @dataclass(frozen=True)

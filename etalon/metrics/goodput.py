@@ -60,7 +60,7 @@ def good_mask(
 
 
 def goodput(
-    records: Sequence[RequestRecord],
+    records: "Sequence[RequestRecord] | RunColumns",
     ttft_deadline: float | None,
     tbt_deadline: float | None,
     duration_s: float | None,
@@ -75,7 +75,7 @@ def goodput(
     return Goodput(
         num_good=n_good,
         num_requests=len(records),
-        fraction=n_good / len(records) if records else None,
+        fraction=n_good / len(records) if len(records) else None,
         requests_per_s=n_good / duration_s if duration_s else None,
         ttft_deadline_s=ttft_label,
         tbt_deadline_s=tbt_deadline,

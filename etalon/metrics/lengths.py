@@ -10,12 +10,15 @@ records (``error_type`` :data:`SHORT_OUTPUT_ERROR`).
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Sequence
+from typing import Sequence
 
-from etalon.metrics.tokens import output_tokens, prompt_tokens
+import numpy as np
+
+from etalon.metrics.columns import RunColumns
 from etalon.records import RequestRecord
 
 SHORT_OUTPUT_ERROR = "short_output"
@@ -39,6 +42,11 @@ class LengthTolerance:
     def is_short(self, requested: int, delivered: int) -> bool:
         return requested > 0 and requested - delivered > max(self.tokens, self.fraction * requested)
 
+    def short(self, requested: np.ndarray, delivered: np.ndarray) -> np.ndarray:
+        """:meth:`is_short` of every request at once."""
+        return (requested > 0) & (requested - delivered > np.maximum(self.tokens,
+                                                                     self.fraction * requested))
+
     def max_short_requests(self, checked: int) -> int:
         """The most short requests a run of ``checked`` requests may have without a warning."""
         return max(self.requests, math.floor(self.requests_fraction * checked))
@@ -47,9 +55,10 @@ class LengthTolerance:
 TOLERANCE = LengthTolerance()
 
 
-def answered(record: RequestRecord) -> bool:
-    """The server finished answering: completed, empty, or failed only for being short."""
-    return record.completed_at is not None and record.error_type in (None, SHORT_OUTPUT_ERROR)
+def answered(c: RunColumns) -> np.ndarray:
+    """Where the server finished answering: completed, empty, or failed only for being short."""
+    error = c.table.requests["error_type"]
+    return ~np.isnan(c.completed_at) & (error.isna() | (error == SHORT_OUTPUT_ERROR)).to_numpy()
 
 
 @dataclass(frozen=True)
@@ -80,71 +89,83 @@ class OutputLengths:
         return asdict(self)
 
 
-def output_lengths(records: Sequence[RequestRecord],
+def output_lengths(records: "Sequence[RequestRecord] | RunColumns",
                    tolerance: LengthTolerance = TOLERANCE) -> OutputLengths:
     """Checks delivered against requested output tokens (see :class:`LengthTolerance`)."""
-    checked = [r for r in records if answered(r) and r.requested_output_tokens > 0]
-    requested = sum(r.requested_output_tokens for r in checked)
-    delivered = sum(output_tokens(r)[0] for r in checked)
-    short = [r for r in checked if tolerance.is_short(r.requested_output_tokens, output_tokens(r)[0])]
-    num_empty = sum(1 for r in checked if not r.streamed_tokens)
-    allowed = tolerance.max_short_requests(len(checked))
-    is_short_run = len(short) > allowed
+    c = RunColumns.of(records)
+    wanted = c.table.requests["requested_output_tokens"].to_numpy(np.int64)
+    checked = answered(c) & (wanted > 0)
+    wanted, got = wanted[checked], c.output_tokens[checked]
+    requested, delivered = int(wanted.sum()), int(got.sum())
+    num_short = int(tolerance.short(wanted, got).sum())
+    num_empty = int((c.streamed_tokens[checked] == 0).sum())
+    num_checked = int(checked.sum())
+    allowed = tolerance.max_short_requests(num_checked)
+    is_short_run = num_short > allowed
     warning = None
     if is_short_run:
         warning = (
-            f"OUTPUTS SHORTER THAN REQUESTED: {len(short)} of {len(checked)} requests delivered "
+            f"OUTPUTS SHORTER THAN REQUESTED: {num_short} of {num_checked} requests delivered "
             f"fewer output tokens than requested ({num_empty} with none); {delivered} of "
             f"{requested} requested output tokens were delivered ({delivered / requested:.0%}). "
             "The server likely ignores ignore_eos/min_tokens, so throughput, TPOT and E2E "
             "describe a shorter workload than the one asked for. --require-exact-output-lengths "
             "makes such requests failures."
         )
+    failed_short = (c.table.requests["error_type"] == SHORT_OUTPUT_ERROR).to_numpy()
     return OutputLengths(
-        num_checked=len(checked),
+        num_checked=num_checked,
         requested_tokens=requested,
         delivered_tokens=delivered,
         delivered_fraction=delivered / requested if requested else None,
-        num_short=len(short),
+        num_short=num_short,
         num_empty=num_empty,
-        num_failed_short=sum(1 for r in checked if r.error_type == SHORT_OUTPUT_ERROR),
+        num_failed_short=int((checked & failed_short).sum()),
         max_short_requests=allowed,
         tolerance=asdict(tolerance),
         short=is_short_run,
         warning=warning,
-        count_sources=dict(sorted(Counter(output_tokens(r)[1] for r in checked).items())),
-        disagreement=disagreement(checked, lambda r: r.output_token_counts, output_tokens),
+        count_sources=_sources(c, "output", checked),
+        disagreement=disagreement(c, "output", checked),
     )
 
 
-def prompt_lengths(records: Sequence[RequestRecord]) -> dict:
+def prompt_lengths(records: "Sequence[RequestRecord] | RunColumns") -> dict:
     """Requested vs counted prompt tokens of the answered requests, with count sources and how
     the other counts differ (e.g. ``tokenizer vs usage``: the text alone against what the
     server counted, so the chat template's tokens show)."""
-    checked = [r for r in records if answered(r)]
+    c = RunColumns.of(records)
+    checked = answered(c)
+    requested = c.table.requests["requested_prompt_tokens"].to_numpy(np.int64)
     return {
-        "num_checked": len(checked),
-        "requested_tokens": sum(r.requested_prompt_tokens for r in checked),
-        "counted_tokens": sum(prompt_tokens(r)[0] for r in checked),
-        "count_sources": dict(sorted(Counter(prompt_tokens(r)[1] for r in checked).items())),
-        "disagreement": disagreement(checked, lambda r: r.prompt_token_counts, prompt_tokens),
+        "num_checked": int(checked.sum()),
+        "requested_tokens": int(requested[checked].sum()),
+        "counted_tokens": int(c.prompt_tokens[checked].sum()),
+        "count_sources": _sources(c, "prompt", checked),
+        "disagreement": disagreement(c, "prompt", checked),
         "includes": "answered requests (completed, empty, or failed for being short)",
     }
 
 
-def disagreement(records: Sequence[RequestRecord],
-                 counts_of: Callable[[RequestRecord], dict],
-                 used_of: Callable[[RequestRecord], tuple[int, str]]) -> dict[str, dict]:
-    """``{"<other> vs <used>": stats}`` over the requests that have both counts, where
-    ``<used>`` is the source a request's count came from and ``<other>`` another count it
-    carries; stats of ``other - used`` in tokens: ``num_requests``, ``num_differ``, ``mean``,
-    ``min``, ``max``."""
+def _sources(c: RunColumns, kind: str, rows: np.ndarray) -> dict[str, int]:
+    """How many of ``rows`` took their ``kind`` count from each source, by source name."""
+    return dict(sorted(Counter(c.token_source(kind)[rows].tolist()).items()))
+
+
+def disagreement(c: RunColumns, kind: str, rows: np.ndarray) -> dict[str, dict]:
+    """``{"<other> vs <used>": stats}`` over the ``rows`` (a mask) that carry other ``kind``
+    (``prompt``/``output``) counts than the one they use, where ``<used>`` is the source that
+    count came from and ``<other>`` another count the request carries; stats of
+    ``other - used`` in tokens: ``num_requests``, ``num_differ``, ``mean``, ``min``, ``max``."""
+    counts = c.table.requests[f"{kind}_token_counts"]
+    rows = np.flatnonzero(rows & counts.notna().to_numpy())
+    used_n = (c.prompt_tokens if kind == "prompt" else c.output_tokens)[rows]
+    used_source = c.token_source(kind)[rows]
     diffs: dict[str, list[int]] = {}
-    for r in records:
-        used_n, used = used_of(r)
-        for source, n in counts_of(r).items():
-            if source != used and isinstance(n, int):
-                diffs.setdefault(f"{source} vs {used}", []).append(n - used_n)
+    for text, n, used in zip(counts.to_numpy()[rows], used_n.tolist(), used_source):
+        for source, other in json.loads(text).items():
+            if source != used and isinstance(other, int):
+                diffs.setdefault(f"{source} vs {used}", []).append(other - n)
     return {
         key: {"num_requests": len(d), "num_differ": sum(1 for x in d if x),
               "mean": sum(d) / len(d), "min": min(d), "max": max(d)}

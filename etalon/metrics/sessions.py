@@ -11,29 +11,36 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from etalon.metrics.columns import RunColumns
 from etalon.metrics.distribution import Distribution
 from etalon.records import RequestRecord
 
 
-def session_summary(records: Sequence[RequestRecord]) -> dict | None:
+def session_summary(records: "Sequence[RequestRecord] | RunColumns") -> dict | None:
     """Sessions, their turns and per-turn latency; None when the run had no sessions."""
-    turns = [r for r in records if r.session_id is not None]
-    if not turns:
+    c = RunColumns.of(records)
+    session = c.table.numbers("session_id")
+    turns = ~np.isnan(session)
+    if not turns.any():
         return None
-    by_session: dict[int, list[RequestRecord]] = {}
-    for r in turns:
-        by_session.setdefault(r.session_id, []).append(r)
+    turn = c.table.numbers("turn")
+    ok = c.ok
+    _, which, sent = np.unique(session[turns], return_inverse=True, return_counts=True)
+    failed_turns = np.bincount(which, weights=~ok[turns], minlength=len(sent))
+    prompt = c.table.requests["requested_prompt_tokens"].to_numpy(np.int64)
+    e2e = c.completed_at - c.sent_at
 
-    def group(rs: list[RequestRecord]) -> dict:
-        ok = [r for r in rs if r.ok]
-        return {"requests": len(rs), "completed": len(ok),
-                "mean_prompt_tokens": float(np.mean([r.requested_prompt_tokens for r in rs]))
-                if rs else None,
-                "ttft": Distribution.of([r.ttft for r in ok]).to_dict(),
-                "e2e_latency": Distribution.of([r.e2e_latency for r in ok]).to_dict()}
+    def group(rows: np.ndarray) -> dict:
+        done = rows & ok
+        return {"requests": int(rows.sum()), "completed": int(done.sum()),
+                "mean_prompt_tokens": float(np.mean(prompt[rows])) if rows.any() else None,
+                "ttft": Distribution.of(c.ttft[done]).to_dict(),
+                "e2e_latency": Distribution.of(e2e[done]).to_dict()}
 
-    return {"sessions": len(by_session),
-            "completed_sessions": sum(all(r.ok for r in rs) for rs in by_session.values()),
-            "max_turns_sent": max(len(rs) for rs in by_session.values()),
-            "first_turn": group([r for r in turns if r.turn == 0]),
-            "later_turns": group([r for r in turns if r.turn and r.turn > 0])}
+    with np.errstate(invalid="ignore"):  # NaN turns (no session) are neither
+        first, later = turns & (turn == 0), turns & (turn > 0)
+    return {"sessions": len(sent),
+            "completed_sessions": int((failed_turns == 0).sum()),
+            "max_turns_sent": int(sent.max()),
+            "first_turn": group(first),
+            "later_turns": group(later)}

@@ -26,14 +26,13 @@ from etalon.metrics.latency import latency_series
 from etalon.metrics.lengths import TOLERANCE, LengthTolerance, output_lengths, prompt_lengths
 from etalon.metrics.sessions import session_summary
 from etalon.metrics.throughput import check_load, closed_loop_load, throughput
-from etalon.metrics.tokens import output_tokens, prompt_tokens
 from etalon.records import RequestRecord
 
 SCHEMA_VERSION = 1
 
 
 def summarize(
-    records: Iterable[RequestRecord],
+    records: "Iterable[RequestRecord] | RunColumns",
     *,
     ttft_deadline: float | None = None,
     tbt_deadline: float | None = None,
@@ -56,8 +55,9 @@ def summarize(
 
     Records with their own ``ttft_deadline`` are judged by it; ``ttft_deadline`` is the
     run-wide one for the rest. ``parameters.ttft_deadline_s`` is that run-wide value, or
-    ``"per-request"`` when there is none and records carry their own. ``columns``: the
-    records' own (:class:`RunColumns`), when the caller has built them. ``closed_loop``:
+    ``"per-request"`` when there is none and records carry their own. ``records`` may be
+    the run's :class:`RunColumns` themselves; ``columns``: the records' own, when the caller
+    has built them (either way no section walks the records). ``closed_loop``:
     ``(users, think time s)`` of a closed-loop run, which ``load.closed_loop`` then describes
     (``load.mode`` says which loop ran).
     """
@@ -65,23 +65,22 @@ def summarize(
     for name, value in (("ttft_deadline", ttft_deadline), ("tbt_deadline", tbt_deadline)):
         if value is not None and value <= 0:
             raise UserError(f"{name} must be > 0 seconds, got {value}")
-    records = list(records)
-    if columns is None:  # built once: the latency, deadline and goodput arrays
-        columns = RunColumns.of(records)
-    tput = throughput(records)
-    load = check_load(records, target_qps=target_qps, lag_threshold_s=lag_threshold_s,
+    # built once (unless the caller has): every section reads these arrays, not the records
+    c = RunColumns.of(records if columns is None else columns)
+    tput = throughput(c)
+    load = check_load(c, target_qps=target_qps, lag_threshold_s=lag_threshold_s,
                       min_rate_fraction=min_rate_fraction)
-    good = goodput(records, ttft_deadline, tbt_deadline, tput.duration_s, columns=columns)
-    outputs = output_lengths(records, length_tolerance)
+    good = goodput(c, ttft_deadline, tbt_deadline, tput.duration_s, columns=c)
+    outputs = output_lengths(c, length_tolerance)
     # before the latency distributions: the deadline walk packs every token time, and the
     # sorted copies those keep (for the CDFs) need not exist beside that
-    deadlines = deadline_summary(records, ttft_deadline, tbt_deadline,
+    deadlines = deadline_summary(c, ttft_deadline, tbt_deadline,
                                  min_fluidity=fluid_min_fluidity, percentile=fluid_percentile,
-                                 columns=columns)
+                                 columns=c)
     return {
         "schema_version": SCHEMA_VERSION,
         "parameters": {
-            "ttft_deadline_s": ttft_deadline_label(records, ttft_deadline),
+            "ttft_deadline_s": ttft_deadline_label(c, ttft_deadline),
             "tbt_deadline_s": tbt_deadline,
             "target_qps": target_qps,
             "lag_threshold_s": lag_threshold_s,
@@ -89,49 +88,55 @@ def summarize(
             "fluid_min_fluidity": fluid_min_fluidity,
             "fluid_percentile": fluid_percentile,
         },
-        "counts": count_summary(records),
+        "counts": count_summary(c),
         "latency": {
             name: {"unit": s.spec.unit, "includes": s.spec.includes, **s.distribution().to_dict()}
-            for name, s in latency_series(columns).items()
+            for name, s in latency_series(c).items()
         },
         "throughput": tput.to_dict(),
         "load": {**load.to_dict(), "mode": "closed_loop" if closed_loop else "open_loop",
-                 "closed_loop": closed_loop_load(records, *closed_loop) if closed_loop else None},
-        "lengths": {"output": outputs.to_dict(), "prompt": prompt_lengths(records)},
+                 "closed_loop": closed_loop_load(c, *closed_loop) if closed_loop else None},
+        "lengths": {"output": outputs.to_dict(), "prompt": prompt_lengths(c)},
         "deadlines": deadlines,
         "goodput": good.to_dict() if good else None,
-        "sessions": session_summary(records),
+        "sessions": session_summary(c),
         "warnings": [w for w in (load.warning, outputs.warning) if w],
     }
 
 
-def count_summary(records: Sequence[RequestRecord]) -> dict:
+def count_summary(records: "Sequence[RequestRecord] | RunColumns") -> dict:
     """How many requests were sent, completed (with tokens), empty, failed and unfinished; how
     answered requests finished and whether the server said so; where token counts came from."""
-    errors = Counter(r.error_type for r in records if r.error_type is not None)
-    outcomes = Counter(r.outcome for r in records)
-    finished = [r for r in records if r.completed_at is not None]
+    c = RunColumns.of(records)
+    requests = c.table.requests
+    errors = _counts(requests["error_type"].dropna())
+    outcomes = Counter(c.outcome.tolist())
+    finished = ~np.isnan(c.completed_at)
     return {
-        "num_requests": len(records),
-        "num_sent": sum(1 for r in records if r.sent_at is not None),
+        "num_requests": len(c),
+        "num_sent": int((~np.isnan(c.sent_at)).sum()),
         "num_completed": outcomes["completed"],
         "num_empty": outcomes["empty"],
         "num_errors": sum(errors.values()),
         "num_unfinished": outcomes["unfinished"],
-        "errors_by_type": dict(sorted(errors.items())),
-        "finish_reasons": dict(sorted(Counter(r.finish_reason or "unknown" for r in finished)
-                                      .items())),
-        "finish_reason_sources": dict(sorted(Counter(r.finish_reason_source or "unknown"
-                                                     for r in finished).items())),
+        "errors_by_type": errors,
+        "finish_reasons": _counts(requests["finish_reason"][finished]),
+        "finish_reason_sources": _counts(requests["finish_reason_source"][finished]),
         "token_count_sources": {
-            "prompt": dict(sorted(Counter(prompt_tokens(r)[1] for r in records).items())),
-            "output": dict(sorted(Counter(output_tokens(r)[1] for r in records).items())),
+            "prompt": dict(sorted(Counter(c.token_source("prompt").tolist()).items())),
+            "output": dict(sorted(Counter(c.token_source("output").tolist()).items())),
         },
     }
 
 
+def _counts(values) -> dict[str, int]:
+    """Occurrences of each text in a column (missing ones as ``unknown``), sorted by text."""
+    return dict(sorted(Counter(v if isinstance(v, str) and v else "unknown"
+                               for v in values.tolist()).items()))
+
+
 def deadline_summary(
-    records: Sequence[RequestRecord],
+    records: "Sequence[RequestRecord] | RunColumns",
     ttft_deadline: float | None,
     tbt_deadline: float | None,
     *,
@@ -148,12 +153,12 @@ def deadline_summary(
     ``num_own_ttft_deadlines`` counts the evaluated requests judged by their record's own TTFT
     deadline instead of ``ttft_deadline``.
     """
-    columns = RunColumns.of(records) if columns is None else columns
+    columns = RunColumns.of(records if columns is None else columns)
     tl = completed_timelines(columns)
     judged = row_deadlines(columns, ttft_deadline, tbt_deadline, tl)
     out: dict = {
         "includes": "completed requests (no error, >= 1 streamed token)",
-        "ttft_deadline_s": ttft_deadline_label(records, ttft_deadline),
+        "ttft_deadline_s": ttft_deadline_label(columns, ttft_deadline),
         "tbt_deadline_s": tbt_deadline,
         "num_requests_evaluated": len(tl),
         "num_own_ttft_deadlines": int(np.count_nonzero(~np.isnan(tl.ttft))),

@@ -4,7 +4,8 @@ The run window starts at the earliest ``scheduled_at`` or ``sent_at`` of any req
 generator that sends late does not shrink it) and ends at the latest ``completed_at`` of any
 request, failed ones included. Throughputs count completed requests only (``record.ok``: no
 error, at least one token); empty responses add no tokens and are counted in ``num_empty``, not
-in ``requests_per_s``. Rates are per second.
+in ``requests_per_s``. Rates are per second. Every function reads a run's columns
+(:class:`RunColumns`; records are turned into them), no Python call per request.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ from typing import Sequence
 
 import numpy as np
 
+from etalon.metrics.columns import RunColumns
 from etalon.metrics.distribution import percentile
-from etalon.metrics.tokens import output_tokens, prompt_tokens
 from etalon.records import RequestRecord
+
+Records = Sequence[RequestRecord] | RunColumns
 
 
 @dataclass(frozen=True)
@@ -31,14 +34,15 @@ class RunWindow:
         return self.end_s - self.start_s
 
 
-def run_window(records: Sequence[RequestRecord]) -> RunWindow | None:
+def run_window(records: Records) -> RunWindow | None:
     """The window rates are taken over; None when nothing completed or it has no length."""
-    starts = [r.scheduled_at for r in records]
-    starts += [r.sent_at for r in records if r.sent_at is not None]
-    ends = [r.completed_at for r in records if r.completed_at is not None]
-    if not starts or not ends:
+    c = RunColumns.of(records)
+    sent = c.sent_at[~np.isnan(c.sent_at)]
+    ends = c.completed_at[~np.isnan(c.completed_at)]
+    if not len(c) or not ends.size:
         return None
-    window = RunWindow(min(starts), max(ends))
+    start = min(float(c.scheduled_at.min()), float(sent.min()) if sent.size else np.inf)
+    window = RunWindow(start, float(ends.max()))
     return window if window.duration_s > 0 else None
 
 
@@ -66,28 +70,29 @@ class Throughput:
         return asdict(self)
 
 
-def throughput(records: Sequence[RequestRecord]) -> Throughput:
+def throughput(records: Records) -> Throughput:
     """Throughput over :func:`run_window`; rates are None when the window is undefined."""
-    ok = [r for r in records if r.ok]
-    n_prompt = sum(prompt_tokens(r)[0] for r in ok)
-    n_output = sum(output_tokens(r)[0] for r in ok)
-    n_errors = sum(1 for r in records if r.error_type is not None)
-    window = run_window(records)
+    c = RunColumns.of(records)
+    ok = c.ok
+    n_prompt = int(c.prompt_tokens[ok].sum())
+    n_output = int(c.output_tokens[ok].sum())
+    n_errors = int((~c.table.missing("error_type")).sum())
+    window = run_window(c)
     dur = window.duration_s if window else None
     return Throughput(
         window_start_s=window.start_s if window else None,
         window_end_s=window.end_s if window else None,
         duration_s=dur,
-        num_requests=len(records),
-        num_completed=len(ok),
-        num_empty=sum(1 for r in records if r.empty),
+        num_requests=len(c),
+        num_completed=int(ok.sum()),
+        num_empty=int(c.empty.sum()),
         num_errors=n_errors,
         prompt_tokens=n_prompt,
         output_tokens=n_output,
         output_tokens_per_s=n_output / dur if dur else None,
         total_tokens_per_s=(n_prompt + n_output) / dur if dur else None,
-        requests_per_s=len(ok) / dur if dur else None,
-        error_rate=n_errors / len(records) if records else None,
+        requests_per_s=int(ok.sum()) / dur if dur else None,
+        error_rate=n_errors / len(c) if len(c) else None,
     )
 
 
@@ -95,7 +100,8 @@ def arrival_rate(times: Sequence[float]) -> float | None:
     """``(n - 1) / (last - first)`` in requests/s; None for fewer than 2 times or a zero span."""
     if len(times) < 2:
         return None
-    span = max(times) - min(times)
+    times = np.asarray(times, dtype=float)
+    span = float(times.max() - times.min())
     return (len(times) - 1) / span if span > 0 else None
 
 
@@ -118,7 +124,7 @@ class LoadCheck:
 
 
 def check_load(
-    records: Sequence[RequestRecord],
+    records: Records,
     *,
     target_qps: float | None = None,
     lag_threshold_s: float = 0.010,
@@ -131,11 +137,13 @@ def check_load(
     generator fell behind when p99 dispatch lag > ``lag_threshold_s`` or achieved <
     ``min_rate_fraction`` x target.
     """
-    sent = [r.sent_at for r in records if r.sent_at is not None]
-    lags = np.array([r.sent_at - r.scheduled_at for r in records if r.sent_at is not None])
+    c = RunColumns.of(records)
+    has = ~np.isnan(c.sent_at)
+    sent = c.sent_at[has]
+    lags = sent - c.scheduled_at[has]
     achieved = arrival_rate(sent)
     source = "given" if target_qps is not None else "schedule"
-    target = target_qps if target_qps is not None else arrival_rate([r.scheduled_at for r in records])
+    target = target_qps if target_qps is not None else arrival_rate(c.scheduled_at)
     if target is None:
         source = None
     p99 = percentile(lags, 99.0)
@@ -165,21 +173,22 @@ def check_load(
     )
 
 
-def closed_loop_load(records: Sequence[RequestRecord], users: int, think_time_s: float) -> dict:
+def closed_loop_load(records: Records, users: int, think_time_s: float) -> dict:
     """What a closed loop achieved, next to what Little's law says it should: ``users`` each
     cycling through a request's latency (send to last token), its think time and any dispatch
     lag give ``users / mean cycle`` requests per second. ``achieved_qps`` is measured over the
     whole run, its start included (every user sends at 0, then waits a first cycle), so with few
     requests per user it sits a little below the steady rate: 10 users, 400 requests of a
     saturated 20 req/s server achieve 19.8 (tests/test_capacity_jobs.py)."""
-    done = [r for r in records if r.sent_at is not None and r.completed_at is not None]
-    latency = float(np.mean([r.e2e_latency for r in done])) if done else None
-    lag = float(np.mean([r.dispatch_lag for r in done])) if done else 0.0
+    c = RunColumns.of(records)
+    done = ~np.isnan(c.sent_at) & ~np.isnan(c.completed_at)
+    latency = float(np.mean(c.completed_at[done] - c.sent_at[done])) if done.any() else None
+    lag = float(np.mean(c.sent_at[done] - c.scheduled_at[done])) if done.any() else 0.0
     cycle = latency + think_time_s + lag if latency is not None else None
     # user u's k_u sends span k_u - 1 cycles: n - users cycles over the span of the sends (the
     # plain (n - 1) / span counts the users' first sends, all at 0, as if they took time)
-    sent = [r.sent_at for r in records if r.sent_at is not None]
-    span = max(sent) - min(sent) if sent else 0.0
+    sent = c.sent_at[~np.isnan(c.sent_at)]
+    span = float(sent.max() - sent.min()) if sent.size else 0.0
     achieved = (len(sent) - users) / span if span > 0 and len(sent) > users else None
     return {"mode": "closed_loop", "users": users, "think_time_s": think_time_s,
             "achieved_qps": achieved,
