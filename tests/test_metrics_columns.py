@@ -16,7 +16,8 @@ import pandas as pd
 import pytest
 
 from etalon.cli_errors import UserError
-from etalon.metrics.columns import RunColumns
+from etalon.metrics import columns as columns_module
+from etalon.metrics.columns import RunColumns, tbt_samples, tbt_values
 from etalon.metrics.goodput import good_mask
 from etalon.metrics.latency import latency_series
 from etalon.metrics.per_request import request_frame, request_rows
@@ -77,6 +78,21 @@ def reference_deadlines(r: RequestRecord, ttft: float | None, tbt: float) -> tup
             misses += math.floor((t - d) / tbt) + 1
         d = max(d, t) + tbt
     return on_time, misses
+
+
+@pytest.mark.parametrize("failed_masked", ["one by one", "by row ids"])
+@pytest.mark.parametrize("seed", range(4))
+def test_tbt_from_chunk_counts_equals_tbt_from_row_ids(seed, failed_masked, monkeypatch):
+    # the summary's TBT samples come from each request's chunk count (two passes where every
+    # request completed); they must be tbt_samples' own, in its order, whichever way the gaps
+    # of failed requests are left out, and with every request completed too
+    monkeypatch.setattr(columns_module, "SMALL_MASK", 10 ** 9 if failed_masked == "one by one" else 0)
+    recs = random_records(seed, n=200)
+    for run in (recs, [r for r in recs if r.ok]):
+        c = RunColumns.of(run)
+        _, expected = tbt_samples(c.chunk_row, c.chunk_times, c.chunk_tokens, c.ok)
+        got = tbt_values(c.num_chunks, c.chunk_times, c.chunk_tokens, c.ok, c.unit_chunks)
+        assert len(expected) > 100 and np.array_equal(got, expected)
 
 
 @pytest.mark.parametrize("seed", range(6))

@@ -266,3 +266,34 @@ def tbt_samples(row: np.ndarray, times: np.ndarray, tokens: np.ndarray,
     if (k == 1).all():  # one token per chunk (a simulator's, most servers'): no spreading
         return row[1:][same], gaps
     return np.repeat(row[1:][same], k), np.repeat(gaps / k, k)
+
+
+SMALL_MASK = 64  # failed requests with gaps up to which their gaps are masked one by one
+
+
+def tbt_values(num_chunks: np.ndarray, times: np.ndarray, tokens: np.ndarray,
+               ok: np.ndarray, unit: bool) -> np.ndarray:
+    """The samples of :func:`tbt_samples` (in the same order) from each request's count of
+    content chunks instead of a row id per chunk: the gaps between consecutive chunks with those
+    into a request's first chunk, or within a failed request, left out. Two passes over the
+    chunks where every request completed (a simulation's), not seven (1.5 s at 44 M chunks).
+    ``unit``: every chunk carried one token."""
+    if len(times) < 2:
+        return np.empty(0)
+    ends = np.cumsum(num_chunks)
+    starts = ends - num_chunks
+    keep = np.ones(len(times) - 1, dtype=bool)  # gap j: chunk j to chunk j + 1
+    firsts = starts[(num_chunks > 0) & (starts > 0)]
+    keep[firsts - 1] = False
+    failed = np.flatnonzero(~ok & (num_chunks >= 2))
+    if len(failed) <= SMALL_MASK:
+        for r in failed.tolist():
+            keep[starts[r]:ends[r] - 1] = False
+    else:
+        keep &= np.repeat(ok, num_chunks)[1:]
+    gaps = np.diff(times)
+    gaps = gaps if keep.all() else gaps[keep]
+    if unit:  # one token per chunk (a simulator's, most servers'): no spreading
+        return gaps
+    k = tokens[1:][keep]
+    return np.repeat(gaps / k, k)
