@@ -269,6 +269,21 @@ def test_a_settled_rows_fluidity_is_what_a_walk_gives_from_there_on(ttft):
     assert (below < settled.fluidity).sum() > len(tl) // 2
 
 
+def test_a_subset_of_rows_packs_as_those_requests_alone_would():
+    # the search walks a subset of rows, gathered column by column from the packing: it must
+    # be the packing of those requests' own token times, rows in the same order
+    ids, t0, times = random_timelines(7, n=120)
+    own = [None if i % 3 else 0.4 for i in ids]
+    tl = Timelines.from_token_times(ids, t0, times, own)
+    rows = np.flatnonzero(np.random.default_rng(7).random(len(tl)) < 0.4)
+    sub = tl.subset(rows)
+    picked = [int(i) for i in tl.request_ids[rows]]
+    alone = Timelines.from_token_times(picked, [t0[i] for i in picked], [times[i] for i in picked],
+                                       [own[i] for i in picked])
+    for name in ("request_ids", "t0", "lengths", "times", "starts", "active", "ttft"):
+        assert np.array_equal(getattr(sub, name), getattr(alone, name), equal_nan=True), name
+
+
 def test_fluid_rate_with_no_data():
     fr = fluid_token_rate(Timelines.from_token_times([], [], []), 1.0)
     assert fr.tokens_per_s is None and not fr.attainable

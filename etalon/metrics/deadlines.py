@@ -189,17 +189,23 @@ class Timelines:
     def subset(self, rows: np.ndarray) -> "Timelines":
         """The given rows (positions in this packing, ascending) as their own packing.
 
-        Gathers the rows' tokens with one index array as long as their tokens, so a search
-        that narrows to a few rows pays for those rows only.
+        Rows ascending here are longest first among themselves too, so column i of the subset
+        is column i of this packing at the first rows that reach token i: one gather per
+        column, each reading forward through that column (no index array as long as the
+        rows' tokens: 1.7 s of a 100k-request run's fluid-rate search before).
         """
         rows = np.asarray(rows, dtype=np.int64)
         lengths = self.lengths[rows]
-        ends = np.cumsum(lengths)
-        # token i of row j sits at starts[i] + j in the position-major layout
-        position = np.arange(int(ends[-1]) if len(ends) else 0) - np.repeat(ends - lengths, lengths)
-        row_major = self.times[self.starts[position] + np.repeat(rows, lengths)]
-        return Timelines.pack(self.request_ids[rows], self.t0[rows], lengths, row_major,
-                              self.ttft[rows])
+        n = len(rows)
+        max_len = int(lengths[0]) if n else 0
+        active = n - np.cumsum(np.bincount(lengths, minlength=max_len + 1))[:max_len]
+        starts = np.concatenate([[0], np.cumsum(active)[:-1]]).astype(np.int64)[:max_len]
+        packed = np.empty(int(lengths.sum()))
+        for i in range(max_len):
+            a = int(active[i])
+            np.take(self.times, self.starts[i] + rows[:a], out=packed[starts[i]:starts[i] + a])
+        return Timelines(self.request_ids[rows], self.t0[rows], lengths, packed, starts,
+                         active.astype(np.int64), self.ttft[rows])
 
     def ttft_deadlines(self, default: float | None) -> np.ndarray:
         """Each row's TTFT deadline (s): its own, else ``default``; NaN where it has none."""
