@@ -56,7 +56,8 @@ def simulate(cfg: SimConfig, *, quiet: bool = False, report: bool | None = None,
     default they are drawn in process."""
     from etalon.metrics.columns import RunColumns
     from etalon.metrics.summary import summarize
-    from etalon.report.files import write_run_outputs
+    from etalon.report.figures import STREAM_PLOTS
+    from etalon.report.files import plot_specs, write_run_outputs
     from etalon.report.plot_worker import PlotWorker
     from etalon.simulator.deployment import build_simulation
     from etalon.simulator.results import simulation_summary, timeline_specs, write_timeline
@@ -85,8 +86,13 @@ def simulate(cfg: SimConfig, *, quiet: bool = False, report: bool | None = None,
         columns.table.share_chunk_times(measured)
     result.records = []
     del measured
-    # the records' files are written on a second core while the summary is computed
+    # the records' files are written on a second core while the summary is computed, and the
+    # plots that need no summary are drawn meanwhile in the helper
     written = columns.table.write_in_background(out) if stored is None else None
+    plotter = plotter or PlotWorker()
+    if not cfg.outputs.no_plots:
+        plotter.submit(timeline_specs(result), out / "plots")
+        plotter.submit(plot_specs(columns, plotter, STREAM_PLOTS), out / "plots")
     summary = summarize(columns, ttft_deadline=cfg.deadlines.ttft_deadline,
                         tbt_deadline=cfg.deadlines.tbt_deadline,
                         closed_loop=(loop.users, loop.think_time_s) if loop else None)
@@ -97,13 +103,10 @@ def simulate(cfg: SimConfig, *, quiet: bool = False, report: bool | None = None,
     if cfg.intervals.intervals:
         summary["intervals"], table = _intervals(cfg, requests, columns)
     held = columns if stored is None else None
-    plotter = plotter or PlotWorker()
     write_run_outputs(out, columns, summary, {"simulation": cfg.to_dict()},
                       plots=not cfg.outputs.no_plots, stored=stored, plotter=plotter,
                       written=written)
     write_timeline(result, out)
-    if not cfg.outputs.no_plots:
-        plotter.submit(timeline_specs(result), out / "plots")
     del result, stored, columns
     if (not quiet if report is None else report) and not cfg.outputs.no_report:
         from etalon.report.html import write_run_report

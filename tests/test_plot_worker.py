@@ -9,8 +9,9 @@ import pytest
 from etalon.metrics.summary import summarize
 from etalon.records import RequestRecord
 from etalon.report.downsample import MAX_POINTS
-from etalon.report.figures import run_specs, steps_spec
-from etalon.report.files import write_run_outputs
+from etalon.metrics.columns import RunColumns
+from etalon.report.figures import RUN_PLOTS, STREAM_PLOTS, run_specs, steps_spec
+from etalon.report.files import plot_specs, write_run_outputs
 from etalon.report.plot_worker import PlotWorker
 
 
@@ -41,6 +42,22 @@ def test_the_helper_draws_the_same_png_bytes_as_drawing_in_process(tmp_path):
     for name, path in plots.items():
         assert drawn[name] == tmp_path / "helper" / "plots" / path.name
         assert drawn[name].read_bytes() == path.read_bytes(), name
+
+
+def test_plots_handed_over_before_the_summary_are_not_drawn_twice(tmp_path):
+    # simulate hands the plots that need no latency series to the helper before its summary;
+    # writing the outputs then hands over only the rest, and every plot is drawn once
+    recs = records(300)
+    worker = PlotWorker()
+    early = plot_specs(RunColumns.of(recs), worker, STREAM_PLOTS)
+    assert set(early) == set(STREAM_PLOTS)
+    worker.submit(early, tmp_path / "plots")
+    submitted = []
+    original = worker.submit
+    worker.submit = lambda specs, out: (submitted.append(set(specs)), original(specs, out))
+    write_run_outputs(tmp_path, recs, summarize(recs), {}, plotter=worker)
+    assert submitted == [set(RUN_PLOTS) - set(STREAM_PLOTS)]
+    assert set(worker.finish()) == {f"plot/{name}" for name in RUN_PLOTS}
 
 
 @pytest.mark.parametrize("parallel", [False, True])

@@ -11,7 +11,7 @@ plots as fast as a 1k one, and titles still give the full sample count.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Collection, Sequence
 
 import numpy as np
 
@@ -25,12 +25,14 @@ if TYPE_CHECKING:  # the drawing process needs none of these (pandas and Arrow: 
     from etalon.records import RequestRecord
 
 # (series name, x-axis label, title) of every CDF plot; times are shown in milliseconds.
+STREAM_PLOTS = ("ttft_vs_prompt_tokens", "output_tokens_over_time")  # need no latency series
 CDF_PLOTS: tuple[tuple[str, str, str], ...] = (
     ("ttft", "TTFT (ms)", "Time to first token"),
     ("tbt", "TBT (ms, per token)", "Time between tokens"),
     ("e2e_latency", "End-to-end latency (ms)", "End-to-end latency"),
     ("dispatch_lag", "Dispatch lag (ms)", "Dispatch lag (sent - scheduled)"),
 )
+RUN_PLOTS = (*(f"{name}_cdf" for name, _, _ in CDF_PLOTS), *STREAM_PLOTS)
 
 
 @dataclass(frozen=True)
@@ -128,22 +130,30 @@ def steps_spec(lines: Sequence[tuple[str, np.ndarray, np.ndarray]], *, xlabel: s
                     size=(7.0, 3.5), legend=legend)
 
 
-def run_specs(records: "Sequence[RequestRecord] | RecordTable | RunColumns") -> dict[str, PlotSpec]:
-    """Every plot of a run that has data, by name (the PNG's file stem)."""
+def run_specs(records: "Sequence[RequestRecord] | RecordTable | RunColumns",
+              names: Collection[str] | None = None) -> dict[str, PlotSpec]:
+    """The run's plots among ``names`` (default: every one of :data:`RUN_PLOTS`) that have
+    data, by name (the PNG's file stem). The :data:`STREAM_PLOTS` read the columns alone, so a
+    command can have them drawn before its summary; the CDFs read the latency series the
+    summary computes."""
+    wanted = set(RUN_PLOTS if names is None else names)
     from etalon.metrics.columns import RunColumns
     from etalon.metrics.latency import latency_series
 
     c = RunColumns.of(records)
-    series = latency_series(c)
-    specs: dict[str, PlotSpec | None] = {
-        f"{name}_cdf": cdf_spec(series[name].sorted_values, xlabel=xlabel, title=title,
-                                presorted=True, scale=1e3)
-        for name, xlabel, title in CDF_PLOTS
-    }
-    has = c.ok & ~np.isnan(c.sent_at)
-    keep = thin(np.flatnonzero(has))
-    specs["ttft_vs_prompt_tokens"] = scatter_spec(
-        c.prompt_tokens[keep], (c.first_chunk - c.sent_at)[keep] * 1e3, xlabel="Prompt tokens",
-        ylabel="TTFT (ms)", title=f"TTFT vs prompt length (n={int(has.sum())})")
-    specs["output_tokens_over_time"] = tokens_over_time_spec(c.chunk_times, c.chunk_weights)
+    specs: dict[str, PlotSpec | None] = {}
+    if any(f"{name}_cdf" in wanted for name, _, _ in CDF_PLOTS):
+        series = latency_series(c)
+        specs = {f"{name}_cdf": cdf_spec(series[name].sorted_values, xlabel=xlabel, title=title,
+                                         presorted=True, scale=1e3)
+                 for name, xlabel, title in CDF_PLOTS if f"{name}_cdf" in wanted}
+    if "ttft_vs_prompt_tokens" in wanted:
+        has = c.ok & ~np.isnan(c.sent_at)
+        keep = thin(np.flatnonzero(has))
+        specs["ttft_vs_prompt_tokens"] = scatter_spec(
+            c.prompt_tokens[keep], (c.first_chunk - c.sent_at)[keep] * 1e3,
+            xlabel="Prompt tokens", ylabel="TTFT (ms)",
+            title=f"TTFT vs prompt length (n={int(has.sum())})")
+    if "output_tokens_over_time" in wanted:
+        specs["output_tokens_over_time"] = tokens_over_time_spec(c.chunk_times, c.chunk_weights)
     return {name: spec for name, spec in specs.items() if spec is not None}

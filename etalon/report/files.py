@@ -68,7 +68,7 @@ def write_run_outputs(
     }
     worker = plotter or PlotWorker()
     if plots:  # a helper draws them while the files below are written; in process, after them
-        worker.submit(_plot_specs(columns), out / "plots")
+        worker.submit(plot_specs(columns, worker), out / "plots")
     if written is None:
         table = columns.table if stored is None else RecordTable.from_records(stored)
         records = table.write(out)
@@ -82,12 +82,15 @@ def write_run_outputs(
     return paths
 
 
-def _plot_specs(columns: RunColumns) -> dict:
-    from etalon.report.figures import run_specs
+def plot_specs(columns: RunColumns, worker: "PlotWorker",
+               names: "Iterable[str] | None" = None) -> dict:
+    """The specs of the run's plots among ``names`` (default: every one) that ``worker`` was
+    not handed yet; a failure is a warning and no plots."""
+    from etalon.report.figures import RUN_PLOTS, run_specs
     from etalon.report.plot_worker import warn_not_drawn
 
     try:
-        return run_specs(columns)
+        return run_specs(columns, set(RUN_PLOTS if names is None else names) - worker.submitted)
     except Exception as exc:  # plots are a view; the results are written regardless
         warn_not_drawn(exc)
         return {}

@@ -56,6 +56,7 @@ class PlotWorker:
         self._pending: list[Future] = []
         self._later: list[tuple[dict[str, PlotSpec], Path]] = []  # drawn in process at finish
         self._drawn: dict[str, Path] = {}
+        self.submitted: set[str] = set()  # the names of every plot handed over so far
 
     @classmethod
     def start(cls) -> "PlotWorker":
@@ -78,6 +79,7 @@ class PlotWorker:
         """Has each spec drawn into ``out_dir/<name>.png``."""
         if not specs:
             return
+        self.submitted.update(specs)
         if self._pool is not None:
             try:
                 self._pending.append(self._pool.submit(_draw, specs, Path(out_dir)))
