@@ -17,7 +17,7 @@ import itertools
 import json
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +41,7 @@ _COUNT_FIELDS = ("prompt_token_counts", "output_token_counts")  # dicts, stored 
 SCALAR_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(RequestRecord) if f.name not in _CHUNK_FIELDS)
 _KIND = {f.name: str(f.type).split(" ")[0].split("[")[0] for f in fields(RequestRecord)}
 INT_FIELDS = tuple(n for n in SCALAR_FIELDS if _KIND[n] == "int")
+_DEFAULTS = {f.name: f.default for f in fields(RequestRecord) if f.default is not MISSING}
 # fields added after requests.parquet first shipped, and what an older table holds for them
 LATER_FIELDS = {"prefix_group": None, "prefix_tokens": 0}
 
@@ -72,29 +73,36 @@ class RecordTable:
         if isinstance(records, RecordTable):
             return records
         records = list(records)
-        data = {name: [getattr(r, name) for r in records] for name in SCALAR_FIELDS}
+        values = {name: [getattr(r, name) for r in records] for name in SCALAR_FIELDS}
+        return cls.from_values(values, [r.chunk_times for r in records],
+                               [r.chunk_tokens for r in records])
+
+    @classmethod
+    def from_values(cls, values: dict[str, list], chunk_times: list,
+                    chunk_tokens: list | None = None) -> "RecordTable":
+        """Columns of requests given field by field: ``values[name][i]`` is request i's
+        ``name`` (a field left out takes ``RequestRecord``'s default), ``chunk_times[i]`` its
+        chunks' times and ``chunk_tokens[i]`` their tokens (None: one token per chunk). What a
+        collector that never makes record objects (the simulator) hands over."""
+        n = len(chunk_times)
+        data = {}
+        for name in SCALAR_FIELDS:
+            if name in values:
+                data[name] = values[name]
+            elif name in _COUNT_FIELDS:
+                data[name] = [None] * n  # no counts: no JSON text
+            else:
+                data[name] = [_DEFAULTS[name]] * n
         for name in _COUNT_FIELDS:
-            data[name] = [_json(c) for c in data[name]]
-        counts = np.fromiter((len(r.chunk_times) for r in records), dtype=np.int64, count=len(records))
+            if name in values:
+                data[name] = [_json(c) for c in data[name]]
+        counts = np.fromiter(map(len, chunk_times), dtype=np.int64, count=n)
         data["num_chunks"] = counts
         total = int(counts.sum())
-        times = _flat([r.chunk_times for r in records], float, total)
-        tokens = _flat([r.chunk_tokens for r in records], TOKEN_DTYPE, total)
+        times = _flat(chunk_times, float, total)
+        tokens = (np.ones(total, dtype=TOKEN_DTYPE) if chunk_tokens is None
+                  else _flat(chunk_tokens, TOKEN_DTYPE, total))
         return cls(pd.DataFrame(data, columns=[*SCALAR_FIELDS, "num_chunks"]), times, tokens)
-
-    def share_chunk_times(self, records: "list[RequestRecord]") -> None:
-        """Points each of ``records`` (those this table was built from, in order) at its slice
-        of ``chunk_times``: read-only views, so the arrays the records held can be freed while
-        code that walks records still reads them. A simulation's 100k records held 350 MB of
-        token times beside these columns through its summary."""
-        bounds = self.offsets
-        if len(records) != len(self) or any(len(r.chunk_times) != b - a for r, a, b
-                                            in zip(records, bounds[:-1], bounds[1:])):
-            raise ValueError("share_chunk_times: the records are not the ones this table holds")
-        shared = self.chunk_times.view()
-        shared.flags.writeable = False
-        for r, a, b in zip(records, bounds[:-1], bounds[1:]):
-            r.chunk_times = shared[a:b]
 
     def to_records(self) -> list[RequestRecord]:
         """Back to objects (for code that walks requests one by one, e.g. a replay)."""

@@ -72,20 +72,15 @@ def simulate(cfg: SimConfig, *, quiet: bool = False, report: bool | None = None,
     loop = cfg.workload.closed_loop()
     result = sim.run(requests, closed_loop=loop, sessions=cfg.workload.sessions())
     wall = time.perf_counter() - started
-    del sim  # it holds the records too: letting them go below must free their token times
+    del sim  # (its engines' state)
     out = cfg.outputs.prepare(fresh=("requests.jsonl", "requests.parquet", "tokens.parquet"))
-    measured = [r for r in result.records if r.scheduled_at >= cfg.warm_up]
-    columns = RunColumns.of(measured)
-    # From here on the columns stand for the measured records: every reader takes columns, so
-    # the records go now (a 100k-request run would hold 100k objects and their token times
-    # beside the columns). Where warm-up requests are written too, the files are not these
-    # columns: those records stay for the writer, the measured ones pointing into the columns
-    # (the simulator's token blocks go), and the report reads the files back.
-    stored = result.records if len(measured) < len(result.records) else None
-    if stored is not None:
-        columns.table.share_chunk_times(measured)
-    result.records = []
-    del measured
+    # The columns of the measured requests; where warm-up requests are written too, the files
+    # are the whole table (read back by the report), not these columns.
+    records, result.table = result.table, None
+    warm = records.numbers("scheduled_at") < cfg.warm_up
+    stored = records if warm.any() else None
+    columns = RunColumns(records.select(~warm) if stored is not None else records)
+    del records
     # the records' files are written on a second core while the summary is computed, and the
     # plots that need no summary are drawn meanwhile in the helper
     written = columns.table.write_in_background(out) if stored is None else None

@@ -197,21 +197,23 @@ def test_chunk_counts_must_match_the_chunk_table():
     assert np.array_equal(table.offsets[1:] - table.offsets[:-1], table.requests["num_chunks"])
 
 
-def test_records_can_share_the_tables_chunk_times():
-    records = random_records(3)
-    before = [list(r.chunk_times) for r in records]
-    table = RecordTable.from_records(records)
-    table.share_chunk_times(records)
-    for r, times in zip(records, before):
-        assert list(r.chunk_times) == times  # the same values, each record its own slice
-        if times:
-            assert np.shares_memory(r.chunk_times, table.chunk_times)
-            with pytest.raises(ValueError):  # a record cannot write into the run's columns
-                r.chunk_times[0] = -1.0
-    assert [r.ttft for r in records] == [RequestRecord(**{**vars(r), "chunk_times": t}).ttft
-                                         for r, t in zip(records, before)]
-    with pytest.raises(ValueError, match="not the ones this table holds"):
-        table.share_chunk_times(records[1:])
+def test_a_table_given_field_by_field_is_the_table_of_the_same_records():
+    # the simulator hands its requests over as per-field lists (no record objects): the table
+    # must be the one its records would give, fields left out taking the record's defaults
+    recs = [RequestRecord(request_id=i, scheduled_at=0.5 * i, sent_at=0.5 * i,
+                          completed_at=0.5 * i + 0.2, chunk_times=[0.5 * i + 0.1, 0.5 * i + 0.2],
+                          chunk_tokens=[1, 1], num_output_tokens=2, output_tokens_source="simulated",
+                          replica_id=i % 2, session_id=None if i % 3 else i)
+            for i in range(7)]
+    given = ("request_id", "scheduled_at", "sent_at", "completed_at", "num_output_tokens",
+             "output_tokens_source", "replica_id", "session_id")
+    table = RecordTable.from_values({name: [getattr(r, name) for r in recs] for name in given},
+                                    [np.array(r.chunk_times) for r in recs])
+    expected = RecordTable.from_records(recs)
+    pd.testing.assert_frame_equal(table.requests, expected.requests)
+    assert np.array_equal(table.chunk_times, expected.chunk_times)
+    assert np.array_equal(table.chunk_tokens, expected.chunk_tokens)
+    assert table.chunk_tokens.dtype == expected.chunk_tokens.dtype
 
 
 def test_requests_csv_reuses_the_summarys_deadline_results_only_at_the_same_deadlines():

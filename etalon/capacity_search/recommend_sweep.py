@@ -375,8 +375,8 @@ def simulate_once(sweep: Sweep, layout: Layout, n: int) -> Probe:
     from etalon.metrics.throughput import check_load
     from etalon.simulator.deployment import build_simulation
 
-    result = build_simulation(cfg).run(sweep.requests)
-    measured = [r for r in result.records if r.scheduled_at >= cfg.warm_up]
+    table = build_simulation(cfg).run(sweep.requests).table
+    measured = table.select(table.numbers("scheduled_at") >= cfg.warm_up)
     return _observe(sweep, measured, check_load(measured).fell_behind, n)
 
 

@@ -91,8 +91,8 @@ def simulate_replicas(cfg, requests: list[Request], settings: IntervalConfig, *,
         sim = build_simulation(run_cfg, run_plans)
         result = sim.run(reqs, closed_loop=run_cfg.workload.closed_loop(),
                          sessions=run_cfg.workload.sessions())
-        kept = [r for r in result.records if r.scheduled_at >= cfg.warm_up]
-        out.values.append(latency_percentiles(kept))
+        table = result.table
+        out.values.append(latency_percentiles(table.select(table.numbers("scheduled_at") >= cfg.warm_up)))
         out.seeds.append(seed)
     return out
 
