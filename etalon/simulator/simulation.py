@@ -37,13 +37,13 @@ MAX_SEGMENT_STEPS = 4096
 
 
 class _TokenTimes:
-    """Finished requests' token times, packed into large shared blocks; a record's array is a
-    view of its block.
+    """Finished requests' token times, packed into large shared blocks; a request's times are a
+    view of its block until the run's table joins them.
 
     One small array per request (~440 floats for ShareGPT) lives on the C heap, which does
-    not give freed memory back to the system: 100k records would keep ~350 MB of RSS after
-    the run's columns have copied them. Blocks this size are mapped and unmapped whole, so
-    the memory returns once the records and their views are gone.
+    not give freed memory back to the system: 100k requests would keep ~350 MB of RSS after
+    the table has copied them. Blocks this size are mapped and unmapped whole, so the memory
+    returns once the views are gone.
     """
 
     BLOCK = 1 << 20  # float64s: 8 MiB
