@@ -16,6 +16,17 @@ def records():
                           chunk_tokens=[1, 1]) for i in range(3)]
 
 
+def written(folders):
+    """The bytes of every file under each folder, once W&B has written them: a run's
+    ``finish()`` can return before its background service has flushed it (the last run's
+    name was missing once), and ``teardown`` waits for that."""
+    import wandb
+
+    wandb.teardown()
+    return [b"".join(p.read_bytes() for p in folder.rglob("*") if p.is_file())
+            for folder in folders]
+
+
 @pytest.fixture
 def offline(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
@@ -37,8 +48,8 @@ def test_offline_run_is_written_without_the_api_key(offline, tmp_path):
     assert log_to_wandb("etalon-test", "g", "r", config, summary, recs, {"plot/x": plot})
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
+    blobs = written([tmp_path / "wandb"])
     assert list(runs[0].glob("*.wandb"))
-    blobs = [p.read_bytes() for p in (tmp_path / "wandb").rglob("*") if p.is_file()]
     assert not any(SECRET.encode() in b for b in blobs)
     assert any(MARKER.encode() in b for b in blobs)  # the search would have found the key
 
@@ -77,7 +88,7 @@ def test_capacity_job_logs_one_run_per_probe_grouped_and_tags_the_best(offline, 
     assert log_capacity_job("etalon-test", report, directory=tmp_path) == 4
     runs = sorted((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 4
-    blobs = [b"".join(p.read_bytes() for p in run.rglob("*") if p.is_file()) for run in runs]
+    blobs = written(runs)
     # the group and the "best" tag are in the three runs of "fast", not in the one of "slow"
     assert sum(b"fast@" in b for b in blobs) == 3 and sum(b"slow@" in b for b in blobs) == 1
     assert all(b"best" in b for b in blobs if b"fast@" in b)
