@@ -114,9 +114,11 @@ def test_prefill_probe_tells_how_the_server_prices_several_prompts(tmp_path, cro
     assert batching.cross_pair_fraction == pytest.approx(1.0 if cross else 0.0, abs=0.4)
     # the measured extra time of the second prompt, against the truth worked from its formula
     expect = (2e-5 * 1024 + 2e-8 * 1024 * 1025 / 2 + (2e-8 * 1024 * 1024 if cross else 0.0))
-    # (a stall of the shared cores only adds: one CI run read +4.1 ms on the 31 ms without
-    # cross pairs; the 21 ms they add still separates the two servers)
-    assert expect - 0.004 <= batching.measured_extra_s <= expect + 0.008
+    # A stall of the shared cores moves it either way: in a step with the second prompt it adds
+    # (one CI run read +4.1 ms on the 31 ms without cross pairs), in the one-prompt baseline it
+    # subtracts (another read -4.4 ms on the 52 ms with them). The 21 ms the cross pairs add
+    # still separates the two servers at 8 ms either way.
+    assert expect - 0.008 <= batching.measured_extra_s <= expect + 0.008
 
 
 def test_simulator_charges_the_request_path_before_the_engine(profile):
