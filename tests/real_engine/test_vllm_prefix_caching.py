@@ -95,7 +95,10 @@ def context_profile(caching_server, profiled, tmp_path_factory) -> Path:
 
 def test_the_context_probe_prices_attention_over_a_cached_prefix(context_profile):
     # vLLM reused each prefix: every extra is far below what computing the prefix again would
-    # add (the fit's prefill of P tokens more), and grows with P
+    # add (the fit's prefill of P tokens more), and the price fitted over every P is positive.
+    # Not that the extra at the longest prefix beats the shortest's: the extras scatter by tens
+    # of ms (docs/real_engine.md) against a ~30 ms difference, and a clean-clone CI run read
+    # 33.5, 40.1 and 31.2 ms for P = 256, 512 and 768 (a price of 9.0e-7 s per pair)
     from etalon.profiles import load_profile
 
     section = load_profile(context_profile).prefill
@@ -106,7 +109,7 @@ def test_the_context_probe_prices_attention_over_a_cached_prefix(context_profile
                        - section.predict({"prompt_tokens": c.suffix_tokens}, strict=False))
                  for p in c.prefix_tokens]
     assert all(e < 0.5 * r for e, r in zip(c.extras_s, recompute)), (c, recompute)
-    assert c.extras_s[-1] > c.extras_s[0] and c.per_context_pair > 0, c
+    assert c.per_context_pair > 0, c
 
 
 @pytest.mark.parametrize("job", [PREFIX, SESSIONS], ids=["shared_prefix", "sessions"])
