@@ -188,7 +188,7 @@ class RunColumns:
 
     @cached_property
     def prompt_tokens(self) -> np.ndarray:
-        """:func:`etalon.metrics.tokens.prompt_tokens`: the record's count, else the requested."""
+        """The record's own prompt count, else the requested length."""
         own = self.table.numbers("num_prompt_tokens")
         return np.where(np.isnan(own), self.table.numbers("requested_prompt_tokens"), own).astype(np.int64)
 

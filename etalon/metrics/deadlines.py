@@ -31,7 +31,7 @@ are accounted for by goodput and the error counts.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -58,17 +58,12 @@ def run_wide_ttft(value: float | str | None) -> float | None:
     return value
 
 
-def ttft_deadline_label(records: "Iterable[RequestRecord] | RunColumns",
-                        ttft_deadline: float | None) -> float | str | None:
+def ttft_deadline_label(c: RunColumns, ttft_deadline: float | None) -> float | str | None:
     """How a summary names the TTFT deadline: the run-wide seconds when given (records with
     their own still use theirs), :data:`PER_REQUEST` when only records carry one, else None."""
     if ttft_deadline is not None:
         return ttft_deadline
-    if isinstance(records, RunColumns):
-        own = bool((~np.isnan(records.own_ttft_deadline)).any())
-    else:
-        own = any(r.ttft_deadline is not None for r in records)
-    return PER_REQUEST if own else None
+    return PER_REQUEST if (~np.isnan(c.own_ttft_deadline)).any() else None
 
 
 @dataclass(frozen=True)

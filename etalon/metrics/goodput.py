@@ -68,14 +68,15 @@ def goodput(
 ) -> Goodput | None:
     """Goodput over a window of ``duration_s`` seconds; None when no deadline applies
     (``columns``: the records' own, when the caller has built them)."""
-    ttft_label = ttft_deadline_label(records, ttft_deadline)
+    c = RunColumns.of(records if columns is None else columns)
+    ttft_label = ttft_deadline_label(c, ttft_deadline)
     if ttft_label is None and tbt_deadline is None:
         return None
-    n_good = sum(good_mask(columns if columns is not None else records, ttft_deadline, tbt_deadline))
+    n_good = sum(good_mask(c, ttft_deadline, tbt_deadline))
     return Goodput(
         num_good=n_good,
-        num_requests=len(records),
-        fraction=n_good / len(records) if len(records) else None,
+        num_requests=len(c),
+        fraction=n_good / len(c) if len(c) else None,
         requests_per_s=n_good / duration_s if duration_s else None,
         ttft_deadline_s=ttft_label,
         tbt_deadline_s=tbt_deadline,

@@ -85,8 +85,12 @@ def _latency_series(c: RunColumns) -> dict[str, Series]:
     def row() -> np.ndarray:  # c.chunk_row, from the counts alone (the series keep no columns)
         return made if made is not None else np.repeat(np.arange(len(n_chunks)), n_chunks)
 
-    out[TOKENS_PER_CHUNK.name] = Series(TOKENS_PER_CHUNK, lambda: ids[row()[ok[row()]]],
-                                        tokens if every else tokens[ok[row()]])
+    def chunk_ids() -> np.ndarray:
+        rows = row()
+        return ids[rows[ok[rows]]]
+
+    out[TOKENS_PER_CHUNK.name] = Series(TOKENS_PER_CHUNK, chunk_ids,
+                                        tokens if every else tokens[ok[made]])
     samples = tbt_values(n_chunks, times, tokens, ok, c.unit_chunks)
     out[TBT.name] = Series(TBT, lambda: ids[tbt_samples(row(), times, tokens, ok)[0]], samples)
     put(TPOT, ~np.isnan(c.tpot), c.tpot)

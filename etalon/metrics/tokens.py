@@ -1,5 +1,6 @@
-"""How many tokens a record carries and where that count came from (per record; the
-columnar twins are :class:`etalon.metrics.columns.RunColumns`' ``output_tokens``/``prompt_tokens``)."""
+"""How many output tokens a record carries and where that count came from, for the client that
+judges a request as it finishes (the columnar twin, over a whole run, is
+:class:`etalon.metrics.columns.RunColumns`' ``output_tokens``)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,3 @@ def output_tokens(record: RequestRecord) -> tuple[int, str]:
         return int(record.num_output_tokens), record.output_tokens_source or "unknown"
     return int(sum(t for t in record.chunk_tokens if t > 0)), "chunks"
 
-
-def prompt_tokens(record: RequestRecord) -> tuple[int, str]:
-    """``(count, source)``: the record's own count when it has one, else the requested length."""
-    if record.num_prompt_tokens is not None:
-        return int(record.num_prompt_tokens), record.prompt_tokens_source or "unknown"
-    return int(record.requested_prompt_tokens), "requested"
