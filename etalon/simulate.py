@@ -15,23 +15,29 @@ from typing import TYPE_CHECKING
 
 from etalon.commands import entry_points
 from etalon.options import add_config_file_flag, add_options, config_from_args
-from etalon.simulator.config import SimConfig
 
+# The simulator (and pandas with it) is imported where it is used, not here: the plot helper
+# is a spawned process, which imports this module again before it draws (0.4 s of a core that
+# the command's own threads want meanwhile).
 if TYPE_CHECKING:
     from etalon.metrics.columns import RunColumns
     from etalon.report.plot_worker import PlotWorker
+    from etalon.simulator.config import SimConfig
 
 PROG = "etalon.simulate"
 DESCRIPTION = "Simulate a serving deployment under a workload."
 
 
 def configure(parser) -> None:
+    from etalon.simulator.config import SimConfig
+
     add_config_file_flag(parser, "; workload ones under 'workload:'")
     add_options(parser, SimConfig)
 
 
 def execute(ns) -> int:
     from etalon.report.plot_worker import PlotWorker
+    from etalon.simulator.config import SimConfig
     from etalon.ui.history import record_quietly
 
     cfg = config_from_args(SimConfig, ns, what="simulator config").validate()

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from etalon.config_files import parse_yaml
 from etalon.estimator.errors import EstimatorError
 
 GiB = 1024**3
@@ -111,8 +112,7 @@ def spec_from_dict(key: str, raw: Any, where: str = "hardware.yaml") -> Hardware
 
 def _read_yaml(path: Path) -> dict:
     try:
-        with path.open() as fh:
-            data = yaml.safe_load(fh)
+        data = parse_yaml(path.read_bytes())
     except yaml.YAMLError as exc:
         raise EstimatorError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
     except OSError as exc:

@@ -16,7 +16,11 @@ PERCENTILES: tuple[tuple[str, float], ...] = (
     ("p99", 99.0),
     ("p99_9", 99.9),
 )
-_COUNT_BLOCK = 1 << 22  # samples counted (or their deviations squared) a block at a time
+# Samples counted (or their deviations squared) a block at a time: 512 kB, small enough that
+# the allocator reuses one buffer. A 32 MB temporary is a fresh mapping each time, and on the
+# VMs measured here first-touching it cost more than the arithmetic (0.11 s against 0.007 s
+# for the 4.4 M TBT samples of a 10k-request run).
+_COUNT_BLOCK = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -115,8 +119,12 @@ def _mean_std(arr: np.ndarray) -> tuple[float, float]:
     """numpy's mean and (population) std of ``arr``, the deviations taken a block at a time:
     ``arr.std()`` makes a temporary as large as ``arr`` (350 MB at 44 M TBT samples)."""
     mean = float(arr.mean())
-    squares = sum(float(np.square(arr[i:i + _COUNT_BLOCK] - mean).sum())
-                  for i in range(0, arr.size, _COUNT_BLOCK))
+    buffer = np.empty(min(arr.size, _COUNT_BLOCK))
+    squares = 0.0
+    for start in range(0, arr.size, _COUNT_BLOCK):
+        block = arr[start:start + _COUNT_BLOCK]
+        deviations = np.subtract(block, mean, out=buffer[:block.size])
+        squares += float(np.square(deviations, out=deviations).sum())
     return mean, math.sqrt(squares / arr.size)
 
 
