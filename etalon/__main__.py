@@ -1,7 +1,5 @@
 """``python -m etalon``: the same as the ``etalon`` command."""
 
-import sys
+from etalon.commands import console
 
-from etalon.commands import main
-
-sys.exit(main(prog="etalon"))
+console()

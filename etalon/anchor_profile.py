@@ -12,13 +12,12 @@ machine may have changed speed since it was profiled::
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from typing import ClassVar
 
 from etalon.calibration.anchor import AnchorProbe, AnchorSettings, default_prompt_tokens
 from etalon.calibration.cli import ProbeRunOptions, probe_into_copy
-from etalon.commands import entry_points
+from etalon.commands import entry_points, exit_process
 from etalon.options import add_options, apply_namespace, embed, option
 from etalon.profiles import Profile, Section
 
@@ -66,4 +65,4 @@ def run(args: AnchorConfig) -> int:
 build_parser, main = entry_points(__name__)
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

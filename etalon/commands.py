@@ -10,11 +10,14 @@ imported only when their subcommand runs, so ``etalon --help`` stays fast.
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib
 import os
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from types import ModuleType
+from typing import NoReturn
 
 from etalon.cli_errors import run_cli
 
@@ -112,6 +115,36 @@ def no_transparent_hugepages() -> None:
     _set_madvise_hugepage(False)
 
 
+def exit_process(code: int | None) -> NoReturn:
+    """Ends a command's process with ``code`` once the command has returned, skipping the
+    interpreter's teardown.
+
+    Python's own exit frees every module and object one by one; with pandas, pyarrow and
+    matplotlib loaded that takes 0.2-0.3 s on this project's 2-core machines, after every
+    result is written (a tenth of a 10k-request ``etalon simulate``). What an exit must do is
+    still done, in the interpreter's order: threads are waited for, exit handlers run (Ray's,
+    W&B's, multiprocessing's, logging's), and the output streams are flushed. Only for a
+    process's own entry point (``__main__`` blocks, the ``etalon`` script), never for a
+    caller of ``main()``.
+    """
+    wait_for_threads = getattr(threading, "_shutdown", None)  # what Py_Finalize calls first
+    if wait_for_threads is None:  # another interpreter: its own exit, slower but the same
+        sys.exit(code)
+    wait_for_threads()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing more can be said
+            pass
+    os._exit(code or 0)
+
+
+def console() -> NoReturn:
+    """The ``etalon`` script: :func:`main`, then :func:`exit_process`."""
+    exit_process(main())
+
+
 def entry_points(module_name: str) -> tuple[Callable[[], Parser], Callable[..., int]]:
     """``build_parser()`` and ``main(argv)`` for a command module::
 
@@ -167,4 +200,4 @@ def main(argv: Sequence[str] | None = None, prog: str = "etalon") -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

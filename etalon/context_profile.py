@@ -12,7 +12,6 @@ off describes the same engine; this adds the one number caching needs::
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -20,7 +19,7 @@ from typing import ClassVar
 from etalon.calibration.cli import ProbeRunOptions, probe_into_copy
 from etalon.calibration.context import ContextProbe, ContextSettings
 from etalon.cli_errors import UserError
-from etalon.commands import entry_points
+from etalon.commands import entry_points, exit_process
 from etalon.options import add_options, apply_namespace, embed, option
 from etalon.profiles import ContextResult, Profile, Section
 from etalon.records import RequestRecord
@@ -76,4 +75,4 @@ def _judge(probe: ContextProbe, records: list[RequestRecord],
 build_parser, main = entry_points(__name__)
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from etalon.calibration.cli import Measurement, ProfilerConfig, open_session, print_fit, save_outputs, write_records
 from etalon.calibration.decode import DecodeSettings, fit_decode, measure_decode
-from etalon.commands import entry_points
+from etalon.commands import entry_points, exit_process
 from etalon.options import add_options, apply_namespace, embed, option
 from etalon.profiles import Profile
 
@@ -73,4 +73,4 @@ def run(args: DecodeProfilerConfig) -> int:
 build_parser, main = entry_points(__name__)
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

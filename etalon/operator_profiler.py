@@ -38,7 +38,7 @@ from etalon.calibration.operator_profile import (
     point_kernels,
 )
 from etalon.cli_errors import UserError
-from etalon.commands import entry_points
+from etalon.commands import entry_points, exit_process
 from etalon.estimator.hardware import hardware_catalog
 from etalon.options import add_options, apply_namespace, check_required, option
 
@@ -210,4 +210,4 @@ def run(args: OperatorProfilerConfig) -> int:
 build_parser, main = entry_points(__name__)
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

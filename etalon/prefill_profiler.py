@@ -28,7 +28,7 @@ from etalon.calibration.join import JoinProbe, JoinSettings
 from etalon.calibration.prefill import DEFAULT_LENGTHS, PrefillSettings, fit_prefill, measure_prefill
 from etalon.calibration.probe import Probe
 from etalon.calibration.wake_up import DEFAULT_GAPS, WakeUpProbe, WakeUpSettings
-from etalon.commands import entry_points
+from etalon.commands import entry_points, exit_process
 from etalon.options import add_options, apply_namespace, option
 from etalon.profiles import Profile
 
@@ -135,4 +135,4 @@ def run(args: PrefillProfilerConfig) -> int:
 build_parser, main = entry_points(__name__)
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -29,7 +29,7 @@ from etalon.cli_errors import UserError
 from etalon.client.connection import ConnectionConfig, LoadConfig
 from etalon.client.pool import PoolSpec, run_pool
 from etalon.metrics.targets import DeadlineTargets
-from etalon.commands import entry_points
+from etalon.commands import entry_points, exit_process
 from etalon.options import add_config_file_flag, add_options, config_from_args, embed, option, to_mapping
 from etalon.records import RecordWriter, RequestRecord
 from etalon.repeats import RepeatConfig
@@ -285,4 +285,4 @@ def _server_metrics(scrape, start_wall: float, out: Path) -> dict:
 build_parser, main = entry_points(__name__)
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

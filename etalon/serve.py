@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 from dataclasses import dataclass
 
 from aiohttp import web
 
 from etalon.engine import Engine
 from etalon.engine.config import EngineConfig
-from etalon.commands import entry_points
+from etalon.commands import entry_points, exit_process
 from etalon.options import add_options, config_from_args, embed, option
 from etalon.perf.config import PerfModelConfig
 from etalon.server import EngineRunner, ServerConfig, build_app
@@ -82,4 +81,4 @@ async def serve(cfg: ServeConfig) -> None:
 build_parser, main = entry_points(__name__)
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from etalon.commands import entry_points
+from etalon.commands import entry_points, exit_process
 from etalon.options import add_config_file_flag, add_options, config_from_args
 
 # The simulator (and pandas with it) is imported where it is used, not here: the plot helper
@@ -162,4 +162,4 @@ def _server_metrics(result, out) -> dict:
 build_parser, main = entry_points(__name__)
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from etalon.cli_errors import UserError
-from etalon.commands import entry_points
+from etalon.commands import entry_points, exit_process
 from etalon.options import add_config_file_flag, add_options, config_from_args, embed, option
 from etalon.report.files import write_csv, write_json
 from etalon.run_benchmark import BenchmarkConfig
@@ -198,4 +198,4 @@ def plot_sweep(rows: list[dict], path: Path) -> None:
 build_parser, main = entry_points(__name__)
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -15,7 +15,6 @@ gives the ``coverage``: the fraction of rows inside.
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass, replace
 from typing import ClassVar
 from pathlib import Path
@@ -23,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from etalon.cli_errors import UserError
-from etalon.commands import entry_points
+from etalon.commands import entry_points, exit_process
 from etalon.engine.config import EngineConfig
 from etalon.engine.gauges import KV_USAGE, RUNNING, WAITING
 from etalon.metrics.intervals import (
@@ -316,4 +315,4 @@ def _plot(live, models: dict, path: Path) -> None:
 build_parser, main = entry_points(__name__)
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

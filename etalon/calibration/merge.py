@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass, replace
 
 from etalon.cli_errors import UserError
-from etalon.commands import entry_points
+from etalon.commands import entry_points, exit_process
 from etalon.options import add_options, apply_namespace, check_required, option
 from etalon.profiles import Profile, load_profile, save_profile
 from etalon.profiles.profile import SECTIONS
@@ -66,4 +66,4 @@ def execute(ns) -> int:
 build_parser, main = entry_points(__name__)
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

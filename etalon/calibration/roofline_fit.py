@@ -45,7 +45,7 @@ from etalon.calibration.fit_points import (
     prefill_measurements,
 )
 from etalon.cli_errors import UserError
-from etalon.commands import entry_points
+from etalon.commands import entry_points, exit_process
 from etalon.estimator.deployment_config import DeploymentConfig
 from etalon.options import add_options, apply_namespace, check_required, embed, option
 from etalon.perf.base import StepBatch
@@ -232,4 +232,4 @@ def execute(ns) -> int:
 build_parser, main = entry_points(__name__)
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -16,7 +16,7 @@ from typing import ClassVar
 from etalon.capacity_search.jobs import load_job
 from etalon.capacity_search.outputs import format_table, write_outputs
 from etalon.capacity_search.runner import run_all
-from etalon.commands import entry_points
+from etalon.commands import entry_points, exit_process
 from etalon.options import add_options, apply_namespace, check_required, option
 
 PROG = "etalon.capacity_search"
@@ -82,4 +82,4 @@ def run(args: SearchCommandConfig) -> int:
 build_parser, main = entry_points(__name__)
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -40,7 +40,7 @@ from etalon.capacity_search.recommend_sweep import (
 )
 from etalon.capacity_search.slo import SLO
 from etalon.cli_errors import UserError
-from etalon.commands import entry_points
+from etalon.commands import entry_points, exit_process
 from etalon.engine.config import EngineConfig
 from etalon.estimator.deployment_config import DeploymentConfig
 from etalon.options import (
@@ -451,4 +451,4 @@ def run(args: RecommendConfig) -> int:
 build_parser, main = entry_points(__name__)
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from etalon.commands import entry_points
+from etalon.commands import entry_points, exit_process
 
 PROG = "etalon.report"
 DESCRIPTION = ("One self-contained HTML report (opens offline) of run folders, overlaid and "
@@ -51,4 +51,4 @@ def execute(ns) -> int:
 build_parser, main = entry_points(__name__)
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -17,7 +17,7 @@ from importlib.util import find_spec
 from pathlib import Path
 
 from etalon.cli_errors import UserError
-from etalon.commands import entry_points
+from etalon.commands import entry_points, exit_process
 from etalon.options import add_options, config_from_args, option
 from etalon.ui.history import ENV, history_path
 
@@ -99,4 +99,4 @@ def _serve(command: list[str]) -> int:
 build_parser, main = entry_points(__name__)
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from etalon.cli_errors import UserError
-from etalon.commands import entry_points
+from etalon.commands import entry_points, exit_process
 from etalon.launchers.vllm_cpu import vllm_cpu_missing_reason
 from etalon.launchers.vllm_cpu.paths import repo_root
 from etalon.options import add_options, apply_namespace, option
@@ -95,4 +95,4 @@ def run(args: EngineValidationConfig, command: str) -> int:
 build_parser, main = entry_points(__name__)
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())
