@@ -3,6 +3,8 @@ warning line and nothing else, and what a plot shows stays a few thousand points
 
 from __future__ import annotations
 
+import multiprocessing
+
 import numpy as np
 import pytest
 
@@ -36,7 +38,10 @@ def test_the_helper_draws_the_same_png_bytes_as_drawing_in_process(tmp_path):
         assert worker.parallel  # the test machine has two CPUs
         written = write_run_outputs(tmp_path / "helper", recs, summary, {}, plotter=worker)
         assert not any(k.startswith("plot/") for k in written)  # the helper names them
+        before = set(multiprocessing.active_children())
         drawn = worker.finish()
+        # every plot is in, and the helper is gone (stopped, not left to exit on its own)
+        assert before and not before & set(multiprocessing.active_children())
     plots = {k: v for k, v in inline.items() if k.startswith("plot/")}
     assert len(plots) == 6 and drawn.keys() == plots.keys()
     for name, path in plots.items():
