@@ -113,12 +113,10 @@ class PlotWorker:
         pool, self._pool = self._pool, None
         if pool is None:
             return
-        workers = list((getattr(pool, "_processes", None) or {}).values())  # (private, stable)
-        pool.shutdown(wait=False, cancel_futures=True)
-        for worker in workers:
+        for worker in list((getattr(pool, "_processes", None) or {}).values()):  # (private)
             worker.terminate()
-        for worker in workers:
-            worker.join()
+        # the pool's own thread reaps them (a second join here would race it for the exit status)
+        pool.shutdown(wait=True, cancel_futures=True)
 
     def close(self) -> None:
         """Lets the helper go; plots not drawn yet are dropped."""

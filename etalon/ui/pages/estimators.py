@@ -34,6 +34,8 @@ def _latency() -> None:
     est = guarded(lambda: estimators.latency(settings))
     if est is None:
         return
+    record_once("latency", est.kind, est.history_inputs(), est.data,  # before it is shown
+                f"{settings['model']} on {settings['hardware']}")  # (see the planner's page)
     e = est.data["estimate"]
     m = st.columns(4)
     m[0].metric("TTFT", f"{e['ttft_s'] * 1e3:.2f} ms")
@@ -43,8 +45,6 @@ def _latency() -> None:
     for title, frame in est.charts.items():
         st.caption(title)
         st.line_chart(frame)
-    record_once("latency", est.kind, est.history_inputs(), est.data,
-                f"{settings['model']} on {settings['hardware']}")
 
 
 def _distributed() -> None:
@@ -74,6 +74,7 @@ def _distributed() -> None:
     est = guarded(run)
     if est is None:
         return
+    record_once("distributed", est.kind, est.history_inputs(), est.data, f"{model} on {servers} servers")
     first = est.data["latency"][0]["with_efficiency"]
     m = st.columns(3)
     m[0].metric(f"tokens/s @ {est.data['seq_lens'][0]}", f"{first['tokens_per_s']:.2f}")
@@ -83,7 +84,6 @@ def _distributed() -> None:
         st.caption(title)
         st.line_chart(frame)
     facts_table([(f"blocks on server {i}", b) for i, b in enumerate(est.data["scenario"]["blocks"])])
-    record_once("distributed", est.kind, est.history_inputs(), est.data, f"{model} on {servers} servers")
 
 
 def page() -> None:

@@ -79,6 +79,7 @@ def page() -> None:
     result = guarded(lambda: planner.compute(inputs))
     if result is None:
         return
-    _show(result)
+    # recorded before it is shown: a page left while it draws (its run stopped) keeps its record
     record_once("planner", "planner", inputs.history_inputs(), result.history_outputs(),
                 f"{result.model.name} on {inputs.hardware}")
+    _show(result)
