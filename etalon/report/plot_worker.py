@@ -110,13 +110,11 @@ class PlotWorker:
         """Ends the helper once every plot it was handed is in. Nothing is left for it to do,
         and a graceful exit (tearing down its interpreter and matplotlib) would keep the
         command waiting 0.15 s more."""
-        pool, self._pool = self._pool, None
-        if pool is None:
-            return
-        for worker in list((getattr(pool, "_processes", None) or {}).values()):  # (private)
-            worker.terminate()
+        if self._pool is not None:
+            for worker in list((getattr(self._pool, "_processes", None) or {}).values()):
+                worker.terminate()  # (a private attribute: the pool names no public way)
         # the pool's own thread reaps them (a second join here would race it for the exit status)
-        pool.shutdown(wait=True, cancel_futures=True)
+        self.close()
 
     def close(self) -> None:
         """Lets the helper go; plots not drawn yet are dropped."""
