@@ -67,6 +67,10 @@ def run(args: DecodeProfilerConfig) -> int:
 
         plot_decode(section, out / "decode_fit.png")
     print_fit(section, PROG)
+    rep = section.settings["repeatability"]
+    if rep["speed_drift"] is not None:
+        print(f"  repetitions: the engine's speed moved {rep['speed_drift']:.1%} between them; a "
+              f"level's repetitions differ by {rep['level_scatter']:.1%} (median over levels)")
     return 0
 
 

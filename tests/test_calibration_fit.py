@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from etalon.calibration.decode import repeatability
 from etalon.calibration.fitting import FitSettings, fit_section
 from etalon.calibration.prefill import PrefillMeasurements, PrefillPlan, PrefillSettings, fit_prefill, plan_prefill
 from etalon.profiles import OutOfRangeError
@@ -127,3 +128,23 @@ def test_prefill_plan_warms_up_then_shuffles_each_repetition_with_its_seed():
     assert sorted(r.prompt_tokens for r in plan.requests[2:5]) == [256, 1024, 4096]
     assert plan_prefill(settings) == plan
     assert isinstance(plan, PrefillPlan) and all(r.arrival_time == 0.0 for r in plan.requests)
+
+
+def _levels(steps: dict[tuple[int, int], list[float | None]]) -> list[dict]:
+    return [{"batch": b, "prompt_tokens": p, "repetition": r, "median_step_s": t}
+            for (b, p), times in steps.items() for r, t in enumerate(times)]
+
+
+def test_decode_repeatability_measures_drift_between_repetitions_and_scatter_within_levels():
+    # worked by hand: level medians 0.10, 0.20, 0.30; repetition 1 runs 10 % slow on the first
+    # two levels, repetition 2 20 % slow on the third. Speeds (median of each repetition's
+    # ratios): 1.0, 1.1, 1.0 -> drift 10 %; relative ranges 0.1, 0.1, 0.2 -> scatter 10 %
+    rep = repeatability(_levels({(1, 64): [0.10, 0.11, 0.10], (2, 64): [0.20, 0.22, 0.20],
+                                 (4, 64): [0.30, 0.30, 0.36], (8, 64): [None, None, None]}))
+    assert rep["speed_drift"] == pytest.approx(0.10)
+    assert rep["level_scatter"] == pytest.approx(0.10)
+    # a steady engine: every repetition alike
+    steady = repeatability(_levels({(1, 64): [0.1, 0.1], (2, 256): [0.2, 0.2]}))
+    assert steady == {"speed_drift": pytest.approx(0.0), "level_scatter": pytest.approx(0.0)}
+    # one repetition: nothing to compare
+    assert repeatability(_levels({(1, 64): [0.1], (2, 64): [0.2]})) == {"speed_drift": None, "level_scatter": None}

@@ -205,5 +205,34 @@ def fit_decode(points: DecodePoints, fit: FitSettings = FitSettings(),
                       "the level's requests, then over repetitions")
     if summary is not None:
         info["levels"] = summary
+        info["repeatability"] = repeatability(summary)
     return fit_section("decode", X, y, groups, fit, measurements=points.columns(),
                        profiler_settings=info)
+
+
+def repeatability(summary: list[dict]) -> dict[str, float | None]:
+    """How far the engine's own repetitions of one level disagree, from the per-level summary.
+
+    ``speed_drift``: each repetition's speed (median over levels of its step time over the
+    level's median across repetitions); the largest relative difference between two of them.
+    The engine slowing down over the profile shows here. ``level_scatter``: the median over
+    levels of the relative range of their repetitions. Bursts that hit some levels show here.
+    A fit cannot be held to an error below these: the points it fits scatter by as much.
+    None where there is a single repetition."""
+    steps: dict[tuple[int, int], dict[int, float]] = {}
+    for lv in summary:
+        if lv.get("median_step_s"):
+            steps.setdefault((lv["batch"], lv["prompt_tokens"]), {})[lv["repetition"]] = lv["median_step_s"]
+    repeated = {k: v for k, v in steps.items() if len(v) >= 2}
+    if not repeated:
+        return {"speed_drift": None, "level_scatter": None}
+    ratios: dict[int, list[float]] = {}
+    scatter = []
+    for reps in repeated.values():
+        times = np.array(list(reps.values()))
+        mid = float(np.median(times))
+        scatter.append(float((times.max() - times.min()) / mid))
+        for rep, t in reps.items():
+            ratios.setdefault(rep, []).append(t / mid)
+    speeds = [float(np.median(r)) for r in ratios.values()]
+    return {"speed_drift": max(speeds) / min(speeds) - 1, "level_scatter": float(np.median(scatter))}
