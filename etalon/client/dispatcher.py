@@ -20,6 +20,7 @@ message. A failed turn ends its session; the turns never sent count as not dispa
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 import sys
 import threading
@@ -53,6 +54,35 @@ def _ray_node_id() -> str | None:
     if ray is None or not ray.is_initialized():
         return None
     return ray.get_runtime_context().get_node_id()
+
+
+_frozen_runs = 0
+_frozen_lock = threading.Lock()
+
+
+def freeze_heap() -> None:
+    """Moves every object alive now out of the garbage collector's reach for the run.
+
+    A full collection walks every tracked object: the prompts, the client, the imported
+    libraries. It held the GIL for 40-60 ms once every few seconds at 1,000 req/s, and every
+    request due meanwhile went out late (p99 dispatch lag 11-12 ms; 1.5 ms frozen). What the
+    run allocates is still collected. Counted, since a process may run several generators."""
+    global _frozen_runs
+    with _frozen_lock:
+        if _frozen_runs == 0:
+            gc.collect()
+            gc.freeze()
+        _frozen_runs += 1
+
+
+def thaw_heap() -> None:
+    """Undoes :func:`freeze_heap` once the last generator of the process is done, so garbage
+    kept since is collected again (a driver may run many runs)."""
+    global _frozen_runs
+    with _frozen_lock:
+        _frozen_runs -= 1
+        if _frozen_runs == 0:
+            gc.unfreeze()
 
 
 def _run_loop(coro) -> None:
@@ -160,6 +190,7 @@ class LoadGenerator:
             return
         gate = asyncio.Semaphore(cap)
         tasks: set[asyncio.Task] = set()
+        freeze_heap()
         self._ready.set()
         try:
             await self._go.wait()
@@ -185,6 +216,7 @@ class LoadGenerator:
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
             await client.close()
+            thaw_heap()
             self.stats.done = True
 
     async def _dispatch(self, client, gate: asyncio.Semaphore, tasks: set, clock: Clock) -> None:
