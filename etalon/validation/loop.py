@@ -110,6 +110,13 @@ def run_loop(job: ValidationJob, out: Path, *, command: str, profile: Path | Non
             origin = f"Fitted earlier: `{_shown(profile)}` (not re-profiled)."
         else:
             profile, origin = _fresh_profile(server, job, out, phase, save_profile)
+        if job.prefill.context_probe_prefixes and engine.enable_prefix_caching:
+            # a cached request's TTFT leans on the price of attention over its cached prefix,
+            # which the profilers' uncached prompts barely determine: measured here, as the
+            # real-engine test does
+            with phase("context probe"):
+                profile = steps.measure_context(server, job, profile, out / "context")
+            origin += " The price of attention over a cached prefix measured on this server (`etalon.context_profile`)."
         capacity = steps.capacity_rps(job, profile, engine, out / "capacity")
         runs = _live_runs(server, job, profile, engine, capacity, out, phase)
         result = {
