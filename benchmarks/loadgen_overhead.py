@@ -55,7 +55,6 @@ def trial(base_url: str, clients: int, qps: float, seconds: float, tokens: int) 
     cfg = ClientConfig(base_url=base_url, model="m", ignore_eos=False)
     spec = PoolSpec("openai-completions", cfg, clients, 512, None, seed=7, use_ray=True)
     recs: list[dict] = []
-    t0 = time.time()
     run_pool(spec, reqs, recs.append)
     lags = np.array([r["sent_at"] - r["scheduled_at"] for r in recs if r["sent_at"] is not None])
     errors = sum(1 for r in recs if r["error_type"])
@@ -95,11 +94,11 @@ def main() -> None:
                 trials = [trial(base, clients, qps, args.seconds, args.tokens)
                           for _ in range(args.repeats)]
                 share = (cpu_seconds(server.pid) - cpu) / (time.perf_counter() - started)
-                lags = sorted(t[0] * 1e3 for t in trials)
-                lag = float(np.median(lags)) / 1e3
+                lags = sorted(t[0] for t in trials)
+                lag = float(np.median(lags))
                 tps = float(np.median([t[1] for t in trials]))
                 errors = sum(t[2] for t in trials)
-                spread = "/".join(f"{x:.1f}" for x in lags)
+                spread = "/".join(f"{x * 1e3:.1f}" for x in lags)
                 print(f"{clients:>7} {qps:>12g} {lag * 1e3:>20.2f} {spread:>15} {tps:>9.0f} "
                       f"{errors:>6} {share:>20.0%}", flush=True)
                 if lag > LAG_LIMIT or errors:
